@@ -1,0 +1,84 @@
+"""The app factory: config → connections → store → resources → routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import falcon
+import falcon.asgi
+import redis.asyncio as aioredis
+
+from api.auth import API_PREFIX, AuthMiddleware
+from api.errors import serialize_error
+from api.logreader import LogReader
+from api.openapi import OpenApiResource
+from api.queue import BuildQueue
+from api.resources.builds import BuildsResource, CancelResource
+from api.resources.deployments import DeploymentsResource, DeployResource
+from api.resources.health import HealthResource, ReadyResource
+from api.resources.logs import LogsResource
+from api.resources.uploads import UploadResource
+from api.store import RecordStore
+from common.broker import create_broker
+from common.config import Config
+from common.objects import create_s3, ensure_buckets
+
+DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
+BUILD = DEPLOYMENT + "/builds/{build_id}"
+
+
+class ConnectionsMiddleware:
+    """Owns the app's connections: checks them at startup, closes them at shutdown."""
+
+    def __init__(self, config: Config, redis: aioredis.Redis, s3) -> None:
+        self.config = config
+        self.redis = redis
+        self.s3 = s3
+
+    async def process_startup(self, scope, event) -> None:
+        await self.redis.ping()
+        await asyncio.to_thread(ensure_buckets, self.s3, self.config)
+
+    async def process_shutdown(self, scope, event) -> None:
+        await self.redis.aclose()
+
+
+def routes(
+    config: Config, redis: aioredis.Redis, s3, broker, store: RecordStore
+) -> list[tuple[str, object, str | None]]:
+    """Every route as (template, resource, suffix); the OpenAPI test walks this same list."""
+    deployments = DeploymentsResource(config, store)
+    builds = BuildsResource(store)
+    logs = LogsResource(store, LogReader(config, redis, s3))
+    return [
+        ("/healthz", HealthResource(), None),
+        ("/readyz", ReadyResource(config, redis, s3), None),
+        (API_PREFIX + "/openapi.json", OpenApiResource(), None),
+        (API_PREFIX + "/deployments", deployments, None),
+        (DEPLOYMENT, deployments, "item"),
+        (DEPLOYMENT + "/upload", UploadResource(config, store, s3), None),
+        (DEPLOYMENT + "/deploy", DeployResource(config, store, BuildQueue(config, broker)), None),
+        (DEPLOYMENT + "/builds", builds, None),
+        (BUILD, builds, "item"),
+        (BUILD + "/logs", logs, None),
+        (BUILD + "/logs/stream", logs, "stream"),
+        (BUILD + "/cancel", CancelResource(store), None),
+    ]
+
+
+def create_app(config: Config | None = None) -> falcon.asgi.App:
+    config = config or Config.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redis = aioredis.Redis.from_url(config.redis_url, socket_timeout=10, health_check_interval=30)
+    s3 = create_s3(config)
+    broker = create_broker(config)
+    store = RecordStore(redis)
+    app = falcon.asgi.App(
+        middleware=[ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)],
+    )
+    app.set_error_serializer(serialize_error)
+    app.req_options.strip_url_path_trailing_slash = True
+    for template, resource, suffix in routes(config, redis, s3, broker, store):
+        app.add_route(template, resource, suffix=suffix) if suffix else app.add_route(template, resource)
+    return app

@@ -1,0 +1,94 @@
+"""Reads a build's log for the API: the live Redis stream while it exists, the archived
+object afterwards, switching over without a gap or a duplicate line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from minio import Minio
+from minio.error import S3Error
+
+from common import keys
+from common.config import Config
+from common.logformat import END_FIELD, LINE_FIELD, line_number
+from common.models import Build, BuildStatus, LogState
+from common.objects import log_key
+
+PAGE = 1000
+CHUNK = 64 * 1024
+FOLLOW_BLOCK_MS = 5000
+
+
+class LogReader:
+    def __init__(self, config: Config, redis: aioredis.Redis, s3: Minio) -> None:
+        self.config = config
+        self.redis = redis
+        self.s3 = s3
+
+    async def has_output(self, build: Build) -> bool:
+        """Whether any log exists to show: an archive, or at least one live line."""
+        if build.log_state == LogState.ARCHIVED:
+            return True
+        if build.log_state == LogState.EXPIRED:
+            return False
+        first = await self.redis.xrange(keys.build_log(build.id), count=1)
+        return bool(first) and LINE_FIELD in first[0][1]
+
+    async def lines(
+        self, build: Build, after: int = 0, follow: bool = False
+    ) -> AsyncIterator[tuple[int, str]]:
+        """(line number, text) from line `after + 1` on; with `follow`, until the build ends."""
+        stream = keys.build_log(build.id)
+        last = after
+        while True:
+            entries = await self.redis.xrange(stream, min=f"{last + 1}-0", count=PAGE)
+            if not entries and follow:
+                found = await self.redis.xread({stream: f"{last}-0"}, count=PAGE, block=FOLLOW_BLOCK_MS)
+                entries = found[0][1] if found else []
+            for entry_id, fields in entries:
+                if END_FIELD in fields:
+                    return
+                last = line_number(entry_id)
+                yield last, fields[LINE_FIELD].decode("utf-8", "replace")
+            if len(entries) == PAGE:
+                continue
+            if entries and follow:
+                continue
+            # Caught up with the stream: the log may have moved to the archive meanwhile.
+            state, status = await self.redis.hmget(keys.build(build.id), "log_state", "status")
+            if state == LogState.ARCHIVED.value.encode():
+                async for number, line in self.archived_lines(build):
+                    if number > last:
+                        yield number, line
+                return
+            finished = status is None or BuildStatus(status.decode()).is_terminal
+            if not follow or (finished and not entries):
+                return
+
+    async def archived_lines(self, build: Build) -> AsyncIterator[tuple[int, str]]:
+        number, tail = 0, b""
+        async for chunk in self.archived_chunks(build):
+            *complete, tail = (tail + chunk).split(b"\n")
+            for raw in complete:
+                number += 1
+                yield number, raw.decode("utf-8", "replace")
+        if tail:
+            yield number + 1, tail.decode("utf-8", "replace")
+
+    async def archived_chunks(self, build: Build) -> AsyncIterator[bytes]:
+        try:
+            response = await asyncio.to_thread(
+                self.s3.get_object, self.config.logs_bucket, log_key(build.deployment_id, build.id)
+            )
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchBucket"):
+                return
+            raise
+        try:
+            while chunk := await asyncio.to_thread(response.read, CHUNK):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()

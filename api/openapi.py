@@ -1,0 +1,267 @@
+"""The OpenAPI 3 description of the API, served at /api/v1/openapi.json.
+
+A test walks the app's routes and fails if a route or method is missing here.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from common.models import DEPLOYMENT_CREATED, BuildStatus
+
+UUID = {"type": "string", "format": "uuid"}
+TIME = {"type": "string", "format": "date-time", "nullable": True}
+STATUSES = [s.value for s in BuildStatus]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": _json(_ref("Error"))}
+
+
+ERRORS = {
+    "400": _error("Malformed request"),
+    "401": _error("Missing or invalid bearer token"),
+    "404": _error("Not found"),
+    "405": _error("Method not allowed"),
+    "409": _error("Conflict with the current state"),
+    "413": _error("Body too large"),
+    "415": _error("Unsupported media type"),
+    "422": _error("Invalid field"),
+    "500": _error("Internal error"),
+}
+
+
+def _op(summary: str, ok: dict, *errors: str, body: dict | None = None, params: list | None = None) -> dict:
+    responses = dict(ok)
+    for code in ("401", "404", *errors):
+        responses[code] = ERRORS[code]
+    op = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": UUID}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+PAGING = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size"),
+    _query("cursor", {"type": "integer", "minimum": 1}, "From the previous page's Link: rel=next"),
+]
+DEPLOYMENT_ID = _path_param("deployment_id")
+BUILD_ID = _path_param("build_id")
+LIST_HEADERS = {"Link": {"description": "<url>; rel=\"next\" when more items follow", "schema": {"type": "string"}}}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "Build": {
+        "type": "object",
+        "required": ["id", "deployment_id", "status", "commit_sha", "image_tag", "started_at", "finished_at"],
+        "properties": {
+            "id": UUID,
+            "deployment_id": UUID,
+            "number": {"type": "integer", "description": "1, 2, … within the deployment"},
+            "status": {"type": "string", "enum": STATUSES},
+            "commit_sha": {
+                "type": "string",
+                "nullable": True,
+                "description": "git: the full 40-hex commit; archive: SHA-256 of the archive",
+            },
+            "image_tag": {"type": "string", "nullable": True, "description": "{registry}/{subdomain}:{commit_sha[:8]}, once pushed"},
+            "image_digest": {"type": "string", "nullable": True},
+            "created_at": TIME,
+            "started_at": TIME,
+            "finished_at": TIME,
+            "error": {"type": "string", "nullable": True, "description": "Why the build failed or was cancelled"},
+        },
+    },
+    "Deployment": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "name": {"type": "string"},
+            "subdomain": {"type": "string"},
+            "source_type": {"type": "string", "enum": ["git", "archive"]},
+            "repo_url": {"type": "string", "nullable": True},
+            "branch": {"type": "string", "nullable": True},
+            "dockerfile_path": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": [DEPLOYMENT_CREATED, *STATUSES],
+                "description": "The latest build's status; 'created' before the first build",
+            },
+            "latest_build_id": {**UUID, "nullable": True},
+            "archive": {"type": "object", "nullable": True},
+            "created_at": TIME,
+            "updated_at": TIME,
+        },
+    },
+    "NewDeployment": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "subdomain"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "subdomain": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+            "source_type": {"type": "string", "enum": ["git", "archive"], "default": "git"},
+            "repo_url": {"type": "string", "maxLength": 2048, "description": "Required for git"},
+            "branch": {"type": "string", "maxLength": 255, "default": "main"},
+            "dockerfile_path": {"type": "string", "maxLength": 255, "default": "Dockerfile"},
+        },
+    },
+    "DeployRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"commit_sha": {"type": "string", "pattern": "^[0-9a-f]{40}$"}},
+    },
+}
+
+PATHS = {
+    "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "OK"}}}},
+    "/readyz": {
+        "get": {
+            "summary": "Redis and S3 reachable",
+            "security": [],
+            "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+        }
+    },
+    "/api/v1/openapi.json": {
+        "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3"}}}
+    },
+    "/api/v1/deployments": {
+        "get": _op(
+            "List deployments, newest first",
+            {"200": {"description": "A page", "headers": LIST_HEADERS, "content": _json({"type": "array", "items": _ref("Deployment")})}},
+            "400",
+            params=PAGING,
+        ),
+        "post": _op(
+            "Create a deployment (git or archive)",
+            {"201": {"description": "Created", "content": _json(_ref("Deployment"))}},
+            "400", "409", "413", "415", "422",
+            body={"required": True, "content": _json(_ref("NewDeployment"))},
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}": {
+        "parameters": [DEPLOYMENT_ID],
+        "get": _op("Get a deployment", {"200": {"description": "The deployment", "content": _json(_ref("Deployment"))}}),
+        "delete": _op(
+            "Delete a deployment with its builds; refused (409) while a build is pending or building",
+            {"204": {"description": "Deleted"}},
+            "409",
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/upload": {
+        "parameters": [DEPLOYMENT_ID],
+        "post": _op(
+            "Upload the source archive (.tar.gz) and optionally an inline Dockerfile",
+            {"200": {"description": "Stored", "content": _json({"type": "object", "properties": {"status": {"type": "string", "enum": ["uploaded"]}, "size": {"type": "integer"}, "sha256": {"type": "string"}}})}},
+            "400", "409", "413", "415",
+            body={
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["archive"],
+                            "properties": {
+                                "archive": {"type": "string", "format": "binary"},
+                                "dockerfile": {"type": "string", "format": "binary"},
+                            },
+                        }
+                    }
+                },
+            },
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/deploy": {
+        "parameters": [DEPLOYMENT_ID],
+        "post": _op(
+            "Trigger a build (git: branch tip or the given commit; archive: the last upload)",
+            {"202": {"description": "Queued", "content": _json(_ref("Build"))}},
+            "400", "409", "413", "415", "422",
+            body={"required": False, "content": _json(_ref("DeployRequest"))},
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/builds": {
+        "parameters": [DEPLOYMENT_ID],
+        "get": _op(
+            "List builds, newest first",
+            {"200": {"description": "A page", "headers": LIST_HEADERS, "content": _json({"type": "array", "items": _ref("Build")})}},
+            "400",
+            params=[*PAGING, _query("status", {"type": "string", "enum": STATUSES}, "Only builds in this status")],
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/builds/{build_id}": {
+        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+        "get": _op("Get a build", {"200": {"description": "The build", "content": _json(_ref("Build"))}}),
+    },
+    "/api/v1/deployments/{deployment_id}/builds/{build_id}/logs": {
+        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+        "get": _op(
+            "The build's log as plain text (live while building, archived afterwards)",
+            {"200": {"description": "The docker build output", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/builds/{build_id}/logs/stream": {
+        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+        "get": _op(
+            "WebSocket: one text message per log line from the first (or after `after`), "
+            "then live; closed with 1000 when the build ends. Auth: the Authorization header, "
+            "or the subprotocols 'bearer' and the token.",
+            {"101": {"description": "Switching protocols to WebSocket"}},
+            "405",
+            params=[_query("after", {"type": "integer", "minimum": 0}, "Resume after this many lines")],
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/builds/{build_id}/cancel": {
+        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+        "post": _op(
+            "Cancel a build: pending at once (200), building asked to stop (202)",
+            {
+                "200": {"description": "Cancelled", "content": _json(_ref("Build"))},
+                "202": {"description": "Stop requested", "content": _json(_ref("Build"))},
+            },
+            "409",
+        ),
+    },
+}
+
+SPEC = {
+    "openapi": "3.0.3",
+    "info": {"title": "Build farm API", "version": "1.0.0"},
+    "servers": [{"url": "/"}],
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+}
+
+# Routes whose GET is a WebSocket handshake rather than an HTTP responder.
+WEBSOCKET_PATHS = frozenset({"/api/v1/deployments/{deployment_id}/builds/{build_id}/logs/stream"})
+
+
+class OpenApiResource:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = SPEC

@@ -1,0 +1,57 @@
+"""A build's log: GET as text/plain, or a WebSocket that replays it and then follows it live."""
+
+from __future__ import annotations
+
+import falcon
+from falcon.asgi import WebSocket
+
+from api.auth import WS_BEARER_SUBPROTOCOL, subprotocol_token
+from api.errors import not_found
+from api.logreader import LogReader
+from api.resources.builds import find_build
+from api.store import RecordStore
+from common.models import Build, BuildStatus
+
+LOGS_NOT_AVAILABLE = "Build logs not available"
+
+
+class LogsResource:
+    def __init__(self, store: RecordStore, reader: LogReader) -> None:
+        self.store = store
+        self.reader = reader
+
+    async def on_get(
+        self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
+    ) -> None:
+        build = await find_build(self.store, req, deployment_id, build_id)
+        await self._require_logs(build)
+        resp.content_type = falcon.MEDIA_TEXT
+        if build.log_state == "archived":
+            resp.stream = self.reader.archived_chunks(build)
+        else:
+            resp.stream = self._live_text(build)
+
+    async def _require_logs(self, build: Build) -> None:
+        if build.status == BuildStatus.PENDING:
+            raise not_found(LOGS_NOT_AVAILABLE)
+        if build.status == BuildStatus.BUILDING:
+            return
+        if not await self.reader.has_output(build):
+            raise not_found(LOGS_NOT_AVAILABLE)
+
+    async def _live_text(self, build: Build):
+        async for _, line in self.reader.lines(build):
+            yield (line + "\n").encode()
+
+    async def on_websocket_stream(
+        self, req: falcon.Request, ws: WebSocket, deployment_id: str, build_id: str
+    ) -> None:
+        """One text message per line from line `after + 1` (default: the first), then live;
+        closed with 1000 when the build ends. Resume with `?after=N`, N the lines seen."""
+        build = await find_build(self.store, req, deployment_id, build_id)
+        after = req.get_param_as_int("after", min_value=0) or 0
+        subprotocol = WS_BEARER_SUBPROTOCOL if subprotocol_token(req) else None
+        await ws.accept(subprotocol=subprotocol)
+        async for _, line in self.reader.lines(build, after=after, follow=True):
+            await ws.send_text(line)
+        await ws.close(1000)

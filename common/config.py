@@ -1,0 +1,87 @@
+"""Settings of the farm, read from the environment, with defaults that work locally."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_S3_ENDPOINT = "127.0.0.1:9000"
+DEFAULT_S3_ACCESS_KEY = "buildfarm"
+DEFAULT_S3_SECRET_KEY = "buildfarm-secret"
+DEFAULT_REGISTRY = "localhost:5000"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class ConfigError(ValueError):
+    """Raised when an environment variable holds a value the farm cannot use."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every tunable of the farm; `from_env` maps field `x_y` to `BUILDFARM_X_Y`."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    s3_endpoint: str = DEFAULT_S3_ENDPOINT
+    s3_access_key: str = DEFAULT_S3_ACCESS_KEY
+    s3_secret_key: str = DEFAULT_S3_SECRET_KEY
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    logs_bucket: str = "build-logs"
+    sources_bucket: str = "build-sources"
+    registry: str = DEFAULT_REGISTRY
+    docker_host: str = DEFAULT_DOCKER_HOST
+    queue_name: str = "builds"
+    # Request and upload limits.
+    max_json_bytes: int = 64 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_dockerfile_bytes: int = 256 * 1024
+    # Extraction caps for uploaded archives.
+    max_archive_entries: int = 50_000
+    max_extracted_bytes: int = 4 * 1024 * 1024 * 1024
+    # Builds.
+    build_timeout_s: int = 30 * 60
+    git_timeout_s: int = 300
+    allowed_git_schemes: str = "https,http"
+    build_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    build_cpu_shares: int = 1024
+    build_shm_bytes: int = 64 * 1024 * 1024
+    # Logs.
+    log_max_bytes: int = 64 * 1024 * 1024
+    log_batch_lines: int = 500
+    log_flush_interval_s: float = 0.02
+    archive_retry_interval_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            name = "DOCKER_HOST" if field.name == "docker_host" else f"BUILDFARM_{field.name.upper()}"
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(name, raw, type(field.default))
+        return cls(**values)
+
+    @property
+    def git_schemes(self) -> frozenset[str]:
+        return frozenset(s.strip().lower() for s in self.allowed_git_schemes.split(",") if s.strip())
+
+
+def _parse(name: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    if kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative")
+        return value
+    return raw

@@ -1,0 +1,175 @@
+"""The domain model: deployments, builds, their statuses, and how they sit in Redis hashes."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+
+class BuildStatus(StrEnum):
+    PENDING = "pending"
+    BUILDING = "building"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CANCELLED})
+
+# The only moves a build's status may make; terminal states never change.
+ALLOWED_TRANSITIONS: dict[BuildStatus, frozenset[BuildStatus]] = {
+    BuildStatus.PENDING: frozenset({BuildStatus.BUILDING, BuildStatus.CANCELLED}),
+    BuildStatus.BUILDING: frozenset(TERMINAL_STATUSES),
+}
+
+# A deployment's status mirrors its latest build; "created" means it has never been built.
+DEPLOYMENT_CREATED = "created"
+
+
+class SourceType(StrEnum):
+    GIT = "git"
+    ARCHIVE = "archive"
+
+
+def utc_now() -> str:
+    """The current time as RFC 3339 UTC with millisecond precision and a `Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _RedisHash:
+    """Round-trips a dataclass through a Redis hash of strings; None is stored as ""."""
+
+    def to_redis(self) -> dict[str, str]:
+        out = {}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if value is None:
+                out[field.name] = ""
+            elif isinstance(value, bool):
+                out[field.name] = "1" if value else "0"
+            else:
+                out[field.name] = str(value)
+        return out
+
+    @classmethod
+    def from_redis(cls, raw: dict[Any, Any]) -> Self:
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            text = data.get(field.name, "")
+            if field.type in ("int", int):
+                values[field.name] = int(text) if text else 0
+            elif field.type in ("bool", bool):
+                values[field.name] = text == "1"
+            else:
+                values[field.name] = text or None
+        return cls(**values)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclasses.dataclass
+class Deployment(_RedisHash):
+    id: str
+    tenant: str
+    name: str
+    subdomain: str
+    source_type: str
+    repo_url: str | None
+    branch: str | None
+    dockerfile_path: str
+    created_at: str
+    updated_at: str
+    latest_build_id: str | None = None
+    archive_sha256: str | None = None
+    archive_size: int = 0
+    archive_has_dockerfile: bool = False
+    archive_uploaded_at: str | None = None
+
+    def to_public(self, status: str) -> dict[str, Any]:
+        archive = None
+        if self.archive_sha256:
+            archive = {
+                "sha256": self.archive_sha256,
+                "size": self.archive_size,
+                "inline_dockerfile": self.archive_has_dockerfile,
+                "uploaded_at": self.archive_uploaded_at,
+            }
+        return {
+            "id": self.id,
+            "name": self.name,
+            "subdomain": self.subdomain,
+            "source_type": self.source_type,
+            "repo_url": self.repo_url,
+            "branch": self.branch,
+            "dockerfile_path": self.dockerfile_path,
+            "status": status,
+            "latest_build_id": self.latest_build_id,
+            "archive": archive,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclasses.dataclass
+class Build(_RedisHash):
+    id: str
+    deployment_id: str
+    tenant: str
+    number: int
+    status: str
+    subdomain: str
+    source_type: str
+    dockerfile_path: str
+    created_at: str
+    repo_url: str | None = None
+    branch: str | None = None
+    # Git: the requested or resolved commit; archive: the SHA-256 of the archive to build.
+    commit_sha: str | None = None
+    archive_key: str | None = None
+    dockerfile_key: str | None = None
+    image_tag: str | None = None
+    image_digest: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    attempt: int = 0
+    worker: str | None = None
+    cancel_requested_by: str | None = None
+    log_state: str | None = None
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "deployment_id": self.deployment_id,
+            "number": self.number,
+            "status": self.status,
+            "commit_sha": self.commit_sha,
+            "image_tag": self.image_tag,
+            "image_digest": self.image_digest,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+
+
+class LogState(StrEnum):
+    """Where a build's log lives: nowhere yet, the live stream, the archive, or gone."""
+
+    LIVE = "live"
+    ARCHIVED = "archived"
+    EXPIRED = "expired"
+
+
+def image_tag(registry: str, subdomain: str, commit_sha: str) -> str:
+    """The seed's tag scheme: `{registry}/{subdomain}:{short_hash}`."""
+    return f"{registry}/{subdomain}:{commit_sha[:8]}"

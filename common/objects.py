@@ -1,0 +1,40 @@
+"""Object storage (MinIO / S3): the client, the buckets, and the object names."""
+
+from __future__ import annotations
+
+from minio import Minio
+
+from common.config import Config
+
+
+def create_s3(config: Config) -> Minio:
+    # An explicit region skips the bucket-location probe, whose answer some S3 servers
+    # (rclone) send in a form the client cannot parse.
+    return Minio(
+        config.s3_endpoint,
+        access_key=config.s3_access_key,
+        secret_key=config.s3_secret_key,
+        secure=config.s3_secure,
+        region=config.s3_region,
+    )
+
+
+def ensure_buckets(s3: Minio, config: Config) -> None:
+    for bucket in (config.logs_bucket, config.sources_bucket):
+        if not s3.bucket_exists(bucket):
+            s3.make_bucket(bucket)
+
+
+def archive_key(deployment_id: str, sha256: str) -> str:
+    """An uploaded source archive, content-addressed within its deployment."""
+    return f"{deployment_id}/{sha256}.tar.gz"
+
+
+def dockerfile_key(deployment_id: str, sha256: str) -> str:
+    """The inline Dockerfile uploaded with the archive of that SHA-256."""
+    return f"{deployment_id}/{sha256}.Dockerfile"
+
+
+def log_key(deployment_id: str, build_id: str) -> str:
+    """A build's archived log: plain UTF-8 text, the build record as object metadata."""
+    return f"{deployment_id}/{build_id}.log"
