@@ -1,0 +1,102 @@
+"""Moves a finished build's log from its Redis stream to the logs bucket; the stream is
+dropped only after a confirmed upload, and failed uploads are retried until they succeed."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+
+from minio.error import MinioException
+from urllib3.exceptions import HTTPError
+
+from common import keys
+from common.logformat import LINE_FIELD
+from common.models import Build, LogState
+from common.objects import log_key
+from worker.context import WorkerContext
+
+logger = logging.getLogger("buildfarm.archiver")
+
+PAGE = 5000
+RETRY_BATCH = 20
+LOCK_TTL_S = 300
+
+
+def archive_log(ctx: WorkerContext, build: Build) -> bool:
+    """Uploads the log; on failure it stays in Redis and on the retry list. True if archived."""
+    pending = keys.archive_pending()
+    ctx.redis.zadd(pending, {build.id: time.time()}, nx=True)
+    try:
+        with tempfile.TemporaryFile() as spool:
+            _spool_stream(ctx, build.id, spool)
+            size = spool.tell()
+            spool.seek(0)
+            ctx.s3.put_object(
+                ctx.config.logs_bucket,
+                log_key(build.deployment_id, build.id),
+                spool,
+                size,
+                content_type="text/plain; charset=utf-8",
+                metadata=_metadata(build),
+            )
+    except (MinioException, HTTPError, OSError) as e:
+        logger.warning("log of build %s not archived yet (%s); it stays in Redis", build.id, e)
+        return False
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.build(build.id), "log_state", LogState.ARCHIVED.value)
+        pipe.delete(keys.build_log(build.id))
+        pipe.zrem(pending, build.id)
+        pipe.execute()
+    return True
+
+
+def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
+    stream, start = keys.build_log(build_id), "-"
+    while entries := ctx.redis.xrange(stream, min=start, count=PAGE):
+        for _, fields in entries:
+            if LINE_FIELD in fields:
+                spool.write(fields[LINE_FIELD] + b"\n")
+        start = "(" + entries[-1][0].decode()
+
+
+def _metadata(build: Build) -> dict[str, str]:
+    """The public build record as object metadata (S3 metadata must be ASCII)."""
+    record = build.to_public()
+    return {
+        key: str(value).encode("ascii", "replace").decode()
+        for key, value in record.items()
+        if value is not None
+    }
+
+
+class ArchiveRetrier(threading.Thread):
+    """Retries the uploads that failed (storage down), oldest first, in every worker process."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(name="archive-retrier", daemon=True)
+        self.ctx = ctx
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.ctx.config.archive_retry_interval_s):
+            try:
+                self.retry_once()
+            except Exception:  # a retry loop must outlive any one failure
+                logger.exception("archive retry round failed")
+
+    def retry_once(self) -> None:
+        for raw in self.ctx.redis.zrange(keys.archive_pending(), 0, RETRY_BATCH - 1):
+            build_id = raw.decode()
+            lock = f"{keys.PREFIX}archive:lock:{build_id}"
+            if not self.ctx.redis.set(lock, self.ctx.worker_id, nx=True, ex=LOCK_TTL_S):
+                continue
+            try:
+                build = self.ctx.records.load(build_id)
+                if build is None or build.log_state == LogState.ARCHIVED:
+                    self.ctx.redis.zrem(keys.archive_pending(), build_id)
+                elif not archive_log(self.ctx, build):
+                    return  # storage still down: wait for the next round
+            finally:
+                self.ctx.redis.delete(lock)

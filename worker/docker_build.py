@@ -1,0 +1,117 @@
+"""Runs `docker build` and `docker push` through docker-py's low-level client, turning their
+JSON streams into log lines, and lets another thread abort either one at any moment."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import docker
+
+from common.config import Config
+from worker.source import Source
+
+
+class DockerError(Exception):
+    """Raised when the daemon reports a build or push error; the message is for the log."""
+
+
+class AbortableAPIClient(docker.APIClient):
+    """Remembers the response being streamed, so that a watcher thread can cut it.
+
+    Closing the stream makes the daemon abort a classic build and remove its RUN container;
+    a blocking read gives no other chance to stop a step that prints nothing.
+    """
+
+    streaming_response = None
+
+    def _stream_helper(self, response, decode=False):
+        self.streaming_response = response
+        return super()._stream_helper(response, decode)
+
+    def abort_stream(self) -> None:
+        response = self.streaming_response
+        if response is None:
+            return
+        try:
+            response.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            response.close()
+
+
+def create_docker(config: Config) -> AbortableAPIClient:
+    return AbortableAPIClient(base_url=config.docker_host, version="auto", timeout=300)
+
+
+class _Lines:
+    """Cuts the daemon's `stream` chunks into whole lines."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.tail = ""
+
+    def feed(self, chunk: str) -> None:
+        *complete, self.tail = (self.tail + chunk).split("\n")
+        for line in complete:
+            self.log(line)
+
+    def flush(self) -> None:
+        if self.tail:
+            self.log(self.tail)
+            self.tail = ""
+
+
+def build_image(
+    client: AbortableAPIClient, config: Config, source: Source, tag: str, log: Callable[[str], None]
+) -> str:
+    """Builds `tag` from the source; returns the image id."""
+    stream = client.build(
+        path=str(source.context_dir),
+        dockerfile=source.dockerfile,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        container_limits={
+            "memory": config.build_memory_bytes,
+            "memswap": config.build_memory_bytes,
+            "cpushares": config.build_cpu_shares,
+        },
+        shmsize=config.build_shm_bytes,
+    )
+    lines, image_id = _Lines(log), None
+    for item in stream:
+        if "stream" in item:
+            lines.feed(item["stream"])
+        elif "error" in item:
+            lines.flush()
+            raise DockerError(item["error"].strip())
+        elif "aux" in item:
+            image_id = item["aux"].get("ID", image_id)
+        elif item.get("status") and "progressDetail" not in item:
+            lines.flush()
+            log(item["status"])
+    lines.flush()
+    if image_id is None:
+        raise DockerError("The build ended without producing an image")
+    return image_id
+
+
+def push_image(client: AbortableAPIClient, tag: str, log: Callable[[str], None]) -> str:
+    """Pushes `tag`, logging one line per layer instead of progress bars; returns the digest."""
+    repository, _, short = tag.rpartition(":")
+    log(f"Pushing {tag}")
+    digest = None
+    for item in client.push(repository, tag=short, stream=True, decode=True):
+        if "error" in item:
+            raise DockerError(f"Push failed: {item['error'].strip()}")
+        status = item.get("status", "")
+        if "aux" in item:
+            digest = item["aux"].get("Digest", digest)
+        elif item.get("id") and (status in ("Pushed", "Layer already exists") or status.startswith("Mounted")):
+            log(f"{item['id']}: {status}")
+        elif status and not item.get("id") and "progressDetail" not in item:
+            log(status)
+    if digest is None:
+        raise DockerError("Push ended without a digest from the registry")
+    return digest

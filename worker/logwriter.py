@@ -1,0 +1,118 @@
+"""Writes a build's log lines to its Redis stream: batched, capped in size, fenced by the
+claim's attempt number, and closed with an end marker."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from common import keys
+from common.logformat import END_FIELD, LINE_FIELD, entry_id, line_number
+
+# Appends a batch of (id, line) entries only while the writer's attempt owns the build.
+_APPEND_LUA = """
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return -1 end
+local field = ARGV[2]
+for i = 3, #ARGV, 2 do
+  redis.call('XADD', KEYS[2], ARGV[i], field, ARGV[i + 1])
+end
+return (#ARGV - 2) / 2
+"""
+
+# Room kept past the cap for the lines that say how the build ended.
+FOOTER_RESERVE_BYTES = 64 * 1024
+
+
+class LogWriter:
+    """Collects lines from the build thread; a flusher thread ships them every interval."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        build_id: str,
+        attempt: int,
+        max_bytes: int,
+        batch_lines: int,
+        flush_interval_s: float,
+    ) -> None:
+        self.redis = client
+        self.build_key = keys.build(build_id)
+        self.stream = keys.build_log(build_id)
+        self.attempt = attempt
+        self.max_bytes = max_bytes
+        self.batch_lines = batch_lines
+        self.flush_interval_s = flush_interval_s
+        self._append = client.register_script(_APPEND_LUA)
+        self._buffer: list[tuple[str, str]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._truncated = False
+        self.lost_claim = False
+        self.bytes_written = 0
+        # A takeover continues the numbering of the lines an earlier attempt wrote.
+        last = client.xrevrange(self.stream, count=1)
+        self.last_line = line_number(last[0][0]) if last else 0
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"log-{build_id[:8]}", daemon=True)
+        self._flusher.start()
+
+    def line(self, text: str, *, footer: bool = False) -> None:
+        size = len(text.encode("utf-8", "replace")) + 1
+        with self._cond:
+            limit = self.max_bytes + (FOOTER_RESERVE_BYTES if footer else 0)
+            if self.bytes_written + size > limit:
+                if self._truncated or footer:
+                    return
+                self._truncated = True
+                text = f"[log truncated: it exceeded {self.max_bytes} bytes; later lines are dropped]"
+                size = len(text) + 1
+            self.bytes_written += size
+            self.last_line += 1
+            self._buffer.append((entry_id(self.last_line), text))
+            if len(self._buffer) >= self.batch_lines:
+                self._cond.notify()
+
+    def drain(self) -> None:
+        """Stops the flusher and ships every buffered line; no line may follow."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._flusher.join()
+        self._send(self._take(), LINE_FIELD)
+
+    def end(self, final_status: str) -> None:
+        """Writes the end marker that live readers stop at (after `drain`)."""
+        self._send([(entry_id(self.last_line + 1), final_status)], END_FIELD)
+
+    def _take(self) -> list[tuple[str, str]]:
+        with self._cond:
+            batch, self._buffer = self._buffer, []
+        return batch
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._closed and len(self._buffer) < self.batch_lines:
+                    self._cond.wait(self.flush_interval_s)
+                closed = self._closed
+            self._send(self._take(), LINE_FIELD)
+            if closed:
+                return
+
+    def _send(self, entries: list[tuple[str, str]], field: bytes) -> None:
+        if not entries or self.lost_claim:
+            return
+        args: list[str | bytes] = [str(self.attempt), field]
+        for ident, text in entries:
+            args += [ident, text]
+        for delay in (0.1, 0.5, 2.0, None):
+            try:
+                if self._append(keys=[self.build_key, self.stream], args=args) == -1:
+                    self.lost_claim = True
+                return
+            except redis.ConnectionError:
+                # A brief Redis outage must not lose lines: retry, then give up loudly.
+                if delay is None:
+                    raise
+                time.sleep(delay)

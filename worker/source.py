@@ -1,0 +1,153 @@
+"""Fetches a build's source into a fresh scratch directory: an uploaded archive (checked
+against its SHA-256, extracted safely) or a git clone (no prompts, no option injection)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from minio import Minio
+
+from common.config import Config
+from common.models import Build, SourceType
+
+INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
+CHUNK = 1024 * 1024
+
+
+class SourceError(Exception):
+    """Raised when a build's source cannot be fetched or is unsafe; the message is for the log."""
+
+
+@dataclass(frozen=True)
+class Source:
+    context_dir: Path
+    dockerfile: str
+    commit_sha: str
+
+
+def fetch_source(config: Config, s3: Minio, build: Build, scratch: Path, log: Callable[[str], None]) -> Source:
+    context_dir = scratch / "context"
+    context_dir.mkdir()
+    if build.source_type == SourceType.ARCHIVE:
+        commit_sha = _fetch_archive(config, s3, build, scratch, context_dir, log)
+    else:
+        commit_sha = _clone(config, build, context_dir, log)
+    dockerfile = build.dockerfile_path
+    if build.dockerfile_key:
+        s3.fget_object(config.sources_bucket, build.dockerfile_key, str(context_dir / INLINE_DOCKERFILE))
+        dockerfile = INLINE_DOCKERFILE
+        log("Using the Dockerfile uploaded with the archive")
+    _check_dockerfile(context_dir, dockerfile)
+    return Source(context_dir, dockerfile, commit_sha)
+
+
+def _check_dockerfile(context_dir: Path, dockerfile: str) -> None:
+    path = (context_dir / dockerfile).resolve()
+    if not path.is_relative_to(context_dir.resolve()):
+        raise SourceError(f"Dockerfile path '{dockerfile}' points outside the build context")
+    if not path.is_file():
+        raise SourceError(f"Dockerfile not found: no file '{dockerfile}' in the build context")
+
+
+def _fetch_archive(
+    config: Config, s3: Minio, build: Build, scratch: Path, context_dir: Path, log: Callable[[str], None]
+) -> str:
+    archive = scratch / "source.tar.gz"
+    digest = hashlib.sha256()
+    response = s3.get_object(config.sources_bucket, build.archive_key)
+    try:
+        with archive.open("wb") as out:
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    if digest.hexdigest() != build.commit_sha:
+        raise SourceError("The stored archive does not match its SHA-256: refusing to build it")
+    log(f"Fetched source archive {build.commit_sha[:12]} ({archive.stat().st_size} bytes)")
+    extract_archive(archive, context_dir, config.max_archive_entries, config.max_extracted_bytes)
+    return build.commit_sha
+
+
+def extract_archive(archive: Path, dest: Path, max_entries: int, max_bytes: int) -> None:
+    """Extracts a .tar.gz into `dest` only: no absolute paths, no `..`, no links leaving it,
+    no devices, and capped in entry count and total size (a gzip bomb stops at the cap)."""
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            members, total = [], 0
+            for member in tar:
+                members.append(member)
+                total += member.size
+                if len(members) > max_entries:
+                    raise SourceError(f"The archive has more than {max_entries} entries")
+                if total > max_bytes:
+                    raise SourceError(f"The archive expands to more than {max_bytes} bytes")
+            # The "data" filter refuses absolute paths, `..`, links out of `dest` and devices.
+            tar.extractall(dest, members=members, filter="data")
+    except tarfile.FilterError as e:
+        raise SourceError(f"Unsafe archive entry refused: {e}") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise SourceError(f"The archive is not a valid .tar.gz: {e}") from None
+
+
+def _clone(config: Config, build: Build, context_dir: Path, log: Callable[[str], None]) -> str:
+    """Clones the deployment's branch (shallow where the server allows it) and resolves the
+    commit to its full SHA; a requested commit is checked out from a full clone."""
+    log(f"Cloning {build.repo_url} (branch {build.branch})")
+    shallow = build.commit_sha is None
+    try:
+        _git(config, "clone", *_clone_options(build, shallow), "--", build.repo_url, str(context_dir))
+    except SourceError as e:
+        if not (shallow and "shallow" in str(e)):
+            raise
+        # Git's "dumb" HTTP transport cannot do shallow clones.
+        shutil.rmtree(context_dir)
+        _git(config, "clone", *_clone_options(build, False), "--", build.repo_url, str(context_dir))
+    if build.commit_sha:
+        _git(config, "-C", str(context_dir), "checkout", "--quiet", "--detach", build.commit_sha)
+    sha = _git(config, "-C", str(context_dir), "rev-parse", "--verify", "HEAD^{commit}").strip()
+    shutil.rmtree(context_dir / ".git")
+    log(f"Checked out commit {sha}")
+    return sha
+
+
+def _clone_options(build: Build, shallow: bool) -> list[str]:
+    options = ["--quiet", "--no-tags", "--single-branch", "--branch", build.branch]
+    return [*options, "--depth", "1"] if shallow else options
+
+
+def _git(config: Config, *args: str) -> str:
+    allowed = sorted(config.git_schemes)
+    protocol_rules = ["-c", "protocol.allow=never"]
+    for scheme in allowed:
+        protocol_rules += ["-c", f"protocol.{scheme}.allow=always"]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": "/nonexistent",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    try:
+        done = subprocess.run(
+            ["git", *protocol_rules, "-c", "core.hooksPath=/dev/null", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=config.git_timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"git {args[0]} timed out after {config.git_timeout_s} s") from None
+    if done.returncode != 0:
+        message = done.stderr.strip().splitlines()
+        raise SourceError(f"git {args[0]} failed: {' '.join(message[-3:]) or done.returncode}")
+    return done.stdout
