@@ -84,6 +84,8 @@ def extract_archive(archive: Path, dest: Path, max_entries: int, max_bytes: int)
         with tarfile.open(archive, mode="r:gz") as tar:
             members, total = [], 0
             for member in tar:
+                if member.name.startswith("/") or ".." in member.name.split("/"):
+                    raise SourceError(f"Unsafe archive entry refused: '{member.name}' leaves the build context")
                 members.append(member)
                 total += member.size
                 if len(members) > max_entries:

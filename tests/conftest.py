@@ -1,0 +1,198 @@
+"""Fixtures on real services: Redis, S3, the Docker engine and registry that `make test`
+starts, plus the API (gunicorn + uvicorn) and a Dramatiq worker started here as processes.
+
+A missing service skips a test on a laptop but fails it in CI (CI=true): a skipped test is
+not a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from cli.tokens import create_token
+from common.config import Config
+from common.objects import create_s3, ensure_buckets
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BASE_IMAGE = "buildfarm/busybox:latest"
+# The test API's upload cap: big enough to show an upload is streamed, not held in memory.
+UPLOAD_CAP = 96 * 1024 * 1024
+
+
+def missing(what: str) -> None:
+    message = f"{what} is not available (run the tests with `make test`)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return Config.from_env()
+
+
+@pytest.fixture(scope="session")
+def redis_client(config: Config) -> redis.Redis:
+    client = redis.Redis.from_url(config.redis_url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        missing(f"Redis at {config.redis_url}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def s3(config: Config):
+    client = create_s3(config)
+    try:
+        ensure_buckets(client, config)
+    except Exception:
+        missing(f"S3 at {config.s3_endpoint}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client(config: Config):
+    import docker
+
+    client = docker.APIClient(base_url=config.docker_host, version="auto")
+    try:
+        client.inspect_image(BASE_IMAGE)
+    except Exception:
+        missing(f"a Docker engine at {config.docker_host} with the image {BASE_IMAGE}")
+    return client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Process:
+    """A child process in its own session, stopped with its whole process group."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.handle = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.handle.pid
+
+    def alive(self) -> bool:
+        return self.handle.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.handle.pid, sig)
+        try:
+            self.handle.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.handle.pid, signal.SIGKILL)
+            self.handle.wait(10)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"dramatiq_worker_timeout": "100", "BUILDFARM_ARCHIVE_RETRY_INTERVAL_S": "1"})
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.fixture(scope="session")
+def api_url(redis_client, s3, logs_dir) -> str:
+    """The real API: gunicorn with two uvicorn workers on a free port."""
+    port = free_port()
+    server = Process(
+        [str(BIN / "gunicorn"), "api.asgi:app", "--worker-class", "uvicorn_worker.UvicornWorker",
+         "--workers", "2", "--bind", f"127.0.0.1:{port}"],
+        process_env(BUILDFARM_MAX_UPLOAD_BYTES=str(UPLOAD_CAP)),
+        logs_dir / "api.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert server.alive(), f"the API exited:\n{server.tail()}"
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 30, what="the API to be ready")
+    yield url
+    server.stop()
+
+
+def start_worker(logs_dir: Path, name: str = "worker", processes: int = 1, threads: int = 2, **env):
+    return Process(
+        [str(BIN / "dramatiq"), "worker.actors", "--queues", "builds",
+         "--processes", str(processes), "--threads", str(threads)],
+        process_env(**env),
+        logs_dir / f"{name}-{uuid.uuid4().hex[:6]}.log",
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(redis_client, s3, docker_client, logs_dir):
+    """One Dramatiq worker process with two threads, shared by the end-to-end tests."""
+    process = start_worker(logs_dir)
+    time.sleep(1)
+    assert process.alive(), f"the worker exited:\n{process.tail()}"
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def tenant_token(redis_client) -> tuple[str, str]:
+    """A fresh tenant and its token: tests never see each other's deployments."""
+    tenant = f"t-{uuid.uuid4().hex[:12]}"
+    return tenant, create_token(redis_client, tenant, "tests")
+
+
+@pytest.fixture
+def client(api_url, tenant_token) -> httpx.Client:
+    with httpx.Client(
+        base_url=f"{api_url}/api/v1",
+        headers={"Authorization": f"Bearer {tenant_token[1]}"},
+        timeout=30,
+    ) as c:
+        yield c
+
+
+def unique_subdomain(prefix: str = "app") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

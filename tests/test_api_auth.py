@@ -1,0 +1,74 @@
+"""Bearer tokens on every /api/v1 route, tenant isolation, tokens stored only as hashes."""
+
+import httpx
+import pytest
+
+from cli.main import main as buildfarm
+from common import keys
+from common.tokens import token_hash
+from tests.conftest import unique_subdomain
+
+PROTECTED = [
+    ("GET", "/deployments"),
+    ("POST", "/deployments"),
+    ("GET", "/deployments/00000000-0000-4000-8000-000000000000"),
+    ("DELETE", "/deployments/00000000-0000-4000-8000-000000000000"),
+    ("POST", "/deployments/00000000-0000-4000-8000-000000000000/upload"),
+    ("POST", "/deployments/00000000-0000-4000-8000-000000000000/deploy"),
+    ("GET", "/deployments/00000000-0000-4000-8000-000000000000/builds"),
+    ("GET", "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000"),
+    ("GET", "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000/logs"),
+    ("POST", "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000/cancel"),
+]
+
+
+@pytest.mark.parametrize("method,path", PROTECTED)
+@pytest.mark.parametrize(
+    "header", [None, "Bearer", "Bearer wrong-token", "Basic dXNlcjpwYXNz", "bf_no_scheme"],
+    ids=["missing", "empty", "wrong", "basic", "no-scheme"],
+)
+def test_every_api_route_refuses_a_missing_or_wrong_token(api_url, method, path, header):
+    headers = {"Authorization": header} if header else {}
+    response = httpx.request(method, f"{api_url}/api/v1{path}", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    body = response.json()
+    assert body["error"] == "unauthorized" and body["message"]
+
+
+def test_a_deployment_is_invisible_to_another_tenant(api_url, client, redis_client):
+    from cli.tokens import create_token
+
+    created = client.post("/deployments", json={"name": "a", "subdomain": unique_subdomain(),
+                                                "repo_url": "https://example.com/a.git"})
+    assert created.status_code == 201
+    deployment_id = created.json()["id"]
+    other = {"Authorization": f"Bearer {create_token(redis_client, 'other-tenant', 'x')}"}
+    base = f"{api_url}/api/v1/deployments"
+    assert httpx.get(f"{base}/{deployment_id}", headers=other).status_code == 404
+    assert httpx.get(f"{base}/{deployment_id}/builds", headers=other).status_code == 404
+    assert httpx.post(f"{base}/{deployment_id}/deploy", headers=other).status_code == 404
+    assert httpx.delete(f"{base}/{deployment_id}", headers=other).status_code == 404
+    assert deployment_id not in [d["id"] for d in httpx.get(base, headers=other).json()]
+    # ...and still there for its owner.
+    assert client.get(f"/deployments/{deployment_id}").status_code == 200
+
+
+def test_the_cli_creates_a_token_shown_once_and_stored_only_as_a_hash(api_url, redis_client, capsys):
+    assert buildfarm(["token", "create", "--tenant", "acme", "--name", "ci"]) == 0
+    token = capsys.readouterr().out.strip()
+    stored = redis_client.hgetall(keys.token(token_hash(token)))
+    assert stored[b"tenant"] == b"acme" and stored[b"name"] == b"ci"
+    assert token.encode() not in b"".join(redis_client.dump(k) or b"" for k in redis_client.keys(keys.token("*")))
+    ok = httpx.get(f"{api_url}/api/v1/deployments", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+    assert buildfarm(["token", "revoke", token]) == 0
+    revoked = httpx.get(f"{api_url}/api/v1/deployments", headers={"Authorization": f"Bearer {token}"})
+    assert revoked.status_code == 401
+
+
+def test_health_needs_no_token_and_readiness_checks_redis_and_s3(api_url):
+    assert httpx.get(f"{api_url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{api_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"redis": "ok", "s3": "ok"}

@@ -1,0 +1,224 @@
+"""The Deployments API: create, list, get, delete, upload (streamed, capped)."""
+
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from tests.conftest import UPLOAD_CAP, unique_subdomain
+
+
+def small_archive(files: dict[str, bytes] | None = None) -> bytes:
+    files = files or {"Dockerfile": b"FROM scratch\nCOPY a.txt /\n", "a.txt": b"hello\n"}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def create_archive_deployment(client, **extra) -> dict:
+    response = client.post("/deployments", json={"name": "app", "subdomain": unique_subdomain(),
+                                                 "source_type": "archive", **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_git_deployment_is_created_with_defaults_and_listed(client):
+    subdomain = unique_subdomain()
+    response = client.post("/deployments", json={"name": "My app", "subdomain": subdomain,
+                                                 "repo_url": "https://example.com/app.git"})
+    assert response.status_code == 201
+    created = response.json()
+    assert created["source_type"] == "git" and created["branch"] == "main"
+    assert created["dockerfile_path"] == "Dockerfile" and created["status"] == "created"
+    assert created["created_at"].endswith("Z")
+    assert response.headers["Location"].endswith(created["id"])
+    assert client.get(f"/deployments/{created['id']}").json() == created
+    assert [d["id"] for d in client.get("/deployments").json()] == [created["id"]]
+
+
+def test_deployments_are_listed_newest_first_with_cursor_paging(client):
+    ids = [create_archive_deployment(client)["id"] for _ in range(5)]
+    first = client.get("/deployments", params={"limit": 2})
+    assert [d["id"] for d in first.json()] == ids[::-1][:2]
+    seen = [d["id"] for d in first.json()]
+    link = first.links["next"]["url"]
+    while link:
+        page = client.get(link.removeprefix("/api/v1"))
+        seen += [d["id"] for d in page.json()]
+        link = page.links.get("next", {}).get("url")
+    assert seen == ids[::-1]
+
+
+def test_a_subdomain_belongs_to_one_deployment_only(client):
+    subdomain = unique_subdomain()
+    body = {"name": "a", "subdomain": subdomain, "source_type": "archive"}
+    assert client.post("/deployments", json=body).status_code == 201
+    again = client.post("/deployments", json=body)
+    assert again.status_code == 409 and again.json()["error"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ({"subdomain": "x", "source_type": "archive"}, "'name' is required"),
+        ({"name": "a", "subdomain": "Bad_Label", "source_type": "archive"}, "DNS label"),
+        ({"name": "a", "subdomain": "x", "repo_url": "file:///etc/passwd"}, "schemes"),
+        ({"name": "a", "subdomain": "x", "repo_url": "-uhttps://x"}, "leading '-'"),
+        ({"name": "a", "subdomain": "x"}, "'repo_url' is required"),
+        ({"name": "a", "subdomain": "x", "repo_url": "https://h/r", "branch": "--upload-pack=x"}, "branch"),
+        ({"name": "a", "subdomain": "x", "source_type": "archive", "dockerfile_path": "../x"}, "context"),
+        ({"name": "a", "subdomain": "x", "source_type": "archive", "dockerfile_path": "/etc/x"}, "context"),
+        ({"name": "a", "subdomain": "x", "source_type": "archive", "repo_url": "https://h/r"}, "no 'repo_url'"),
+        ({"name": "a", "subdomain": "x", "source_type": "svn"}, "'git' or 'archive'"),
+        ({"name": 5, "subdomain": "x", "source_type": "archive"}, "type string"),
+        ({"name": True, "subdomain": "x", "source_type": "archive"}, "type string"),
+        ({"name": "a" * 101, "subdomain": "x", "source_type": "archive"}, "at most 100"),
+        ({"name": "a", "subdomain": "x", "source_type": "archive", "extra": 1}, "Unknown field"),
+    ],
+)
+def test_invalid_deployments_are_refused_with_a_clear_422(client, body, fragment):
+    response = client.post("/deployments", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+    assert fragment in response.json()["message"]
+
+
+def test_an_archive_upload_is_stored_in_s3_with_its_sha256(client, s3, config):
+    deployment = create_archive_deployment(client)
+    archive = small_archive()
+    response = client.post(f"/deployments/{deployment['id']}/upload", files={"archive": ("src.tar.gz", archive)})
+    assert response.status_code == 200, response.text
+    digest = hashlib.sha256(archive).hexdigest()
+    assert response.json() == {"status": "uploaded", "size": len(archive), "sha256": digest}
+    stored = s3.get_object(config.sources_bucket, f"{deployment['id']}/{digest}.tar.gz").read()
+    assert stored == archive
+    assert client.get(f"/deployments/{deployment['id']}").json()["archive"]["sha256"] == digest
+
+
+def test_an_inline_dockerfile_is_stored_beside_the_archive(client, s3, config):
+    deployment = create_archive_deployment(client)
+    archive = small_archive({"a.txt": b"x"})
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload",
+        files={"archive": ("src.tar.gz", archive), "dockerfile": ("Dockerfile", b"FROM scratch\n")},
+    )
+    assert response.status_code == 200
+    digest = hashlib.sha256(archive).hexdigest()
+    assert s3.get_object(config.sources_bucket, f"{deployment['id']}/{digest}.Dockerfile").read() == b"FROM scratch\n"
+
+
+def api_rss_kib(api_url) -> int:
+    """Total resident memory of the API server's processes (gunicorn master and workers)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            if b"gunicorn" in cmdline and api_url.rsplit(":", 1)[1].encode() in cmdline:
+                status = open(f"/proc/{pid}/status").read()
+                total += int(status.split("VmRSS:")[1].split()[0])
+        except (OSError, IndexError):
+            continue
+    return total
+
+
+def test_a_large_upload_is_streamed_not_held_in_memory(client, api_url):
+    deployment = create_archive_deployment(client)
+    size = 80 * 1024 * 1024
+    before = api_rss_kib(api_url)
+
+    def body():
+        yield b"\x1f\x8b" + os.urandom(1024 * 1024 - 2)
+        for _ in range(size // (1024 * 1024) - 1):
+            yield os.urandom(1024 * 1024)
+
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload",
+        content=multipart_stream(body()),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["size"] == size
+    growth_mib = (api_rss_kib(api_url) - before) / 1024
+    print(f"API RSS growth for an {size >> 20} MiB upload: {growth_mib:.1f} MiB")
+    assert growth_mib < 40
+
+
+BOUNDARY = "buildfarm-test-boundary"
+
+
+def multipart_stream(chunks):
+    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"archive\"; filename=\"a.tar.gz\"\r\n"
+           "Content-Type: application/gzip\r\n\r\n").encode()
+    yield from chunks
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def test_an_upload_over_the_cap_is_refused_with_413_and_not_recorded(client):
+    deployment = create_archive_deployment(client)
+    chunks = [b"\x1f\x8b" + bytes(1024 * 1024 - 2)] + [bytes(1024 * 1024)] * (UPLOAD_CAP // (1024 * 1024) + 1)
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload",
+        content=multipart_stream(iter(chunks)),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert client.get(f"/deployments/{deployment['id']}").json()["archive"] is None
+
+
+@pytest.mark.parametrize(
+    "files,status,fragment",
+    [
+        ({"archive": ("a.tar.gz", b"plain text, not gzip")}, 400, "gzip"),
+        ({"other": ("x", b"\x1f\x8b")}, 400, "Unexpected form part"),
+        ({"archive": ("a.tar.gz", b"")}, 400, "empty"),
+    ],
+)
+def test_bad_uploads_are_refused_clearly(client, files, status, fragment):
+    deployment = create_archive_deployment(client)
+    response = client.post(f"/deployments/{deployment['id']}/upload", files=files)
+    assert response.status_code == status
+    assert fragment in response.json()["message"]
+
+
+def test_upload_needs_multipart_and_an_archive_deployment(client):
+    deployment = create_archive_deployment(client)
+    wrong_type = client.post(f"/deployments/{deployment['id']}/upload", content=b"\x1f\x8b",
+                             headers={"Content-Type": "application/gzip"})
+    assert wrong_type.status_code == 415
+    git = client.post("/deployments", json={"name": "g", "subdomain": unique_subdomain(),
+                                            "repo_url": "https://example.com/r.git"}).json()
+    refused = client.post(f"/deployments/{git['id']}/upload", files={"archive": ("a.tar.gz", small_archive())})
+    assert refused.status_code == 409
+
+
+def test_deploying_an_archive_deployment_before_any_upload_is_a_conflict(client):
+    deployment = create_archive_deployment(client)
+    response = client.post(f"/deployments/{deployment['id']}/deploy")
+    assert response.status_code == 409
+    assert "upload" in response.json()["message"].lower()
+
+
+def test_a_deployment_with_a_pending_build_cannot_be_deleted_until_it_is_cancelled(client):
+    deployment = create_archive_deployment(client)
+    client.post(f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tar.gz", small_archive())})
+    # No worker runs in this test: the build stays pending.
+    build = client.post(f"/deployments/{deployment['id']}/deploy").json()
+    refused = client.delete(f"/deployments/{deployment['id']}")
+    assert refused.status_code == 409 and "cancel" in refused.json()["message"]
+    assert client.post(f"/deployments/{deployment['id']}/builds/{build['id']}/cancel").status_code == 200
+    assert client.delete(f"/deployments/{deployment['id']}").status_code == 204
+    assert client.get(f"/deployments/{deployment['id']}").status_code == 404
+    assert client.get(f"/deployments/{deployment['id']}/builds/{build['id']}").status_code == 404
+    # The subdomain is free again.
+    again = client.post("/deployments", json={"name": "b", "subdomain": deployment["subdomain"],
+                                              "source_type": "archive"})
+    assert again.status_code == 201

@@ -1,0 +1,74 @@
+"""The worker's log writer on real Redis: numbered lines, batching, cap, end marker, fencing."""
+
+import uuid
+
+import pytest
+
+from common import keys
+from common.logformat import END_FIELD, LINE_FIELD, line_number
+from worker.logwriter import LogWriter
+
+
+@pytest.fixture
+def build_id(redis_client):
+    build_id = str(uuid.uuid4())
+    redis_client.hset(keys.build(build_id), mapping={"attempt": "1", "status": "building"})
+    return build_id
+
+
+def writer(redis_client, build_id, attempt=1, max_bytes=10_000_000, batch=100):
+    return LogWriter(redis_client, build_id, attempt, max_bytes, batch, 0.01)
+
+
+def read_all(redis_client, build_id):
+    return redis_client.xrange(keys.build_log(build_id))
+
+
+def test_lines_arrive_numbered_in_order_with_an_end_marker(redis_client, build_id):
+    log = writer(redis_client, build_id)
+    for i in range(1, 1001):
+        log.line(f"line {i} ✓")
+    log.drain()
+    log.end("success")
+    entries = read_all(redis_client, build_id)
+    assert [line_number(i) for i, _ in entries] == list(range(1, 1002))
+    assert [f[LINE_FIELD].decode() for _, f in entries[:-1]] == [f"line {i} ✓" for i in range(1, 1001)]
+    assert entries[-1][1] == {END_FIELD: b"success"}
+
+
+def test_a_log_over_its_cap_is_cut_with_a_visible_notice_but_keeps_its_footer(redis_client, build_id):
+    log = writer(redis_client, build_id, max_bytes=1000)
+    for i in range(500):
+        log.line(f"{i:09d}")
+    log.line("ERROR: the reason", footer=True)
+    log.drain()
+    lines = [f[LINE_FIELD].decode() for _, f in read_all(redis_client, build_id)]
+    assert lines[:3] == ["000000000", "000000001", "000000002"]
+    assert len(lines) == 102
+    assert lines[-2].startswith("[log truncated")
+    assert lines[-1] == "ERROR: the reason"
+
+
+def test_a_writer_whose_attempt_was_superseded_writes_nothing_more(redis_client, build_id):
+    log = writer(redis_client, build_id)
+    log.line("from attempt 1")
+    log.drain()
+    redis_client.hset(keys.build(build_id), "attempt", "2")
+    stale = writer(redis_client, build_id, attempt=1)
+    stale.line("stale line")
+    stale.drain()
+    stale.end("success")
+    assert stale.lost_claim
+    assert [f for _, f in read_all(redis_client, build_id)] == [{LINE_FIELD: b"from attempt 1"}]
+
+
+def test_a_takeover_continues_the_line_numbers(redis_client, build_id):
+    first = writer(redis_client, build_id)
+    first.line("a")
+    first.line("b")
+    first.drain()
+    redis_client.hset(keys.build(build_id), "attempt", "2")
+    second = writer(redis_client, build_id, attempt=2)
+    second.line("c")
+    second.drain()
+    assert [line_number(i) for i, _ in read_all(redis_client, build_id)] == [1, 2, 3]
