@@ -35,7 +35,7 @@ test: install
 	@eval "$$($(TEST_ENV) deploy/local/services env)" && $(TEST_ENV) deploy/local/base-image
 	@set -o pipefail; status=0; \
 	eval "$$($(TEST_ENV) deploy/local/services env)" && \
-	  $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	  $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	$(TEST_ENV) deploy/local/services down; \
 	exit $$status
 

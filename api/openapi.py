@@ -92,6 +92,8 @@ SCHEMAS = {
             "started_at": TIME,
             "finished_at": TIME,
             "error": {"type": "string", "nullable": True, "description": "Why the build failed or was cancelled"},
+            "attempt": {"type": "integer", "description": "Runs started for this build (0 while pending)"},
+            "worker": {"type": "string", "nullable": True, "description": "host:pid of the worker that ran it"},
         },
     },
     "Deployment": {

@@ -159,6 +159,8 @@ class Build(_RedisHash):
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "attempt": self.attempt,
+            "worker": self.worker,
         }
 
 

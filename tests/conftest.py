@@ -159,6 +159,8 @@ def api_url(redis_client, s3, logs_dir) -> str:
 
 
 def start_worker(logs_dir: Path, name: str = "worker", processes: int = 1, threads: int = 2, **env):
+    # Prefetch no more messages than threads: idle processes must get the next build.
+    env.setdefault("dramatiq_queue_prefetch", str(threads))
     return Process(
         [str(BIN / "dramatiq"), "worker.actors", "--queues", "builds",
          "--processes", str(processes), "--threads", str(threads)],

@@ -21,6 +21,8 @@ end
 return (#ARGV - 2) / 2
 """
 
+# Lines held in memory at most, in batches, before the build thread waits for Redis.
+MAX_BUFFERED_BATCHES = 4
 # Room kept past the cap for the lines that say how the build ended.
 FOOTER_RESERVE_BYTES = 64 * 1024
 
@@ -67,17 +69,21 @@ class LogWriter:
                 self._truncated = True
                 text = f"[log truncated: it exceeded {self.max_bytes} bytes; later lines are dropped]"
                 size = len(text) + 1
+            # Backpressure: a build printing faster than Redis takes lines waits here,
+            # so the worker's memory stays bounded whatever the log's size.
+            while len(self._buffer) >= self.batch_lines * MAX_BUFFERED_BATCHES and not self._closed:
+                self._cond.wait()
             self.bytes_written += size
             self.last_line += 1
             self._buffer.append((entry_id(self.last_line), text))
             if len(self._buffer) >= self.batch_lines:
-                self._cond.notify()
+                self._cond.notify_all()
 
     def drain(self) -> None:
         """Stops the flusher and ships every buffered line; no line may follow."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
+            self._cond.notify_all()
         self._flusher.join()
         self._send(self._take(), LINE_FIELD)
 
@@ -88,6 +94,7 @@ class LogWriter:
     def _take(self) -> list[tuple[str, str]]:
         with self._cond:
             batch, self._buffer = self._buffer, []
+            self._cond.notify_all()
         return batch
 
     def _flush_loop(self) -> None:

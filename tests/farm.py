@@ -1,0 +1,93 @@
+"""Helpers for end-to-end tests: build contexts, deployments driven through HTTP, waits."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+import uuid
+
+import httpx
+from websockets.sync.client import connect
+
+from tests.conftest import BASE_IMAGE, unique_subdomain
+
+TERMINAL = ("success", "failed", "cancelled")
+
+
+def context_archive(dockerfile: str | None, files: dict[str, bytes] | None = None) -> bytes:
+    # A file unique to each context: `COPY . .` then misses the layer cache, so RUN steps
+    # really run and print.
+    files = {"nonce": uuid.uuid4().bytes, **(files or {})}
+    if dockerfile is not None:
+        files["Dockerfile"] = dockerfile.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def dockerfile(*run_steps: str) -> str:
+    steps = "".join(f"RUN {step}\n" for step in run_steps)
+    return f"FROM {BASE_IMAGE}\nWORKDIR /app\nCOPY . .\n{steps}EXPOSE 3000\nCMD [\"cat\", \"/app/Dockerfile\"]\n"
+
+
+def archive_deployment(client: httpx.Client, archive: bytes, **fields) -> dict:
+    created = client.post("/deployments", json={"name": "e2e", "subdomain": unique_subdomain(),
+                                                "source_type": "archive", **fields})
+    assert created.status_code == 201, created.text
+    deployment = created.json()
+    uploaded = client.post(f"/deployments/{deployment['id']}/upload", files={"archive": ("src.tar.gz", archive)})
+    assert uploaded.status_code == 200, uploaded.text
+    return deployment
+
+
+def deploy(client: httpx.Client, deployment: dict, **body) -> dict:
+    response = client.post(f"/deployments/{deployment['id']}/deploy", json=body or None)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def build_path(build: dict) -> str:
+    return f"/deployments/{build['deployment_id']}/builds/{build['id']}"
+
+
+def wait_for_status(client: httpx.Client, build: dict, statuses=TERMINAL, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = client.get(build_path(build)).json()
+        if current["status"] in statuses:
+            return current
+        time.sleep(0.1)
+    raise AssertionError(f"build {build['id']} not in {statuses} after {timeout} s: {current}")
+
+
+def logs(client: httpx.Client, build: dict) -> str:
+    response = client.get(build_path(build) + "/logs")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+def ws_url(api_url: str, build: dict, after: int | None = None) -> str:
+    url = api_url.replace("http://", "ws://") + "/api/v1" + build_path(build) + "/logs/stream"
+    return url if after is None else f"{url}?after={after}"
+
+
+def ws_lines(api_url: str, token: str, build: dict, after: int | None = None, timeout: float = 120):
+    """Every message of the log WebSocket until the server closes it; returns (lines, close code)."""
+    lines = []
+    with connect(ws_url(api_url, build, after), additional_headers={"Authorization": f"Bearer {token}"},
+                 open_timeout=10, close_timeout=5) as ws:
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                lines.append(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        except Exception as closed:  # ConnectionClosedOK ends the stream
+            code = getattr(getattr(closed, "rcvd", None), "code", None)
+            return lines, code
+    raise AssertionError("the log stream did not close")

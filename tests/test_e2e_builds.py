@@ -1,0 +1,299 @@
+"""End to end through real processes: gunicorn API, Dramatiq worker, dockerd, registry, Redis,
+S3 (and a git server on loopback). Nothing here is mocked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port, wait_until
+from tests.farm import (
+    archive_deployment,
+    build_path,
+    context_archive,
+    deploy,
+    dockerfile,
+    logs,
+    wait_for_status,
+    ws_lines,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def registry_tags(config, repository: str) -> list[str]:
+    response = httpx.get(f"http://{config.registry}/v2/{repository}/tags/list")
+    return response.json().get("tags") or [] if response.status_code == 200 else []
+
+
+def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
+    client, api_url, tenant_token, worker, config, s3
+):
+    archive = context_archive(dockerfile("echo building step one", "seq 1 3"), {"a.txt": b"hello\n"})
+    deployment = archive_deployment(client, archive)
+    build = deploy(client, deployment)
+    assert build["status"] == "pending" and build["image_tag"] is None and build["started_at"] is None
+
+    # Given a client following the log from the start, while the build runs
+    streamed = {}
+    follower = threading.Thread(target=lambda: streamed.update(
+        zip(("lines", "code"), ws_lines(api_url, tenant_token[1], build))))
+    follower.start()
+    seen = set()
+    while (current := client.get(build_path(build)).json())["status"] not in ("success", "failed", "cancelled"):
+        seen.add(current["status"])
+        time.sleep(0.05)
+    follower.join(60)
+
+    # Then the build succeeded with the image pushed under the seed's tag scheme
+    assert current["status"] == "success", logs(client, build)
+    sha = hashlib.sha256(archive).hexdigest()
+    assert current["commit_sha"] == sha
+    assert current["image_tag"] == f"{config.registry}/{deployment['subdomain']}:{sha[:8]}"
+    assert sha[:8] in registry_tags(config, deployment["subdomain"])
+    assert current["image_digest"].startswith("sha256:")
+    manifest = httpx.get(f"http://{config.registry}/v2/{deployment['subdomain']}/manifests/{sha[:8]}",
+                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert manifest.status_code == 200 and manifest.headers["Docker-Content-Digest"] == current["image_digest"]
+    # ...with times in order
+    created, started, finished = (parse_time(current[k]) for k in ("created_at", "started_at", "finished_at"))
+    assert created <= started <= finished
+    assert seen <= {"pending", "building"}
+    # ...and the classic builder's log, live and archived alike
+    text = logs(client, build)
+    assert "Step 1/" in text and "building step one" in text and "Successfully tagged" in text
+    assert text.index("Step 1/") < text.index("Successfully built") < text.index("Pushing")
+    assert streamed["code"] == 1000
+    assert streamed["lines"] == text.splitlines()
+    # ...the log archived as plain text with the build record as metadata
+    archived = wait_until(lambda: _archived(s3, config, build), 30, what="the log archive")
+    assert archived.read().decode() == text
+    stat = s3.stat_object(config.logs_bucket, f"{deployment['id']}/{build['id']}.log")
+    assert stat.metadata["x-amz-meta-status"] == "success"
+    # ...and the deployment's status follows its latest build
+    assert client.get(f"/deployments/{deployment['id']}").json()["status"] == "success"
+    listed = client.get(f"/deployments/{deployment['id']}/builds").json()
+    assert [b["id"] for b in listed] == [build["id"]] and listed[0]["status"] == "success"
+
+
+def _archived(s3, config, build):
+    try:
+        return s3.get_object(config.logs_bucket, f"{build['deployment_id']}/{build['id']}.log")
+    except Exception:
+        return None
+
+
+def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(client, api_url, tenant_token, worker):
+    deployment = archive_deployment(client, context_archive(dockerfile("seq 1 50")))
+    build = wait_for_status(client, deploy(client, deployment))
+    assert build["status"] == "success"
+    whole = logs(client, build).splitlines()
+    lines, code = ws_lines(api_url, tenant_token[1], build)
+    assert (lines, code) == (whole, 1000)
+    rest, code = ws_lines(api_url, tenant_token[1], build, after=10)
+    assert (rest, code) == (whole[10:], 1000)
+
+
+def test_the_websocket_takes_the_token_as_a_subprotocol_and_refuses_strangers(client, api_url, tenant_token, worker):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    deployment = archive_deployment(client, context_archive(dockerfile("true")))
+    build = wait_for_status(client, deploy(client, deployment))
+    url = api_url.replace("http://", "ws://") + "/api/v1" + build_path(build) + "/logs/stream"
+    with connect(url, subprotocols=["bearer", tenant_token[1]]) as ws:
+        assert ws.subprotocol == "bearer"
+        assert ws.recv(timeout=10)
+    with pytest.raises(InvalidStatus):
+        connect(url, subprotocols=["bearer", "bf_wrong"])
+    with pytest.raises(InvalidStatus):
+        connect(url.replace(build["id"], "00000000-0000-4000-8000-000000000000"),
+                additional_headers={"Authorization": f"Bearer {tenant_token[1]}"})
+
+
+def test_a_failing_run_step_fails_the_build_with_the_error_in_its_log(client, worker, config):
+    deployment = archive_deployment(client, context_archive(dockerfile("echo about to fail && exit 3")))
+    build = wait_for_status(client, deploy(client, deployment))
+    assert build["status"] == "failed" and build["image_tag"] is None and build["finished_at"]
+    assert "returned a non-zero code: 3" in build["error"]
+    text = logs(client, build)
+    assert "about to fail" in text
+    last = text.splitlines()[-2:]
+    assert last[0].startswith("ERROR: ") and "non-zero code: 3" in last[0] and last[1] == "Build failed"
+    assert registry_tags(config, deployment["subdomain"]) == []
+
+
+def test_a_missing_dockerfile_fails_the_build_with_a_clear_message(client, worker):
+    deployment = archive_deployment(client, context_archive(None, {"app.txt": b"x"}))
+    build = wait_for_status(client, deploy(client, deployment))
+    assert build["status"] == "failed" and build["image_tag"] is None
+    assert build["error"] == "Dockerfile not found: no file 'Dockerfile' in the build context"
+    assert "ERROR: Dockerfile not found" in logs(client, build)
+
+
+def test_an_inline_dockerfile_uploaded_with_the_archive_is_used(client, worker):
+    archive = context_archive(None, {"a.txt": b"inline\n"})
+    created = client.post("/deployments", json={"name": "i", "subdomain": f"inline-{time.time_ns()}",
+                                                "source_type": "archive"}).json()
+    inline = f"FROM {'buildfarm/busybox:latest'}\nCOPY a.txt /\nRUN cat /a.txt\n"
+    client.post(f"/deployments/{created['id']}/upload",
+                files={"archive": ("a.tar.gz", archive), "dockerfile": ("Dockerfile", inline.encode())})
+    build = wait_for_status(client, deploy(client, created))
+    assert build["status"] == "success", logs(client, build)
+    assert "inline" in logs(client, build)
+
+
+@pytest.fixture
+def git_server(tmp_path):
+    """A bare repository served over git's "dumb" HTTP by a static file server on loopback."""
+    work, bare = tmp_path / "work", tmp_path / "srv" / "app.git"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    (work / "Dockerfile").write_text(dockerfile("cat /app/version.txt"))
+    # A nonce keeps the RUN step out of the layer cache of earlier runs.
+    (work / "nonce").write_text(uuid.uuid4().hex)
+    (work / "version.txt").write_text("version one\n")
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "one"], check=True)
+    first = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (work / "version.txt").write_text("version two\n")
+    subprocess.run([*git, "-C", str(work), "commit", "-qam", "two"], check=True)
+    second = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    port = free_port()
+    server = subprocess.Popen(["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=tmp_path / "srv", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/app.git/HEAD"), 10, what="the git server")
+    yield f"http://127.0.0.1:{port}/app.git", first, second
+    server.terminate()
+    server.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_git_build_resolves_the_branch_tip_to_its_full_sha(client, worker, config, git_server):
+    url, first, second = git_server
+    deployment = client.post("/deployments", json={"name": "g", "subdomain": f"git-{time.time_ns()}",
+                                                   "repo_url": url, "branch": "main"}).json()
+    build = deploy(client, deployment)
+    assert build["commit_sha"] is None
+    build = wait_for_status(client, build)
+    assert build["status"] == "success", logs(client, build)
+    assert build["commit_sha"] == second and re.fullmatch(r"[0-9a-f]{40}", second)
+    assert build["image_tag"] == f"{config.registry}/{deployment['subdomain']}:{second[:8]}"
+    assert "version two" in logs(client, build)
+    # A given commit is built instead of the tip.
+    older = wait_for_status(client, deploy(client, deployment, commit_sha=first))
+    assert older["status"] == "success" and older["commit_sha"] == first
+    assert "version one" in logs(client, older)
+    assert {second[:8], first[:8]} <= set(registry_tags(config, deployment["subdomain"]))
+
+
+def test_an_unreachable_repository_fails_the_build_clearly(client, worker):
+    port = free_port()  # nothing listens there
+    deployment = client.post("/deployments", json={"name": "g", "subdomain": f"gone-{time.time_ns()}",
+                                                   "repo_url": f"http://127.0.0.1:{port}/none.git"}).json()
+    build = wait_for_status(client, deploy(client, deployment))
+    assert build["status"] == "failed" and build["error"].startswith("git clone failed")
+    assert "ERROR: git clone failed" in logs(client, build)
+
+
+def worker_children_rss_kib(worker) -> int:
+    """RSS of the Dramatiq worker processes (children of the master)."""
+    children = open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split()
+    return max(int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) for pid in children)
+
+
+def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory(client, worker, config, s3):
+    pad = "." * 60
+    deployment = archive_deployment(client, context_archive(dockerfile(f"seq -w 1 200000 | sed 's/$/ {pad}/'")))
+    rss_before = worker_children_rss_kib(worker)
+    build = deploy(client, deployment)
+    peak = rss_before
+    while (current := client.get(build_path(build)).json())["status"] in ("pending", "building"):
+        peak = max(peak, worker_children_rss_kib(worker))
+        time.sleep(0.05)
+    assert current["status"] == "success", current
+    archived = wait_until(lambda: _archived(s3, config, build), 60, what="the log archive").read().decode()
+    numbered = [line for line in archived.splitlines() if line.endswith(pad)]
+    assert numbered == [f"{i:06d} {pad}" for i in range(1, 200001)]
+    growth_mib = (peak - rss_before) / 1024
+    print(f"\nworker RSS: {rss_before / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak "
+          f"(+{growth_mib:.1f} MiB) for a {len(archived) / 1e6:.1f} MB log")
+    assert growth_mib < 30, f"worker memory grew by {growth_mib:.1f} MiB"
+
+
+def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(
+    client, worker, config, s3
+):
+    deployment = archive_deployment(client, context_archive(dockerfile("sleep 2", "echo survived the outage")))
+    build = deploy(client, deployment)
+    wait_for_status(client, build, statuses=("building",))
+    # When S3 goes down while the build runs
+    state = Path(os.environ.get("BUILDFARM_STATE", ROOT / ".local"))
+    os.kill(int((state / "pids/s3.pid").read_text()), signal.SIGKILL)
+    try:
+        build = wait_for_status(client, build)
+        assert build["status"] == "success"
+        time.sleep(2)
+        # Then the build still ends, and its log is served from Redis meanwhile
+        text = logs(client, build)
+        assert "survived the outage" in text
+    finally:
+        subprocess.run([str(ROOT / "deploy/local/services"), "up"], check=True, capture_output=True)
+    # ...and it is archived, whole, once S3 is back
+    archived = wait_until(lambda: _archived(s3, config, build), 30, what="the retried archive")
+    assert archived.read().decode() == text
+
+
+def test_two_worker_processes_run_builds_in_parallel_each_exactly_once(client, worker, logs_dir):
+    from tests.conftest import start_worker
+
+    second = start_worker(logs_dir, name="second-worker")
+    wait_until(lambda: "ready for action" in second.tail(), 30, what="the second worker to boot")
+    try:
+        deployments = [archive_deployment(client, context_archive(dockerfile("sleep 3"))) for _ in range(4)]
+        builds = [deploy(client, d) for d in deployments]
+        done = [wait_for_status(client, b, timeout=60) for b in builds]
+    finally:
+        second.stop()
+    assert [b["status"] for b in done] == ["success"] * 4
+    assert all(b["attempt"] == 1 for b in done)
+    assert len({b["worker"] for b in done}) == 2, "both worker processes should have taken builds"
+    for build in done:
+        assert logs(client, build).count("Step 1/") == 1
+    spans = sorted((parse_time(b["started_at"]), parse_time(b["finished_at"])) for b in done)
+    overlapping = sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+    assert overlapping >= 1, "builds should have run at the same time"
+
+
+def test_dramatiq_time_limit_cannot_cut_a_long_build():
+    from dramatiq.middleware.time_limit import TimeLimit
+
+    from common.broker import create_broker
+    from common.config import Config
+
+    broker = create_broker(Config())
+    assert not any(isinstance(m, TimeLimit) for m in broker.middleware)
+    assert Config().build_timeout_s == 30 * 60
