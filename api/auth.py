@@ -14,9 +14,7 @@ WS_BEARER_SUBPROTOCOL = "bearer"
 
 
 def _unauthorized(message: str) -> falcon.HTTPUnauthorized:
-    return falcon.HTTPUnauthorized(
-        description=message, challenges=['Bearer realm="buildfarm"']
-    )
+    return falcon.HTTPUnauthorized(description=message, challenges=['Bearer realm="buildfarm"'])
 
 
 def bearer_token(req: falcon.Request) -> str | None:

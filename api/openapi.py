@@ -65,7 +65,9 @@ PAGING = [
 ]
 DEPLOYMENT_ID = _path_param("deployment_id")
 BUILD_ID = _path_param("build_id")
-LIST_HEADERS = {"Link": {"description": "<url>; rel=\"next\" when more items follow", "schema": {"type": "string"}}}
+LIST_HEADERS = {
+    "Link": {"description": '<url>; rel="next" when more items follow', "schema": {"type": "string"}}
+}
 
 SCHEMAS = {
     "Error": {
@@ -86,14 +88,26 @@ SCHEMAS = {
                 "nullable": True,
                 "description": "git: the full 40-hex commit; archive: SHA-256 of the archive",
             },
-            "image_tag": {"type": "string", "nullable": True, "description": "{registry}/{subdomain}:{commit_sha[:8]}, once pushed"},
+            "image_tag": {
+                "type": "string",
+                "nullable": True,
+                "description": "{registry}/{subdomain}:{commit_sha[:8]}, once pushed",
+            },
             "image_digest": {"type": "string", "nullable": True},
             "created_at": TIME,
             "started_at": TIME,
             "finished_at": TIME,
-            "error": {"type": "string", "nullable": True, "description": "Why the build failed or was cancelled"},
+            "error": {
+                "type": "string",
+                "nullable": True,
+                "description": "Why the build failed or was cancelled",
+            },
             "attempt": {"type": "integer", "description": "Runs started for this build (0 while pending)"},
-            "worker": {"type": "string", "nullable": True, "description": "host:pid of the worker that ran it"},
+            "worker": {
+                "type": "string",
+                "nullable": True,
+                "description": "host:pid of the worker that ran it",
+            },
         },
     },
     "Deployment": {
@@ -138,7 +152,9 @@ SCHEMAS = {
 }
 
 PATHS = {
-    "/healthz": {"get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "OK"}}}},
+    "/healthz": {
+        "get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "OK"}}}
+    },
     "/readyz": {
         "get": {
             "summary": "Redis and S3 reachable",
@@ -147,25 +163,42 @@ PATHS = {
         }
     },
     "/api/v1/openapi.json": {
-        "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3"}}}
+        "get": {
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3"}},
+        }
     },
     "/api/v1/deployments": {
         "get": _op(
             "List deployments, newest first",
-            {"200": {"description": "A page", "headers": LIST_HEADERS, "content": _json({"type": "array", "items": _ref("Deployment")})}},
+            {
+                "200": {
+                    "description": "A page",
+                    "headers": LIST_HEADERS,
+                    "content": _json({"type": "array", "items": _ref("Deployment")}),
+                }
+            },
             "400",
             params=PAGING,
         ),
         "post": _op(
             "Create a deployment (git or archive)",
             {"201": {"description": "Created", "content": _json(_ref("Deployment"))}},
-            "400", "409", "413", "415", "422",
+            "400",
+            "409",
+            "413",
+            "415",
+            "422",
             body={"required": True, "content": _json(_ref("NewDeployment"))},
         ),
     },
     "/api/v1/deployments/{deployment_id}": {
         "parameters": [DEPLOYMENT_ID],
-        "get": _op("Get a deployment", {"200": {"description": "The deployment", "content": _json(_ref("Deployment"))}}),
+        "get": _op(
+            "Get a deployment",
+            {"200": {"description": "The deployment", "content": _json(_ref("Deployment"))}},
+        ),
         "delete": _op(
             "Delete a deployment with its builds; refused (409) while a build is pending or building",
             {"204": {"description": "Deleted"}},
@@ -176,8 +209,25 @@ PATHS = {
         "parameters": [DEPLOYMENT_ID],
         "post": _op(
             "Upload the source archive (.tar.gz) and optionally an inline Dockerfile",
-            {"200": {"description": "Stored", "content": _json({"type": "object", "properties": {"status": {"type": "string", "enum": ["uploaded"]}, "size": {"type": "integer"}, "sha256": {"type": "string"}}})}},
-            "400", "409", "413", "415",
+            {
+                "200": {
+                    "description": "Stored",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "string", "enum": ["uploaded"]},
+                                "size": {"type": "integer"},
+                                "sha256": {"type": "string"},
+                            },
+                        }
+                    ),
+                }
+            },
+            "400",
+            "409",
+            "413",
+            "415",
             body={
                 "required": True,
                 "content": {
@@ -200,7 +250,11 @@ PATHS = {
         "post": _op(
             "Trigger a build (git: branch tip or the given commit; archive: the last upload)",
             {"202": {"description": "Queued", "content": _json(_ref("Build"))}},
-            "400", "409", "413", "415", "422",
+            "400",
+            "409",
+            "413",
+            "415",
+            "422",
             body={"required": False, "content": _json(_ref("DeployRequest"))},
         ),
     },
@@ -208,9 +262,18 @@ PATHS = {
         "parameters": [DEPLOYMENT_ID],
         "get": _op(
             "List builds, newest first",
-            {"200": {"description": "A page", "headers": LIST_HEADERS, "content": _json({"type": "array", "items": _ref("Build")})}},
+            {
+                "200": {
+                    "description": "A page",
+                    "headers": LIST_HEADERS,
+                    "content": _json({"type": "array", "items": _ref("Build")}),
+                }
+            },
             "400",
-            params=[*PAGING, _query("status", {"type": "string", "enum": STATUSES}, "Only builds in this status")],
+            params=[
+                *PAGING,
+                _query("status", {"type": "string", "enum": STATUSES}, "Only builds in this status"),
+            ],
         ),
     },
     "/api/v1/deployments/{deployment_id}/builds/{build_id}": {
@@ -221,7 +284,12 @@ PATHS = {
         "parameters": [DEPLOYMENT_ID, BUILD_ID],
         "get": _op(
             "The build's log as plain text (live while building, archived afterwards)",
-            {"200": {"description": "The docker build output", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            {
+                "200": {
+                    "description": "The docker build output",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
         ),
     },
     "/api/v1/deployments/{deployment_id}/builds/{build_id}/logs/stream": {

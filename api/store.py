@@ -145,9 +145,7 @@ class RecordStore:
         statuses = [keys.deployment_builds(deployment.id, s.value) for s in BuildStatus]
         await self.redis.delete(*statuses, keys.deployment_build_seq(deployment.id))
 
-    async def record_upload(
-        self, deployment_id: str, sha256: str, size: int, has_dockerfile: bool
-    ) -> None:
+    async def record_upload(self, deployment_id: str, sha256: str, size: int, has_dockerfile: bool) -> None:
         now = utc_now()
         await self.redis.hset(
             keys.deployment(deployment_id),

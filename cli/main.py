@@ -41,10 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "list":
         for row in list_tokens(client):
             print(f"{row['tenant']}\t{row['name']}\t{row['created_at']}\t{row['hash'][:12]}")
-    elif args.action == "revoke":
-        if not revoke_token(client, args.token):
-            print("no such token", file=sys.stderr)
-            return 1
+    elif args.action == "revoke" and not revoke_token(client, args.token):
+        print("no such token", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -75,6 +75,11 @@ def docker_client(config: Config):
     return client
 
 
+def rss_kib(pid: int | str) -> int:
+    """Resident memory of one process, from /proc."""
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,8 +102,13 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self.handle = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     @property
@@ -139,8 +149,16 @@ def api_url(redis_client, s3, logs_dir) -> str:
     """The real API: gunicorn with two uvicorn workers on a free port."""
     port = free_port()
     server = Process(
-        [str(BIN / "gunicorn"), "api.asgi:app", "--worker-class", "uvicorn_worker.UvicornWorker",
-         "--workers", "2", "--bind", f"127.0.0.1:{port}"],
+        [
+            str(BIN / "gunicorn"),
+            "api.asgi:app",
+            "--worker-class",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
         process_env(BUILDFARM_MAX_UPLOAD_BYTES=str(UPLOAD_CAP)),
         logs_dir / "api.log",
     )
@@ -162,8 +180,16 @@ def start_worker(logs_dir: Path, name: str = "worker", processes: int = 1, threa
     # Prefetch no more messages than threads: idle processes must get the next build.
     env.setdefault("dramatiq_queue_prefetch", str(threads))
     return Process(
-        [str(BIN / "dramatiq"), "worker.actors", "--queues", "builds",
-         "--processes", str(processes), "--threads", str(threads)],
+        [
+            str(BIN / "dramatiq"),
+            "worker.actors",
+            "--queues",
+            "builds",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+        ],
         process_env(**env),
         logs_dir / f"{name}-{uuid.uuid4().hex[:6]}.log",
     )

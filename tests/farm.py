@@ -33,15 +33,19 @@ def context_archive(dockerfile: str | None, files: dict[str, bytes] | None = Non
 
 def dockerfile(*run_steps: str) -> str:
     steps = "".join(f"RUN {step}\n" for step in run_steps)
-    return f"FROM {BASE_IMAGE}\nWORKDIR /app\nCOPY . .\n{steps}EXPOSE 3000\nCMD [\"cat\", \"/app/Dockerfile\"]\n"
+    return f'FROM {BASE_IMAGE}\nWORKDIR /app\nCOPY . .\n{steps}EXPOSE 3000\nCMD ["cat", "/app/Dockerfile"]\n'
 
 
 def archive_deployment(client: httpx.Client, archive: bytes, **fields) -> dict:
-    created = client.post("/deployments", json={"name": "e2e", "subdomain": unique_subdomain(),
-                                                "source_type": "archive", **fields})
+    created = client.post(
+        "/deployments",
+        json={"name": "e2e", "subdomain": unique_subdomain(), "source_type": "archive", **fields},
+    )
     assert created.status_code == 201, created.text
     deployment = created.json()
-    uploaded = client.post(f"/deployments/{deployment['id']}/upload", files={"archive": ("src.tar.gz", archive)})
+    uploaded = client.post(
+        f"/deployments/{deployment['id']}/upload", files={"archive": ("src.tar.gz", archive)}
+    )
     assert uploaded.status_code == 200, uploaded.text
     return deployment
 
@@ -81,8 +85,12 @@ def ws_url(api_url: str, build: dict, after: int | None = None) -> str:
 def ws_lines(api_url: str, token: str, build: dict, after: int | None = None, timeout: float = 120):
     """Every message of the log WebSocket until the server closes it; returns (lines, close code)."""
     lines = []
-    with connect(ws_url(api_url, build, after), additional_headers={"Authorization": f"Bearer {token}"},
-                 open_timeout=10, close_timeout=5) as ws:
+    with connect(
+        ws_url(api_url, build, after),
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=10,
+        close_timeout=5,
+    ) as ws:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

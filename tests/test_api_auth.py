@@ -17,14 +17,21 @@ PROTECTED = [
     ("POST", "/deployments/00000000-0000-4000-8000-000000000000/deploy"),
     ("GET", "/deployments/00000000-0000-4000-8000-000000000000/builds"),
     ("GET", "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000"),
-    ("GET", "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000/logs"),
-    ("POST", "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000/cancel"),
+    (
+        "GET",
+        "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000/logs",
+    ),
+    (
+        "POST",
+        "/deployments/00000000-0000-4000-8000-000000000000/builds/00000000-0000-4000-8000-000000000000/cancel",
+    ),
 ]
 
 
 @pytest.mark.parametrize("method,path", PROTECTED)
 @pytest.mark.parametrize(
-    "header", [None, "Bearer", "Bearer wrong-token", "Basic dXNlcjpwYXNz", "bf_no_scheme"],
+    "header",
+    [None, "Bearer", "Bearer wrong-token", "Basic dXNlcjpwYXNz", "bf_no_scheme"],
     ids=["missing", "empty", "wrong", "basic", "no-scheme"],
 )
 def test_every_api_route_refuses_a_missing_or_wrong_token(api_url, method, path, header):
@@ -39,8 +46,10 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(api_url, method, path,
 def test_a_deployment_is_invisible_to_another_tenant(api_url, client, redis_client):
     from cli.tokens import create_token
 
-    created = client.post("/deployments", json={"name": "a", "subdomain": unique_subdomain(),
-                                                "repo_url": "https://example.com/a.git"})
+    created = client.post(
+        "/deployments",
+        json={"name": "a", "subdomain": unique_subdomain(), "repo_url": "https://example.com/a.git"},
+    )
     assert created.status_code == 201
     deployment_id = created.json()["id"]
     other = {"Authorization": f"Bearer {create_token(redis_client, 'other-tenant', 'x')}"}
@@ -59,7 +68,9 @@ def test_the_cli_creates_a_token_shown_once_and_stored_only_as_a_hash(api_url, r
     token = capsys.readouterr().out.strip()
     stored = redis_client.hgetall(keys.token(token_hash(token)))
     assert stored[b"tenant"] == b"acme" and stored[b"name"] == b"ci"
-    assert token.encode() not in b"".join(redis_client.dump(k) or b"" for k in redis_client.keys(keys.token("*")))
+    assert token.encode() not in b"".join(
+        redis_client.dump(k) or b"" for k in redis_client.keys(keys.token("*"))
+    )
     ok = httpx.get(f"{api_url}/api/v1/deployments", headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
     assert buildfarm(["token", "revoke", token]) == 0

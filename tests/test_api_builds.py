@@ -23,9 +23,16 @@ def insert_builds(config, deployment: dict, tenant: str, count: int) -> list[str
         ids = []
         for _ in range(count):
             build = Build(
-                id=str(uuid.uuid4()), deployment_id=deployment["id"], tenant=tenant, number=0,
-                status="pending", subdomain=deployment["subdomain"], source_type="archive",
-                dockerfile_path="Dockerfile", created_at=utc_now(), commit_sha="a" * 64,
+                id=str(uuid.uuid4()),
+                deployment_id=deployment["id"],
+                tenant=tenant,
+                number=0,
+                status="pending",
+                subdomain=deployment["subdomain"],
+                source_type="archive",
+                dockerfile_path="Dockerfile",
+                created_at=utc_now(),
+                commit_sha="a" * 64,
             )
             await store.create_build(build)
             ids.append(build.id)
@@ -37,8 +44,9 @@ def insert_builds(config, deployment: dict, tenant: str, count: int) -> list[str
 
 @pytest.fixture
 def deployment(client):
-    return client.post("/deployments", json={"name": "a", "subdomain": unique_subdomain(),
-                                             "source_type": "archive"}).json()
+    return client.post(
+        "/deployments", json={"name": "a", "subdomain": unique_subdomain(), "source_type": "archive"}
+    ).json()
 
 
 def all_pages(client, path: str, params: dict) -> list[list[dict]]:
@@ -61,23 +69,35 @@ def test_builds_are_listed_newest_first_and_paged_over_many_records(client, conf
     assert listed == ids[::-1]
     numbers = [b["number"] for page in pages for b in page]
     assert numbers == list(range(MANY, 0, -1))
-    assert set(pages[0][0]) >= {"id", "deployment_id", "status", "commit_sha", "image_tag", "started_at",
-                                "finished_at"}
+    assert set(pages[0][0]) >= {
+        "id",
+        "deployment_id",
+        "status",
+        "commit_sha",
+        "image_tag",
+        "started_at",
+        "finished_at",
+    }
 
 
 def test_the_status_filter_pages_through_one_status_only(client, config, deployment, tenant_token):
     ids = insert_builds(config, deployment, tenant_token[0], 30)
     for build_id in ids[::3]:
         assert client.post(f"/deployments/{deployment['id']}/builds/{build_id}/cancel").status_code == 200
-    cancelled = all_pages(client, f"/deployments/{deployment['id']}/builds", {"status": "cancelled", "limit": 4})
+    cancelled = all_pages(
+        client, f"/deployments/{deployment['id']}/builds", {"status": "cancelled", "limit": 4}
+    )
     assert [b["id"] for page in cancelled for b in page] == ids[::3][::-1]
     assert all(b["status"] == "cancelled" and b["finished_at"] for page in cancelled for b in page)
-    pending = all_pages(client, f"/deployments/{deployment['id']}/builds", {"status": "pending", "limit": 100})
+    pending = all_pages(
+        client, f"/deployments/{deployment['id']}/builds", {"status": "pending", "limit": 100}
+    )
     assert len(pending[0]) == 20
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"cursor": "abc"},
-                                    {"status": "done"}])
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"cursor": "abc"}, {"status": "done"}]
+)
 def test_bad_paging_parameters_are_a_400(client, deployment, params):
     response = client.get(f"/deployments/{deployment['id']}/builds", params=params)
     assert response.status_code == 400 and response.json()["error"] == "bad_request"
@@ -97,7 +117,9 @@ def test_logs_of_a_pending_build_are_not_available(client, config, deployment, t
     assert response.json() == {"error": "not_found", "message": "Build logs not available"}
 
 
-def test_a_pending_build_is_cancelled_at_once_and_cancel_is_idempotent(client, config, deployment, tenant_token):
+def test_a_pending_build_is_cancelled_at_once_and_cancel_is_idempotent(
+    client, config, deployment, tenant_token
+):
     [build_id] = insert_builds(config, deployment, tenant_token[0], 1)
     path = f"/deployments/{deployment['id']}/builds/{build_id}/cancel"
     first = client.post(path)

@@ -4,10 +4,11 @@ import hashlib
 import io
 import os
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import UPLOAD_CAP, unique_subdomain
+from tests.conftest import UPLOAD_CAP, rss_kib, unique_subdomain
 
 
 def small_archive(files: dict[str, bytes] | None = None) -> bytes:
@@ -22,16 +23,20 @@ def small_archive(files: dict[str, bytes] | None = None) -> bytes:
 
 
 def create_archive_deployment(client, **extra) -> dict:
-    response = client.post("/deployments", json={"name": "app", "subdomain": unique_subdomain(),
-                                                 "source_type": "archive", **extra})
+    response = client.post(
+        "/deployments",
+        json={"name": "app", "subdomain": unique_subdomain(), "source_type": "archive", **extra},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def test_a_git_deployment_is_created_with_defaults_and_listed(client):
     subdomain = unique_subdomain()
-    response = client.post("/deployments", json={"name": "My app", "subdomain": subdomain,
-                                                 "repo_url": "https://example.com/app.git"})
+    response = client.post(
+        "/deployments",
+        json={"name": "My app", "subdomain": subdomain, "repo_url": "https://example.com/app.git"},
+    )
     assert response.status_code == 201
     created = response.json()
     assert created["source_type"] == "git" and created["branch"] == "main"
@@ -74,7 +79,10 @@ def test_a_subdomain_belongs_to_one_deployment_only(client):
         ({"name": "a", "subdomain": "x", "repo_url": "https://h/r", "branch": "--upload-pack=x"}, "branch"),
         ({"name": "a", "subdomain": "x", "source_type": "archive", "dockerfile_path": "../x"}, "context"),
         ({"name": "a", "subdomain": "x", "source_type": "archive", "dockerfile_path": "/etc/x"}, "context"),
-        ({"name": "a", "subdomain": "x", "source_type": "archive", "repo_url": "https://h/r"}, "no 'repo_url'"),
+        (
+            {"name": "a", "subdomain": "x", "source_type": "archive", "repo_url": "https://h/r"},
+            "no 'repo_url'",
+        ),
         ({"name": "a", "subdomain": "x", "source_type": "svn"}, "'git' or 'archive'"),
         ({"name": 5, "subdomain": "x", "source_type": "archive"}, "type string"),
         ({"name": True, "subdomain": "x", "source_type": "archive"}, "type string"),
@@ -92,7 +100,9 @@ def test_invalid_deployments_are_refused_with_a_clear_422(client, body, fragment
 def test_an_archive_upload_is_stored_in_s3_with_its_sha256(client, s3, config):
     deployment = create_archive_deployment(client)
     archive = small_archive()
-    response = client.post(f"/deployments/{deployment['id']}/upload", files={"archive": ("src.tar.gz", archive)})
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload", files={"archive": ("src.tar.gz", archive)}
+    )
     assert response.status_code == 200, response.text
     digest = hashlib.sha256(archive).hexdigest()
     assert response.json() == {"status": "uploaded", "size": len(archive), "sha256": digest}
@@ -110,7 +120,10 @@ def test_an_inline_dockerfile_is_stored_beside_the_archive(client, s3, config):
     )
     assert response.status_code == 200
     digest = hashlib.sha256(archive).hexdigest()
-    assert s3.get_object(config.sources_bucket, f"{deployment['id']}/{digest}.Dockerfile").read() == b"FROM scratch\n"
+    assert (
+        s3.get_object(config.sources_bucket, f"{deployment['id']}/{digest}.Dockerfile").read()
+        == b"FROM scratch\n"
+    )
 
 
 def api_rss_kib(api_url) -> int:
@@ -120,10 +133,9 @@ def api_rss_kib(api_url) -> int:
         if not pid.isdigit():
             continue
         try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"gunicorn" in cmdline and api_url.rsplit(":", 1)[1].encode() in cmdline:
-                status = open(f"/proc/{pid}/status").read()
-                total += int(status.split("VmRSS:")[1].split()[0])
+                total += rss_kib(pid)
         except (OSError, IndexError):
             continue
     return total
@@ -155,8 +167,10 @@ BOUNDARY = "buildfarm-test-boundary"
 
 
 def multipart_stream(chunks):
-    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"archive\"; filename=\"a.tar.gz\"\r\n"
-           "Content-Type: application/gzip\r\n\r\n").encode()
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="archive"; filename="a.tar.gz"\r\n'
+        "Content-Type: application/gzip\r\n\r\n"
+    ).encode()
     yield from chunks
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
@@ -191,12 +205,19 @@ def test_bad_uploads_are_refused_clearly(client, files, status, fragment):
 
 def test_upload_needs_multipart_and_an_archive_deployment(client):
     deployment = create_archive_deployment(client)
-    wrong_type = client.post(f"/deployments/{deployment['id']}/upload", content=b"\x1f\x8b",
-                             headers={"Content-Type": "application/gzip"})
+    wrong_type = client.post(
+        f"/deployments/{deployment['id']}/upload",
+        content=b"\x1f\x8b",
+        headers={"Content-Type": "application/gzip"},
+    )
     assert wrong_type.status_code == 415
-    git = client.post("/deployments", json={"name": "g", "subdomain": unique_subdomain(),
-                                            "repo_url": "https://example.com/r.git"}).json()
-    refused = client.post(f"/deployments/{git['id']}/upload", files={"archive": ("a.tar.gz", small_archive())})
+    git = client.post(
+        "/deployments",
+        json={"name": "g", "subdomain": unique_subdomain(), "repo_url": "https://example.com/r.git"},
+    ).json()
+    refused = client.post(
+        f"/deployments/{git['id']}/upload", files={"archive": ("a.tar.gz", small_archive())}
+    )
     assert refused.status_code == 409
 
 
@@ -219,6 +240,7 @@ def test_a_deployment_with_a_pending_build_cannot_be_deleted_until_it_is_cancell
     assert client.get(f"/deployments/{deployment['id']}").status_code == 404
     assert client.get(f"/deployments/{deployment['id']}/builds/{build['id']}").status_code == 404
     # The subdomain is free again.
-    again = client.post("/deployments", json={"name": "b", "subdomain": deployment["subdomain"],
-                                              "source_type": "archive"})
+    again = client.post(
+        "/deployments", json={"name": "b", "subdomain": deployment["subdomain"], "source_type": "archive"}
+    )
     assert again.status_code == 201

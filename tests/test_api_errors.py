@@ -29,12 +29,17 @@ def test_deeply_nested_json_is_a_400_not_a_crash(client):
     assert response.status_code in (400, 413)
     assert response.json()["error"] in ("bad_request", "payload_too_large")
     nested = b'{"a":' * 5000 + b"1" + b"}" * 5000
-    assert_error(client.post("/deployments", content=nested, headers={"Content-Type": "application/json"}),
-                 400, "bad_request")
+    assert_error(
+        client.post("/deployments", content=nested, headers={"Content-Type": "application/json"}),
+        400,
+        "bad_request",
+    )
 
 
 def test_invalid_utf8_is_a_400(client):
-    response = client.post("/deployments", content=b'{"name": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/deployments", content=b'{"name": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+    )
     assert "UTF-8" in assert_error(response, 400, "bad_request")["message"]
 
 
@@ -61,10 +66,13 @@ def test_unknown_things_are_a_404(client, path):
 
 
 def test_a_bad_build_id_under_a_real_deployment_is_build_not_found(client):
-    deployment = client.post("/deployments", json={"name": "a", "subdomain": unique_subdomain(),
-                                                   "source_type": "archive"}).json()
+    deployment = client.post(
+        "/deployments", json={"name": "a", "subdomain": unique_subdomain(), "source_type": "archive"}
+    ).json()
     for build_id in (NIL, "not-a-uuid"):
-        body = assert_error(client.get(f"/deployments/{deployment['id']}/builds/{build_id}"), 404, "not_found")
+        body = assert_error(
+            client.get(f"/deployments/{deployment['id']}/builds/{build_id}"), 404, "not_found"
+        )
         assert body["message"] == "Build not found"
         logs = client.get(f"/deployments/{deployment['id']}/builds/{build_id}/logs")
         assert assert_error(logs, 404, "not_found")["message"] == "Build not found"
@@ -83,12 +91,17 @@ def test_a_conflict_is_a_409(client):
 
 def test_an_oversized_json_body_is_a_413(client, config):
     big = b'{"name": "' + b"x" * (config.max_json_bytes + 10) + b'"}'
-    assert_error(client.post("/deployments", content=big, headers={"Content-Type": "application/json"}),
-                 413, "payload_too_large")
+    assert_error(
+        client.post("/deployments", content=big, headers={"Content-Type": "application/json"}),
+        413,
+        "payload_too_large",
+    )
 
 
 def test_a_body_that_is_not_json_is_a_415(client):
-    response = client.post("/deployments", content=b"name=a", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/deployments", content=b"name=a", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert_error(response, 415, "unsupported_media_type")
 
 
@@ -97,12 +110,15 @@ def test_a_field_of_the_wrong_type_is_a_422(client):
 
 
 def test_an_internal_error_is_a_bare_500_without_a_trace(client, redis_client):
-    deployment = client.post("/deployments", json={"name": "a", "subdomain": unique_subdomain(),
-                                                   "source_type": "archive"}).json()
+    deployment = client.post(
+        "/deployments", json={"name": "a", "subdomain": unique_subdomain(), "source_type": "archive"}
+    ).json()
     # A record damaged outside the API: its status is not one the API knows.
     build_id = "11111111-2222-4333-8444-555555555555"
-    redis_client.hset(keys.build(build_id), mapping={"id": build_id, "deployment_id": deployment["id"],
-                                                     "status": "exploded", "number": "1"})
+    redis_client.hset(
+        keys.build(build_id),
+        mapping={"id": build_id, "deployment_id": deployment["id"], "status": "exploded", "number": "1"},
+    )
     try:
         response = client.post(f"/deployments/{deployment['id']}/builds/{build_id}/cancel")
         body = assert_error(response, 500, "internal_error")

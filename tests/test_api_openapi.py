@@ -17,7 +17,11 @@ def served_routes() -> dict[str, set[str]]:
     for template, resource, suffix in routes(Config(), None, None, None, RecordStore.__new__(RecordStore)):
         methods = {m for m, responder in map_http_methods(resource, suffix=suffix).items()}
         if template in WEBSOCKET_PATHS:
-            methods = {"GET"} if hasattr(resource, f"on_websocket_{suffix}" if suffix else "on_websocket") else set()
+            methods = (
+                {"GET"}
+                if hasattr(resource, f"on_websocket_{suffix}" if suffix else "on_websocket")
+                else set()
+            )
         out[template] = methods - IGNORED
     return out
 

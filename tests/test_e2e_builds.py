@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import ROOT, free_port, rss_kib, wait_until
 from tests.farm import (
     archive_deployment,
     build_path,
@@ -51,11 +51,18 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
 
     # Given a client following the log from the start, while the build runs
     streamed = {}
-    follower = threading.Thread(target=lambda: streamed.update(
-        zip(("lines", "code"), ws_lines(api_url, tenant_token[1], build))))
+    follower = threading.Thread(
+        target=lambda: streamed.update(
+            zip(("lines", "code"), ws_lines(api_url, tenant_token[1], build), strict=True)
+        )
+    )
     follower.start()
     seen = set()
-    while (current := client.get(build_path(build)).json())["status"] not in ("success", "failed", "cancelled"):
+    while (current := client.get(build_path(build)).json())["status"] not in (
+        "success",
+        "failed",
+        "cancelled",
+    ):
         seen.add(current["status"])
         time.sleep(0.05)
     follower.join(60)
@@ -67,9 +74,13 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert current["image_tag"] == f"{config.registry}/{deployment['subdomain']}:{sha[:8]}"
     assert sha[:8] in registry_tags(config, deployment["subdomain"])
     assert current["image_digest"].startswith("sha256:")
-    manifest = httpx.get(f"http://{config.registry}/v2/{deployment['subdomain']}/manifests/{sha[:8]}",
-                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
-    assert manifest.status_code == 200 and manifest.headers["Docker-Content-Digest"] == current["image_digest"]
+    manifest = httpx.get(
+        f"http://{config.registry}/v2/{deployment['subdomain']}/manifests/{sha[:8]}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    assert (
+        manifest.status_code == 200 and manifest.headers["Docker-Content-Digest"] == current["image_digest"]
+    )
     # ...with times in order
     created, started, finished = (parse_time(current[k]) for k in ("created_at", "started_at", "finished_at"))
     assert created <= started <= finished
@@ -98,7 +109,9 @@ def _archived(s3, config, build):
         return None
 
 
-def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(client, api_url, tenant_token, worker):
+def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(
+    client, api_url, tenant_token, worker
+):
     deployment = archive_deployment(client, context_archive(dockerfile("seq 1 50")))
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "success"
@@ -109,7 +122,9 @@ def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(clie
     assert (rest, code) == (whole[10:], 1000)
 
 
-def test_the_websocket_takes_the_token_as_a_subprotocol_and_refuses_strangers(client, api_url, tenant_token, worker):
+def test_the_websocket_takes_the_token_as_a_subprotocol_and_refuses_strangers(
+    client, api_url, tenant_token, worker
+):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
@@ -122,8 +137,10 @@ def test_the_websocket_takes_the_token_as_a_subprotocol_and_refuses_strangers(cl
     with pytest.raises(InvalidStatus):
         connect(url, subprotocols=["bearer", "bf_wrong"])
     with pytest.raises(InvalidStatus):
-        connect(url.replace(build["id"], "00000000-0000-4000-8000-000000000000"),
-                additional_headers={"Authorization": f"Bearer {tenant_token[1]}"})
+        connect(
+            url.replace(build["id"], "00000000-0000-4000-8000-000000000000"),
+            additional_headers={"Authorization": f"Bearer {tenant_token[1]}"},
+        )
 
 
 def test_a_failing_run_step_fails_the_build_with_the_error_in_its_log(client, worker, config):
@@ -148,11 +165,14 @@ def test_a_missing_dockerfile_fails_the_build_with_a_clear_message(client, worke
 
 def test_an_inline_dockerfile_uploaded_with_the_archive_is_used(client, worker):
     archive = context_archive(None, {"a.txt": b"inline\n"})
-    created = client.post("/deployments", json={"name": "i", "subdomain": f"inline-{time.time_ns()}",
-                                                "source_type": "archive"}).json()
+    created = client.post(
+        "/deployments", json={"name": "i", "subdomain": f"inline-{time.time_ns()}", "source_type": "archive"}
+    ).json()
     inline = f"FROM {'buildfarm/busybox:latest'}\nCOPY a.txt /\nRUN cat /a.txt\n"
-    client.post(f"/deployments/{created['id']}/upload",
-                files={"archive": ("a.tar.gz", archive), "dockerfile": ("Dockerfile", inline.encode())})
+    client.post(
+        f"/deployments/{created['id']}/upload",
+        files={"archive": ("a.tar.gz", archive), "dockerfile": ("Dockerfile", inline.encode())},
+    )
     build = wait_for_status(client, deploy(client, created))
     assert build["status"] == "success", logs(client, build)
     assert "inline" in logs(client, build)
@@ -170,15 +190,23 @@ def git_server(tmp_path):
     (work / "version.txt").write_text("version one\n")
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-qm", "one"], check=True)
-    first = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    first = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     (work / "version.txt").write_text("version two\n")
     subprocess.run([*git, "-C", str(work), "commit", "-qam", "two"], check=True)
-    second = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    second = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
     port = free_port()
-    server = subprocess.Popen(["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                              cwd=tmp_path / "srv", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path / "srv",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_until(lambda: _answers(f"http://127.0.0.1:{port}/app.git/HEAD"), 10, what="the git server")
     yield f"http://127.0.0.1:{port}/app.git", first, second
     server.terminate()
@@ -194,8 +222,10 @@ def _answers(url: str) -> bool:
 
 def test_a_git_build_resolves_the_branch_tip_to_its_full_sha(client, worker, config, git_server):
     url, first, second = git_server
-    deployment = client.post("/deployments", json={"name": "g", "subdomain": f"git-{time.time_ns()}",
-                                                   "repo_url": url, "branch": "main"}).json()
+    deployment = client.post(
+        "/deployments",
+        json={"name": "g", "subdomain": f"git-{time.time_ns()}", "repo_url": url, "branch": "main"},
+    ).json()
     build = deploy(client, deployment)
     assert build["commit_sha"] is None
     build = wait_for_status(client, build)
@@ -212,8 +242,14 @@ def test_a_git_build_resolves_the_branch_tip_to_its_full_sha(client, worker, con
 
 def test_an_unreachable_repository_fails_the_build_clearly(client, worker):
     port = free_port()  # nothing listens there
-    deployment = client.post("/deployments", json={"name": "g", "subdomain": f"gone-{time.time_ns()}",
-                                                   "repo_url": f"http://127.0.0.1:{port}/none.git"}).json()
+    deployment = client.post(
+        "/deployments",
+        json={
+            "name": "g",
+            "subdomain": f"gone-{time.time_ns()}",
+            "repo_url": f"http://127.0.0.1:{port}/none.git",
+        },
+    ).json()
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "failed" and build["error"].startswith("git clone failed")
     assert "ERROR: git clone failed" in logs(client, build)
@@ -221,13 +257,15 @@ def test_an_unreachable_repository_fails_the_build_clearly(client, worker):
 
 def worker_children_rss_kib(worker) -> int:
     """RSS of the Dramatiq worker processes (children of the master)."""
-    children = open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split()
-    return max(int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) for pid in children)
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    return max(rss_kib(pid) for pid in children)
 
 
 def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory(client, worker, config, s3):
     pad = "." * 60
-    deployment = archive_deployment(client, context_archive(dockerfile(f"seq -w 1 200000 | sed 's/$/ {pad}/'")))
+    deployment = archive_deployment(
+        client, context_archive(dockerfile(f"seq -w 1 200000 | sed 's/$/ {pad}/'"))
+    )
     rss_before = worker_children_rss_kib(worker)
     build = deploy(client, deployment)
     peak = rss_before
@@ -239,15 +277,17 @@ def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory
     numbered = [line for line in archived.splitlines() if line.endswith(pad)]
     assert numbered == [f"{i:06d} {pad}" for i in range(1, 200001)]
     growth_mib = (peak - rss_before) / 1024
-    print(f"\nworker RSS: {rss_before / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak "
-          f"(+{growth_mib:.1f} MiB) for a {len(archived) / 1e6:.1f} MB log")
+    print(
+        f"\nworker RSS: {rss_before / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak "
+        f"(+{growth_mib:.1f} MiB) for a {len(archived) / 1e6:.1f} MB log"
+    )
     assert growth_mib < 30, f"worker memory grew by {growth_mib:.1f} MiB"
 
 
-def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(
-    client, worker, config, s3
-):
-    deployment = archive_deployment(client, context_archive(dockerfile("sleep 2", "echo survived the outage")))
+def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(client, worker, config, s3):
+    deployment = archive_deployment(
+        client, context_archive(dockerfile("sleep 2", "echo survived the outage"))
+    )
     build = deploy(client, deployment)
     wait_for_status(client, build, statuses=("building",))
     # When S3 goes down while the build runs

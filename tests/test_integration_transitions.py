@@ -20,9 +20,16 @@ def records(redis_client):
 def make_build(redis_client):
     def make(status: BuildStatus = BuildStatus.PENDING, attempt: int = 0) -> Build:
         build = Build(
-            id=str(uuid.uuid4()), deployment_id=str(uuid.uuid4()), tenant="t", number=1,
-            status=status.value, subdomain="s", source_type="archive", dockerfile_path="Dockerfile",
-            created_at=utc_now(), attempt=attempt,
+            id=str(uuid.uuid4()),
+            deployment_id=str(uuid.uuid4()),
+            tenant="t",
+            number=1,
+            status=status.value,
+            subdomain="s",
+            source_type="archive",
+            dockerfile_path="Dockerfile",
+            created_at=utc_now(),
+            attempt=attempt,
         )
         redis_client.hset(keys.build(build.id), mapping=build.to_redis())
         redis_client.zadd(keys.deployment_builds(build.deployment_id, build.status), {build.id: 1})

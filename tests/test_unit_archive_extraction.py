@@ -31,7 +31,11 @@ def entry(name: str, kind=tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInf
 def test_an_ordinary_archive_is_extracted(tmp_path):
     archive = make_archive(
         tmp_path / "a.tar.gz",
-        [entry("app", tarfile.DIRTYPE), entry("app/Dockerfile"), entry("link", tarfile.SYMTYPE, "app/Dockerfile")],
+        [
+            entry("app", tarfile.DIRTYPE),
+            entry("app/Dockerfile"),
+            entry("link", tarfile.SYMTYPE, "app/Dockerfile"),
+        ],
         {"app/Dockerfile": b"FROM scratch\n"},
     )
     dest = tmp_path / "out"
@@ -53,10 +57,21 @@ def test_an_ordinary_archive_is_extracted(tmp_path):
         entry("dev", tarfile.CHRTYPE),
         entry("fifo", tarfile.FIFOTYPE),
     ],
-    ids=["absolute", "dotdot", "nested-dotdot", "symlink-absolute", "symlink-out", "hardlink-out", "device", "fifo"],
+    ids=[
+        "absolute",
+        "dotdot",
+        "nested-dotdot",
+        "symlink-absolute",
+        "symlink-out",
+        "hardlink-out",
+        "device",
+        "fifo",
+    ],
 )
 def test_entries_escaping_the_directory_or_making_devices_are_refused(tmp_path, bad):
-    archive = make_archive(tmp_path / "a.tar.gz", [bad], {bad.name: b"x"} if bad.type == tarfile.REGTYPE else None)
+    archive = make_archive(
+        tmp_path / "a.tar.gz", [bad], {bad.name: b"x"} if bad.type == tarfile.REGTYPE else None
+    )
     dest = tmp_path / "sandbox" / "out"
     dest.mkdir(parents=True)
     with pytest.raises(SourceError):
@@ -83,8 +98,9 @@ def test_a_gzip_bomb_stops_at_the_size_cap(tmp_path):
     assert not (dest / "zeros").exists()
 
 
-@pytest.mark.parametrize("content", [b"not a tarball at all", gzip.compress(b"x" * 1000)[:-20]],
-                         ids=["garbage", "truncated-gzip"])
+@pytest.mark.parametrize(
+    "content", [b"not a tarball at all", gzip.compress(b"x" * 1000)[:-20]], ids=["garbage", "truncated-gzip"]
+)
 def test_garbage_and_truncated_archives_are_refused_clearly(tmp_path, content):
     archive = tmp_path / "a.tar.gz"
     archive.write_bytes(content)

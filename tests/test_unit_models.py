@@ -20,8 +20,16 @@ def test_times_are_rfc3339_utc_with_z():
 
 def test_a_build_survives_a_round_trip_through_a_redis_hash():
     build = Build(
-        id="b", deployment_id="d", tenant="t", number=7, status="pending", subdomain="s",
-        source_type="archive", dockerfile_path="Dockerfile", created_at=utc_now(), attempt=2,
+        id="b",
+        deployment_id="d",
+        tenant="t",
+        number=7,
+        status="pending",
+        subdomain="s",
+        source_type="archive",
+        dockerfile_path="Dockerfile",
+        created_at=utc_now(),
+        attempt=2,
     )
     stored = {k.encode(): v.encode() for k, v in build.to_redis().items()}
     assert Build.from_redis(stored) == build
@@ -30,7 +38,9 @@ def test_a_build_survives_a_round_trip_through_a_redis_hash():
 
 def test_only_success_failed_and_cancelled_are_terminal():
     assert {s for s in BuildStatus if s.is_terminal} == {
-        BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CANCELLED,
+        BuildStatus.SUCCESS,
+        BuildStatus.FAILED,
+        BuildStatus.CANCELLED,
     }
 
 
@@ -44,13 +54,20 @@ def test_queue_messages_round_trip_through_msgpack():
 
 
 def test_config_reads_typed_values_from_the_environment():
-    config = Config.from_env({"BUILDFARM_BUILD_TIMEOUT_S": "60", "BUILDFARM_S3_SECURE": "true",
-                              "DOCKER_HOST": "tcp://x:2375"})
+    config = Config.from_env(
+        {"BUILDFARM_BUILD_TIMEOUT_S": "60", "BUILDFARM_S3_SECURE": "true", "DOCKER_HOST": "tcp://x:2375"}
+    )
     assert (config.build_timeout_s, config.s3_secure, config.docker_host) == (60, True, "tcp://x:2375")
 
 
-@pytest.mark.parametrize("env", [{"BUILDFARM_BUILD_TIMEOUT_S": "soon"}, {"BUILDFARM_S3_SECURE": "maybe"},
-                                 {"BUILDFARM_MAX_UPLOAD_BYTES": "-1"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BUILDFARM_BUILD_TIMEOUT_S": "soon"},
+        {"BUILDFARM_S3_SECURE": "maybe"},
+        {"BUILDFARM_MAX_UPLOAD_BYTES": "-1"},
+    ],
+)
 def test_config_refuses_values_it_cannot_use(env):
     with pytest.raises(ConfigError):
         Config.from_env(env)

@@ -47,8 +47,15 @@ def test_git_urls_are_limited_to_the_configured_schemes():
     check = git_url_checker(frozenset({"https", "http"}))
     assert check("https://example.com/repo.git") is None
     assert check("http://127.0.0.1:8080/repo.git") is None
-    for bad in ["file:///etc", "ext::sh -c evil", "ssh://host/repo", "-uhttps://x", "https://", "git://h/r",
-                "https://host/repo\n"]:
+    for bad in [
+        "file:///etc",
+        "ext::sh -c evil",
+        "ssh://host/repo",
+        "-uhttps://x",
+        "https://",
+        "git://h/r",
+        "https://host/repo\n",
+    ]:
         assert check(bad), bad
 
 

@@ -108,7 +108,9 @@ def push_image(client: AbortableAPIClient, tag: str, log: Callable[[str], None])
         status = item.get("status", "")
         if "aux" in item:
             digest = item["aux"].get("Digest", digest)
-        elif item.get("id") and (status in ("Pushed", "Layer already exists") or status.startswith("Mounted")):
+        elif item.get("id") and (
+            status in ("Pushed", "Layer already exists") or status.startswith("Mounted")
+        ):
             log(f"{item['id']}: {status}")
         elif status and not item.get("id") and "progressDetail" not in item:
             log(status)

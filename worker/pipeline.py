@@ -70,7 +70,11 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     config = ctx.config
     log = LogWriter(
-        ctx.redis, build.id, build.attempt, config.log_max_bytes, config.log_batch_lines,
+        ctx.redis,
+        build.id,
+        build.attempt,
+        config.log_max_bytes,
+        config.log_batch_lines,
         config.log_flush_interval_s,
     )
     docker = ctx.docker()
@@ -114,7 +118,11 @@ def _build_and_push(ctx: WorkerContext, build: Build, docker, log, watcher: _Wat
 
 
 def _finish(
-    ctx: WorkerContext, build: Build, log: LogWriter, status: BuildStatus, error: str | None,
+    ctx: WorkerContext,
+    build: Build,
+    log: LogWriter,
+    status: BuildStatus,
+    error: str | None,
     result: dict[str, str],
 ) -> None:
     if error:

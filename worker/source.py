@@ -32,7 +32,9 @@ class Source:
     commit_sha: str
 
 
-def fetch_source(config: Config, s3: Minio, build: Build, scratch: Path, log: Callable[[str], None]) -> Source:
+def fetch_source(
+    config: Config, s3: Minio, build: Build, scratch: Path, log: Callable[[str], None]
+) -> Source:
     context_dir = scratch / "context"
     context_dir.mkdir()
     if build.source_type == SourceType.ARCHIVE:
@@ -85,7 +87,9 @@ def extract_archive(archive: Path, dest: Path, max_entries: int, max_bytes: int)
             members, total = [], 0
             for member in tar:
                 if member.name.startswith("/") or ".." in member.name.split("/"):
-                    raise SourceError(f"Unsafe archive entry refused: '{member.name}' leaves the build context")
+                    raise SourceError(
+                        f"Unsafe archive entry refused: '{member.name}' leaves the build context"
+                    )
                 members.append(member)
                 total += member.size
                 if len(members) > max_entries:

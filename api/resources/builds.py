@@ -31,9 +31,7 @@ class BuildsResource:
         limit, before = paging_params(req)
         status = req.get_param("status")
         if status is not None and status not in STATUSES:
-            raise falcon.HTTPBadRequest(
-                description=f"Invalid 'status': use one of {', '.join(STATUSES)}"
-            )
+            raise falcon.HTTPBadRequest(description=f"Invalid 'status': use one of {', '.join(STATUSES)}")
         builds, next_cursor = await self.store.list_builds(deployment.id, status, limit, before)
         resp.media = [build.to_public() for build in builds]
         if next_cursor is not None:

@@ -102,9 +102,7 @@ class DeploymentsResource:
         [status] = await self.store.deployment_statuses([deployment])
         resp.media = deployment.to_public(status)
 
-    async def on_delete_item(
-        self, req: falcon.Request, resp: falcon.Response, deployment_id: str
-    ) -> None:
+    async def on_delete_item(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         deployment = await find_deployment(self.store, req, deployment_id)
         try:
             await self.store.delete_deployment(deployment)
@@ -125,9 +123,7 @@ class DeployResource:
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         deployment = await find_deployment(self.store, req, deployment_id)
-        body = validate(
-            await read_json(req, self.config.max_json_bytes, allow_empty=True), DEPLOY_SCHEMA
-        )
+        body = validate(await read_json(req, self.config.max_json_bytes, allow_empty=True), DEPLOY_SCHEMA)
         build = Build(
             id=new_id(),
             deployment_id=deployment.id,
@@ -160,4 +156,3 @@ class DeployResource:
         resp.status = falcon.HTTP_202
         resp.location = f"{req.path.rsplit('/', 1)[0]}/builds/{build.id}"
         resp.media = build.to_public()
-

@@ -68,7 +68,9 @@ class UploadResource:
                 if not dockerfile.strip():
                     raise bad_request("The 'dockerfile' part is empty")
             else:
-                raise bad_request(f"Unexpected form part '{part.name}': send 'archive' and optionally 'dockerfile'")
+                raise bad_request(
+                    f"Unexpected form part '{part.name}': send 'archive' and optionally 'dockerfile'"
+                )
         if not seen_archive or size == 0:
             raise bad_request("Missing or empty 'archive' part (.tar.gz)")
         return digest.hexdigest(), size, dockerfile
@@ -77,13 +79,19 @@ class UploadResource:
         spool.seek(0)
         bucket = self.config.sources_bucket
         self.s3.put_object(
-            bucket, archive_key(deployment_id, sha256), spool, size,
+            bucket,
+            archive_key(deployment_id, sha256),
+            spool,
+            size,
             content_type="application/gzip",
         )
         if dockerfile is not None:
             self.s3.put_object(
-                bucket, dockerfile_key(deployment_id, sha256), io.BytesIO(dockerfile),
-                len(dockerfile), content_type="text/plain",
+                bucket,
+                dockerfile_key(deployment_id, sha256),
+                io.BytesIO(dockerfile),
+                len(dockerfile),
+                content_type="text/plain",
             )
 
 
