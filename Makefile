@@ -8,7 +8,7 @@ TEST_ENV := BUILDFARM_STATE=.local/test BUILDFARM_REDIS_PORT=16379 BUILDFARM_REG
 	BUILDFARM_S3_PORT=19000
 PYTEST_ARGS ?=
 
-.PHONY: install run up down test test-services-up test-services-down lint format clean
+.PHONY: install run up down test lint format clean bench
 
 install: $(STAMP)
 	@deploy/local/services install
@@ -49,3 +49,6 @@ format: install
 
 clean: down
 	rm -rf .local $(VENV)
+
+bench: up
+	source .local/buildfarm.env && $(PY) -m bench.overhead --pairs $${PAIRS:-7}

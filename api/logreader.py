@@ -28,13 +28,15 @@ class LogReader:
         self.s3 = s3
 
     async def has_output(self, build: Build) -> bool:
-        """Whether any log exists to show: an archive, or at least one live line."""
-        if build.log_state == LogState.ARCHIVED:
-            return True
-        if build.log_state == LogState.EXPIRED:
-            return False
-        first = await self.redis.xrange(keys.build_log(build.id), count=1)
-        return bool(first) and LINE_FIELD in first[0][1]
+        """Whether any log exists to show: at least one live line, or an archive. Updates
+        `build.log_state`, which the archiver may have changed since the build was read."""
+        if build.log_state not in (LogState.ARCHIVED, LogState.EXPIRED):
+            first = await self.redis.xrange(keys.build_log(build.id), count=1)
+            if first and LINE_FIELD in first[0][1]:
+                return True
+            state = await self.redis.hget(keys.build(build.id), "log_state")
+            build.log_state = state.decode() if state else None
+        return build.log_state == LogState.ARCHIVED
 
     async def lines(
         self, build: Build, after: int = 0, follow: bool = False

@@ -337,3 +337,16 @@ def test_dramatiq_time_limit_cannot_cut_a_long_build():
     broker = create_broker(Config())
     assert not any(isinstance(m, TimeLimit) for m in broker.middleware)
     assert Config().build_timeout_s == 30 * 60
+
+
+def test_a_websocket_joining_mid_build_gets_every_line_once_in_order(client, api_url, tenant_token, worker):
+    script = "for i in $(seq 1 60); do echo tick-$i; sleep 0.05; done"
+    deployment = archive_deployment(client, context_archive(dockerfile(script)))
+    build = deploy(client, deployment)
+    # Join once the build has printed some ticks, not all
+    wait_until(lambda: "tick-10" in client.get(build_path(build) + "/logs").text, 60, what="tick-10")
+    lines, code = ws_lines(api_url, tenant_token[1], build)
+    assert code == 1000
+    final = logs(client, build).splitlines()
+    assert lines == final
+    assert [line for line in lines if line.startswith("tick-")] == [f"tick-{i}" for i in range(1, 61)]
