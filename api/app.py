@@ -15,7 +15,8 @@ from api.logreader import LogReader
 from api.openapi import OpenApiResource
 from api.queue import BuildQueue
 from api.resources.builds import BuildsResource, CancelResource
-from api.resources.deployments import DeploymentsResource, DeployResource
+from api.resources.deploy import DeployResource
+from api.resources.deployments import DeploymentsResource
 from api.resources.health import HealthResource, ReadyResource
 from api.resources.logs import LogsResource
 from api.resources.uploads import UploadResource

@@ -36,6 +36,7 @@ ERRORS = {
     "415": _error("Unsupported media type"),
     "422": _error("Invalid field"),
     "500": _error("Internal error"),
+    "503": _error("A service the API needs is unavailable"),
 }
 
 
@@ -125,6 +126,12 @@ SCHEMAS = {
                 "enum": [DEPLOYMENT_CREATED, *STATUSES],
                 "description": "The latest build's status; 'created' before the first build",
             },
+            "build_timeout_s": {
+                "type": "integer",
+                "nullable": True,
+                "description": "null: the farm's default",
+            },
+            "supersede_queued": {"type": "boolean"},
             "latest_build_id": {**UUID, "nullable": True},
             "archive": {"type": "object", "nullable": True},
             "created_at": TIME,
@@ -142,6 +149,12 @@ SCHEMAS = {
             "repo_url": {"type": "string", "maxLength": 2048, "description": "Required for git"},
             "branch": {"type": "string", "maxLength": 255, "default": "main"},
             "dockerfile_path": {"type": "string", "maxLength": 255, "default": "Dockerfile"},
+            "build_timeout_s": {"type": "integer", "minimum": 1, "maximum": 86400},
+            "supersede_queued": {
+                "type": "boolean",
+                "default": False,
+                "description": "A new deploy cancels this deployment's builds still in the queue",
+            },
         },
     },
     "DeployRequest": {
@@ -255,7 +268,17 @@ PATHS = {
             "413",
             "415",
             "422",
+            "503",
             body={"required": False, "content": _json(_ref("DeployRequest"))},
+            params=[
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "A retried request with the same key returns the same build (24 h)",
+                }
+            ],
         ),
     },
     "/api/v1/deployments/{deployment_id}/builds": {

@@ -26,6 +26,7 @@ from common.transitions import (
 )
 
 DEPLOYMENT_SEQ = f"{keys.PREFIX}deployment:seq"
+IDEMPOTENCY_TTL_S = 24 * 3600
 
 # Creates a build only if its deployment still exists, numbering it in the same step.
 _CREATE_BUILD_LUA = """
@@ -34,6 +35,8 @@ local n = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[4], 'number', n, unpack(ARGV, 3))
 redis.call('ZADD', KEYS[3], n, ARGV[1])
 redis.call('ZADD', KEYS[3] .. ':pending', n, ARGV[1])
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[5], now[1] * 1000 + math.floor(now[2] / 1000), ARGV[1])
 redis.call('HSET', KEYS[1], 'latest_build_id', ARGV[1], 'updated_at', ARGV[2])
 return n
 """
@@ -171,6 +174,7 @@ class RecordStore:
                 keys.deployment_build_seq(build.deployment_id),
                 keys.deployment_builds(build.deployment_id),
                 keys.build(build.id),
+                keys.active_builds("pending"),
             ],
             args=[build.id, build.created_at, *flat],
         )
@@ -206,6 +210,25 @@ class RecordStore:
     ) -> TransitionResult:
         call_keys, argv = transition_call(build.id, build.deployment_id, to, fields, expected=expected)
         return parse_transition(await self._transition(keys=call_keys, args=argv))
+
+    async def claim_idempotency_key(self, deployment: Deployment, key: str, build_id: str) -> str | None:
+        """Records `build_id` for the key; returns the build id recorded earlier, if any."""
+        name = keys.idempotency(deployment.tenant, deployment.id, key)
+        if await self.redis.set(name, build_id, nx=True, ex=IDEMPOTENCY_TTL_S):
+            return None
+        earlier = await self.redis.get(name)
+        return earlier.decode() if earlier else None
+
+    async def supersede_queued(self, newer: Build) -> None:
+        """Cancels the builds of the deployment still waiting in the queue behind `newer`."""
+        index = keys.deployment_builds(newer.deployment_id, BuildStatus.PENDING)
+        for raw in await self.redis.zrangebyscore(index, "-inf", f"({newer.number}"):
+            older = await self.get_build(newer.deployment_id, raw.decode())
+            if older is not None:
+                fields = {"finished_at": utc_now(), "error": f"Superseded by build #{newer.number}"}
+                await self.transition(
+                    older, BuildStatus.CANCELLED, fields, expected=frozenset({BuildStatus.PENDING})
+                )
 
     async def request_cancel(self, build: Build, requested_by: str) -> None:
         """Flags a running build; its worker sees the flag within a second and stops it."""

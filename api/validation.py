@@ -136,5 +136,9 @@ def check_commit_sha(value: str) -> str | None:
     return None if _COMMIT_SHA.match(value) else "must be a full 40-character lowercase hex SHA"
 
 
+def check_range(low: int, high: int) -> Callable[[int], str | None]:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
 def is_uuid(value: str) -> bool:
     return bool(_UUID.match(value))

@@ -46,6 +46,13 @@ class Config:
     build_memory_bytes: int = 2 * 1024 * 1024 * 1024
     build_cpu_shares: int = 1024
     build_shm_bytes: int = 64 * 1024 * 1024
+    # Reliability: leases, takeover, queue deadline, shutdown.
+    lease_ttl_s: float = 30.0
+    reaper_interval_s: float = 5.0
+    max_attempts: int = 3
+    queue_deadline_s: int = 24 * 3600
+    worker_grace_s: float = 60.0
+    one_build_per_deployment: bool = True
     # Logs.
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500

@@ -47,3 +47,27 @@ def build_log(build_id: str) -> str:
 def archive_pending() -> str:
     """Sorted set: build ids whose log is finished but not yet archived, by finish time."""
     return f"{PREFIX}archive:pending"
+
+
+def archive_lock(build_id: str) -> str:
+    """String: held by the one worker uploading a build's log."""
+    return f"{PREFIX}archive:lock:{build_id}"
+
+
+def active_builds(status: str = "") -> str:
+    """Sorted set: farm-wide ids of the builds in a non-terminal status, scored by the time
+    (ms) they entered it; the reaper scans these. Without a status: the common prefix."""
+    return f"{PREFIX}active:{status}"
+
+
+BUILD_PREFIX = build("")
+
+
+def idempotency(tenant: str, deployment_id: str, key: str) -> str:
+    """String: the build a deploy request with this Idempotency-Key created (24 h)."""
+    return f"{PREFIX}idempotency:{tenant}:{deployment_id}:{key}"
+
+
+def reap_marker(build_id: str, attempt: int) -> str:
+    """String: set by the reaper that re-queued one expired attempt, so only one does."""
+    return f"{PREFIX}reap:{build_id}:{attempt}"

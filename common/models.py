@@ -22,9 +22,10 @@ class BuildStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CANCELLED})
 
-# The only moves a build's status may make; terminal states never change.
+# The only moves a build's status may make; terminal states never change. A pending build
+# fails without running when it could not be queued or waited past the queue deadline.
 ALLOWED_TRANSITIONS: dict[BuildStatus, frozenset[BuildStatus]] = {
-    BuildStatus.PENDING: frozenset({BuildStatus.BUILDING, BuildStatus.CANCELLED}),
+    BuildStatus.PENDING: frozenset({BuildStatus.BUILDING, BuildStatus.CANCELLED, BuildStatus.FAILED}),
     BuildStatus.BUILDING: frozenset(TERMINAL_STATUSES),
 }
 
@@ -93,6 +94,10 @@ class Deployment(_RedisHash):
     archive_size: int = 0
     archive_has_dockerfile: bool = False
     archive_uploaded_at: str | None = None
+    # 0: the farm's default build timeout.
+    build_timeout_s: int = 0
+    # A new deploy cancels this deployment's builds still waiting in the queue.
+    supersede_queued: bool = False
 
     def to_public(self, status: str) -> dict[str, Any]:
         archive = None
@@ -112,6 +117,8 @@ class Deployment(_RedisHash):
             "branch": self.branch,
             "dockerfile_path": self.dockerfile_path,
             "status": status,
+            "build_timeout_s": self.build_timeout_s or None,
+            "supersede_queued": self.supersede_queued,
             "latest_build_id": self.latest_build_id,
             "archive": archive,
             "created_at": self.created_at,
@@ -144,6 +151,8 @@ class Build(_RedisHash):
     attempt: int = 0
     worker: str | None = None
     cancel_requested_by: str | None = None
+    lease_expires_ms: int = 0
+    timeout_s: int = 0
     log_state: str | None = None
 
     def to_public(self) -> dict[str, Any]:

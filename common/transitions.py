@@ -4,7 +4,8 @@ The script is the only writer of a build's `status`. It checks the current statu
 the allowed predecessors, and, when the caller is a worker, that the caller still holds the
 build's claim (its attempt number) — a worker that lost its claim cannot overwrite the
 record (fencing). It also moves the build between the per-status sorted sets that make
-`?status=` listing O(page).
+`?status=` listing O(page), and between the farm-wide sets of pending and building builds
+that the reaper scans.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ if ARGV[2] ~= current then
   local id = redis.call('HGET', KEYS[1], 'id')
   redis.call('ZREM', KEYS[2] .. ':' .. current, id)
   redis.call('ZADD', KEYS[2] .. ':' .. ARGV[2], redis.call('HGET', KEYS[1], 'number'), id)
+  local now = redis.call('TIME')
+  local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+  if current == 'pending' or current == 'building' then redis.call('ZREM', KEYS[3] .. current, id) end
+  if ARGV[2] == 'pending' or ARGV[2] == 'building' then redis.call('ZADD', KEYS[3] .. ARGV[2], ms, id) end
 end
 return {1, current}
 """
@@ -62,7 +67,7 @@ def transition_call(
     argv += ["status", to.value]
     for name, value in (fields or {}).items():
         argv += [name, value]
-    return [keys.build(build_id), keys.deployment_builds(deployment_id)], argv
+    return [keys.build(build_id), keys.deployment_builds(deployment_id), keys.active_builds()], argv
 
 
 def parse_transition(raw: list) -> TransitionResult:

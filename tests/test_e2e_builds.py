@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from common import keys
 from tests.conftest import ROOT, free_port, rss_kib, wait_until
 from tests.farm import (
     archive_deployment,
@@ -42,7 +43,7 @@ def registry_tags(config, repository: str) -> list[str]:
 
 
 def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
-    client, api_url, tenant_token, worker, config, s3
+    client, api_url, tenant_token, worker, config, s3, redis_client
 ):
     archive = context_archive(dockerfile("echo building step one", "seq 1 3"), {"a.txt": b"hello\n"})
     deployment = archive_deployment(client, archive)
@@ -92,8 +93,7 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert streamed["code"] == 1000
     assert streamed["lines"] == text.splitlines()
     # ...the log archived as plain text with the build record as metadata
-    archived = wait_until(lambda: _archived(s3, config, build), 30, what="the log archive")
-    assert archived.read().decode() == text
+    assert archived_log(redis_client, s3, config, build, 30) == text
     stat = s3.stat_object(config.logs_bucket, f"{deployment['id']}/{build['id']}.log")
     assert stat.metadata["x-amz-meta-status"] == "success"
     # ...and the deployment's status follows its latest build
@@ -102,11 +102,15 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert [b["id"] for b in listed] == [build["id"]] and listed[0]["status"] == "success"
 
 
-def _archived(s3, config, build):
-    try:
-        return s3.get_object(config.logs_bucket, f"{build['deployment_id']}/{build['id']}.log")
-    except Exception:
-        return None
+def archived_log(redis_client, s3, config, build, timeout: float) -> str:
+    """The archived log, once the worker has confirmed its upload (an S3 server may show an
+    object while it is still being written)."""
+    wait_until(
+        lambda: redis_client.hget(keys.build(build["id"]), "log_state") == b"archived",
+        timeout,
+        what="the log archive",
+    )
+    return s3.get_object(config.logs_bucket, f"{build['deployment_id']}/{build['id']}.log").read().decode()
 
 
 def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(
@@ -261,7 +265,9 @@ def worker_children_rss_kib(worker) -> int:
     return max(rss_kib(pid) for pid in children)
 
 
-def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory(client, worker, config, s3):
+def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory(
+    client, worker, config, s3, redis_client
+):
     pad = "." * 60
     deployment = archive_deployment(
         client, context_archive(dockerfile(f"seq -w 1 200000 | sed 's/$/ {pad}/'"))
@@ -273,9 +279,9 @@ def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory
         peak = max(peak, worker_children_rss_kib(worker))
         time.sleep(0.05)
     assert current["status"] == "success", current
-    archived = wait_until(lambda: _archived(s3, config, build), 60, what="the log archive").read().decode()
+    archived = archived_log(redis_client, s3, config, build, 60)
     numbered = [line for line in archived.splitlines() if line.endswith(pad)]
-    assert numbered == [f"{i:06d} {pad}" for i in range(1, 200001)]
+    assert numbered == [f"{i:06d} {pad}" for i in range(1, 200001)], archived.splitlines()[-8:]
     growth_mib = (peak - rss_before) / 1024
     print(
         f"\nworker RSS: {rss_before / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak "
@@ -284,7 +290,9 @@ def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory
     assert growth_mib < 30, f"worker memory grew by {growth_mib:.1f} MiB"
 
 
-def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(client, worker, config, s3):
+def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(
+    client, worker, config, s3, redis_client
+):
     deployment = archive_deployment(
         client, context_archive(dockerfile("sleep 2", "echo survived the outage"))
     )
@@ -303,8 +311,7 @@ def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(
     finally:
         subprocess.run([str(ROOT / "deploy/local/services"), "up"], check=True, capture_output=True)
     # ...and it is archived, whole, once S3 is back
-    archived = wait_until(lambda: _archived(s3, config, build), 30, what="the retried archive")
-    assert archived.read().decode() == text
+    assert archived_log(redis_client, s3, config, build, 30) == text
 
 
 def test_two_worker_processes_run_builds_in_parallel_each_exactly_once(client, worker, logs_dir):

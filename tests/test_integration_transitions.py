@@ -1,6 +1,7 @@
 """Status transitions are compare-and-set in Redis: the rules hold, and racers get one winner."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -8,22 +9,29 @@ import pytest
 from common import keys
 from common.models import Build, BuildStatus, utc_now
 from common.transitions import TRANSITION_LUA, parse_transition, transition_call
-from worker.records import BuildRecords, LostClaim
+from worker.records import BuildRecords, Claim, LostClaim
 
 
 @pytest.fixture
 def records(redis_client):
-    return BuildRecords(redis_client)
+    return BuildRecords(redis_client, lease_ttl_s=30)
+
+
+def claim(records: BuildRecords, build: Build, worker: str = "w", **options) -> Claim:
+    settings = {"max_attempts": 3, "one_per_deployment": False, "queue_deadline_s": 3600, **options}
+    return records.claim(records.load(build.id), worker, **settings)
 
 
 @pytest.fixture
 def make_build(redis_client):
-    def make(status: BuildStatus = BuildStatus.PENDING, attempt: int = 0) -> Build:
+    def make(
+        status: BuildStatus = BuildStatus.PENDING, attempt: int = 0, deployment_id=None, number=1
+    ) -> Build:
         build = Build(
             id=str(uuid.uuid4()),
-            deployment_id=str(uuid.uuid4()),
+            deployment_id=deployment_id or str(uuid.uuid4()),
             tenant="t",
-            number=1,
+            number=number,
             status=status.value,
             subdomain="s",
             source_type="archive",
@@ -32,7 +40,9 @@ def make_build(redis_client):
             attempt=attempt,
         )
         redis_client.hset(keys.build(build.id), mapping=build.to_redis())
-        redis_client.zadd(keys.deployment_builds(build.deployment_id, build.status), {build.id: 1})
+        redis_client.zadd(keys.deployment_builds(build.deployment_id, build.status), {build.id: number})
+        if not status.is_terminal:
+            redis_client.zadd(keys.active_builds(status), {build.id: time.time() * 1000})
         return build
 
     return make
@@ -47,6 +57,7 @@ def move(redis_client, build: Build, to: BuildStatus, attempt: int | None = None
 ALLOWED = [
     (BuildStatus.PENDING, BuildStatus.BUILDING),
     (BuildStatus.PENDING, BuildStatus.CANCELLED),
+    (BuildStatus.PENDING, BuildStatus.FAILED),
     (BuildStatus.BUILDING, BuildStatus.SUCCESS),
     (BuildStatus.BUILDING, BuildStatus.FAILED),
     (BuildStatus.BUILDING, BuildStatus.CANCELLED),
@@ -87,13 +98,13 @@ def test_two_workers_racing_to_claim_a_build_get_exactly_one_winner(records, mak
         barrier = threading.Barrier(8)
         winners = []
 
-        def claim(n: int, build=build, barrier=barrier, winners=winners):
+        def race(n: int, build=build, barrier=barrier, winners=winners):
             mine = records.load(build.id)
             barrier.wait()
-            if records.claim(mine, f"worker-{n}") is not None:
+            if records.claim(mine, f"worker-{n}", 3, False, 3600).outcome == "claimed":
                 winners.append(n)
 
-        threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+        threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert len(winners) == 1
@@ -106,16 +117,16 @@ def test_cancel_racing_a_claim_leaves_one_consistent_outcome(redis_client, recor
         barrier = threading.Barrier(2)
         outcome = {}
 
-        def claim(build=build, barrier=barrier, outcome=outcome):
+        def take(build=build, barrier=barrier, outcome=outcome):
             mine = records.load(build.id)
             barrier.wait()
-            outcome["claimed"] = records.claim(mine, "w") is not None
+            outcome["claimed"] = records.claim(mine, "w", 3, False, 3600).outcome == "claimed"
 
         def cancel(build=build, barrier=barrier, outcome=outcome):
             barrier.wait()
             outcome["cancelled"] = move(redis_client, build, BuildStatus.CANCELLED).ok
 
-        threads = [threading.Thread(target=claim), threading.Thread(target=cancel)]
+        threads = [threading.Thread(target=take), threading.Thread(target=cancel)]
         [t.start() for t in threads]
         [t.join() for t in threads]
         final = records.load(build.id).status
@@ -128,7 +139,8 @@ def test_cancel_racing_a_claim_leaves_one_consistent_outcome(redis_client, recor
 
 def test_a_worker_that_lost_its_claim_cannot_write_the_record(records, make_build):
     build = make_build()
-    stale = records.claim(records.load(build.id), "old-worker")
+    assert claim(records, build, "old-worker").outcome == "claimed"
+    stale = records.load(build.id)
     # Another attempt takes the build over.
     records.redis.hset(keys.build(build.id), "attempt", stale.attempt + 1)
     with pytest.raises(LostClaim):
@@ -136,3 +148,68 @@ def test_a_worker_that_lost_its_claim_cannot_write_the_record(records, make_buil
     assert not records.finish(stale, BuildStatus.SUCCESS, image_tag="x")
     current = records.load(build.id)
     assert current.status == BuildStatus.BUILDING and current.commit_sha is None and current.image_tag is None
+
+
+def test_the_active_sets_follow_a_build_until_it_ends(redis_client, records, make_build):
+    build = make_build()
+    pending, building = keys.active_builds("pending"), keys.active_builds("building")
+    assert redis_client.zscore(pending, build.id) is not None
+    assert claim(records, build).outcome == "claimed"
+    assert redis_client.zscore(pending, build.id) is None and redis_client.zscore(building, build.id)
+    assert records.finish(records.load(build.id), BuildStatus.SUCCESS)
+    assert redis_client.zscore(building, build.id) is None
+
+
+def test_a_build_under_a_live_lease_cannot_be_claimed_again(records, make_build):
+    build = make_build()
+    assert claim(records, build, "first").outcome == "claimed"
+    assert claim(records, build, "second").outcome == "held"
+
+
+def test_a_build_whose_lease_expired_is_taken_over_under_the_next_attempt(redis_client, records, make_build):
+    build = make_build()
+    assert claim(records, build, "first").outcome == "claimed"
+    first = records.load(build.id)
+    redis_client.hset(keys.build(build.id), "lease_expires_ms", 1)
+    taken = claim(records, build, "second")
+    assert (taken.outcome, taken.attempt, taken.took_over_from) == ("claimed", 2, "first")
+    # The first worker can neither renew its lease nor write any more.
+    assert not records.renew(first)
+    assert not records.finish(first, BuildStatus.SUCCESS)
+    assert records.load(build.id).started_at == first.started_at
+
+
+def test_a_build_out_of_attempts_is_not_taken_over(redis_client, records, make_build):
+    build = make_build()
+    claim(records, build)
+    redis_client.hset(keys.build(build.id), mapping={"lease_expires_ms": 1, "attempt": 3})
+    assert claim(records, build, max_attempts=3).outcome == "exhausted"
+
+
+def test_builds_of_one_deployment_run_one_at_a_time_oldest_first(records, make_build):
+    deployment = str(uuid.uuid4())
+    first = make_build(deployment_id=deployment, number=1)
+    second = make_build(deployment_id=deployment, number=2)
+    assert claim(records, second, one_per_deployment=True).outcome == "busy"
+    assert claim(records, first, one_per_deployment=True).outcome == "claimed"
+    assert claim(records, second, one_per_deployment=True).outcome == "busy"
+    records.finish(records.load(first.id), BuildStatus.SUCCESS)
+    assert claim(records, second, one_per_deployment=True).outcome == "claimed"
+
+
+def test_a_pending_build_past_the_queue_deadline_is_not_run(redis_client, records, make_build):
+    build = make_build()
+    redis_client.zadd(keys.active_builds("pending"), {build.id: time.time() * 1000 - 10_000})
+    assert claim(records, build, queue_deadline_s=5).outcome == "expired"
+    assert claim(records, build, queue_deadline_s=60).outcome == "claimed"
+
+
+def test_a_reaper_seizing_a_build_fences_out_its_lost_worker(records, make_build):
+    build = make_build()
+    claim(records, build, "lost")
+    lost = records.load(build.id)
+    reaper_view = records.load(build.id)
+    assert records.seize(reaper_view, "reaper")
+    assert not records.renew(lost)
+    with pytest.raises(LostClaim):
+        records.update(lost, error="late")

@@ -1,33 +1,37 @@
-"""The Dramatiq actor that runs builds, and the middleware that starts the archive retrier.
+"""The Dramatiq actor that runs builds, and the middleware that runs each worker process's
+maintenance (reaper, archive retries) and gives running builds a grace period at shutdown.
 
 Run with: dramatiq worker.actors --queues builds --processes P --threads T
 """
 
 from __future__ import annotations
 
+import time
+
 import dramatiq
 
 from common.broker import RUN_BUILD_ACTOR, create_broker
 from common.config import Config
-from worker.archiver import ArchiveRetrier
 from worker.context import worker_context
 from worker.pipeline import run_build as run_pipeline
+from worker.reaper import MaintenanceThread
 
 
-class ArchiveRetryMiddleware(dramatiq.Middleware):
-    """One archive retrier per worker process, started after the process boots."""
-
+class WorkerLifecycle(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker) -> None:
-        self.retrier = ArchiveRetrier(worker_context())
-        self.retrier.start()
+        self.maintenance = MaintenanceThread(worker_context())
+        self.maintenance.start()
 
     def before_worker_shutdown(self, broker, worker) -> None:
-        self.retrier.stopping.set()
+        # Running builds may finish within the grace period; past it they are handed back.
+        ctx = worker_context()
+        ctx.shutdown_deadline = time.time() + ctx.config.worker_grace_s
+        self.maintenance.stopping.set()
 
 
 config = Config.from_env()
 broker = create_broker(config)
-broker.add_middleware(ArchiveRetryMiddleware())
+broker.add_middleware(WorkerLifecycle())
 dramatiq.set_broker(broker)
 
 

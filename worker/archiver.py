@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 
 from minio.error import MinioException
@@ -25,31 +24,47 @@ LOCK_TTL_S = 300
 
 
 def archive_log(ctx: WorkerContext, build: Build) -> bool:
-    """Uploads the log; on failure it stays in Redis and on the retry list. True if archived."""
+    """Uploads the log; on failure it stays in Redis and on the retry list. True if archived.
+
+    One archiver at a time per build (a lock): two concurrent uploads of one object, one of
+    them reading a stream the other has just dropped, would store a truncated log."""
     pending = keys.archive_pending()
     ctx.redis.zadd(pending, {build.id: time.time()}, nx=True)
+    lock = keys.archive_lock(build.id)
+    if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
+        return False
     try:
-        with tempfile.TemporaryFile() as spool:
-            _spool_stream(ctx, build.id, spool)
-            size = spool.tell()
-            spool.seek(0)
-            ctx.s3.put_object(
-                ctx.config.logs_bucket,
-                log_key(build.deployment_id, build.id),
-                spool,
-                size,
-                content_type="text/plain; charset=utf-8",
-                metadata=_metadata(build),
-            )
+        if ctx.redis.hget(keys.build(build.id), "log_state") == LogState.ARCHIVED.value.encode():
+            ctx.redis.zrem(pending, build.id)
+            return True
+        _upload(ctx, build)
     except (MinioException, HTTPError, OSError) as e:
         logger.warning("log of build %s not archived yet (%s); it stays in Redis", build.id, e)
         return False
-    with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.build(build.id), "log_state", LogState.ARCHIVED.value)
-        pipe.delete(keys.build_log(build.id))
-        pipe.zrem(pending, build.id)
-        pipe.execute()
-    return True
+    else:
+        with ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.build(build.id), "log_state", LogState.ARCHIVED.value)
+            pipe.delete(keys.build_log(build.id))
+            pipe.zrem(pending, build.id)
+            pipe.execute()
+        return True
+    finally:
+        ctx.redis.delete(lock)
+
+
+def _upload(ctx: WorkerContext, build: Build) -> None:
+    with tempfile.TemporaryFile() as spool:
+        _spool_stream(ctx, build.id, spool)
+        size = spool.tell()
+        spool.seek(0)
+        ctx.s3.put_object(
+            ctx.config.logs_bucket,
+            log_key(build.deployment_id, build.id),
+            spool,
+            size,
+            content_type="text/plain; charset=utf-8",
+            metadata=_metadata(build),
+        )
 
 
 def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
@@ -71,32 +86,11 @@ def _metadata(build: Build) -> dict[str, str]:
     }
 
 
-class ArchiveRetrier(threading.Thread):
-    """Retries the uploads that failed (storage down), oldest first, in every worker process."""
-
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(name="archive-retrier", daemon=True)
-        self.ctx = ctx
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(self.ctx.config.archive_retry_interval_s):
-            try:
-                self.retry_once()
-            except Exception:  # a retry loop must outlive any one failure
-                logger.exception("archive retry round failed")
-
-    def retry_once(self) -> None:
-        for raw in self.ctx.redis.zrange(keys.archive_pending(), 0, RETRY_BATCH - 1):
-            build_id = raw.decode()
-            lock = f"{keys.PREFIX}archive:lock:{build_id}"
-            if not self.ctx.redis.set(lock, self.ctx.worker_id, nx=True, ex=LOCK_TTL_S):
-                continue
-            try:
-                build = self.ctx.records.load(build_id)
-                if build is None or build.log_state == LogState.ARCHIVED:
-                    self.ctx.redis.zrem(keys.archive_pending(), build_id)
-                elif not archive_log(self.ctx, build):
-                    return  # storage still down: wait for the next round
-            finally:
-                self.ctx.redis.delete(lock)
+def retry_archives(ctx: WorkerContext) -> None:
+    """Retries the uploads that failed (storage down), oldest first."""
+    for raw in ctx.redis.zrange(keys.archive_pending(), 0, RETRY_BATCH - 1):
+        build = ctx.records.load(raw.decode())
+        if build is None:
+            ctx.redis.zrem(keys.archive_pending(), raw)
+        elif not archive_log(ctx, build) and not ctx.redis.exists(keys.archive_lock(build.id)):
+            return  # storage still down: wait for the next round

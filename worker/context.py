@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 
+import dramatiq
 import redis
 from minio import Minio
 
+from common.broker import build_message
 from common.config import Config
 from common.objects import create_s3, ensure_buckets
 from worker.docker_build import AbortableAPIClient, create_docker
@@ -23,13 +26,27 @@ class WorkerContext:
     s3: Minio
     records: BuildRecords = field(init=False)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # Set when the process is asked to stop: running builds may go on until then.
+    shutdown_deadline: float | None = None
 
     def __post_init__(self) -> None:
-        self.records = BuildRecords(self.redis)
+        self.records = BuildRecords(self.redis, self.config.lease_ttl_s)
 
     def docker(self) -> AbortableAPIClient:
         """A client per build: aborting one build's stream must not touch another's."""
         return create_docker(self.config)
+
+    def requeue(self, build_id: str, delay_ms: int | None = None) -> None:
+        dramatiq.get_broker().enqueue(build_message(self.config, build_id), delay=delay_ms)
+
+    def heartbeat(self) -> None:
+        """Any broker command refreshes this process's Dramatiq heartbeat: without one, a
+        process whose threads are all busy stops heartbeating, and after a minute another
+        process requeues the messages it is still running (Dramatiq issue #692)."""
+        dramatiq.get_broker().do_qsize(self.config.queue_name)
+
+    def shutting_down(self) -> bool:
+        return self.shutdown_deadline is not None and time.time() >= self.shutdown_deadline
 
 
 @functools.cache

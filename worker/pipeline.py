@@ -6,9 +6,12 @@ import logging
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.models import Build, BuildStatus, image_tag
+import redis
+
+from common.models import Build, BuildStatus, image_tag, utc_now
 from worker.archiver import archive_log
 from worker.context import WorkerContext
 from worker.docker_build import DockerError, build_image, push_image
@@ -19,36 +22,68 @@ from worker.source import SourceError, fetch_source
 logger = logging.getLogger("buildfarm.worker")
 
 WATCH_INTERVAL_S = 0.25
+HEARTBEAT_INTERVAL_S = 10.0
+# A build waiting behind another build of its deployment is offered again after this delay.
+BUSY_RETRY_MS = 1000
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why the watcher stopped a build: it ends with `status` and `reason`, or, with no
+    status, it is handed back (shutdown) or abandoned (its claim was lost)."""
+
+    reason: str
+    status: BuildStatus | None = None
+    hand_back: bool = False
 
 
 class _Stopped(Exception):
-    """Raised in the build thread when the watcher stopped the build (cancel or timeout)."""
+    """Raised in the build thread when the watcher has stopped the build."""
 
 
 class _Watcher(threading.Thread):
-    """Stops a running build from outside: on a cancel request or at its deadline, it records
-    why and cuts the daemon stream the build thread is blocked on."""
+    """Keeps the claim of a running build alive (lease and Dramatiq heartbeat) and stops the
+    build from outside — on cancel, timeout, shutdown or a lost claim — by cutting the daemon
+    stream the build thread is blocked on."""
 
     def __init__(self, ctx: WorkerContext, build: Build, abort) -> None:
         super().__init__(name=f"watch-{build.id[:8]}", daemon=True)
         self.ctx = ctx
         self.build = build
         self.abort = abort
-        self.deadline = time.monotonic() + ctx.config.build_timeout_s
-        self.stop_reason: tuple[BuildStatus, str] | None = None
+        self.timeout_s = build.timeout_s or ctx.config.build_timeout_s
+        self.deadline = time.monotonic() + self.timeout_s
+        self.stop: Stop | None = None
         self._done = threading.Event()
 
     def run(self) -> None:
+        ttl = self.ctx.config.lease_ttl_s
+        renewed = next_renewal = next_heartbeat = time.monotonic()
         while not self._done.wait(WATCH_INTERVAL_S):
-            who = self.ctx.records.cancel_requested_by(self.build)
-            if who:
-                self._stop(BuildStatus.CANCELLED, f"Build cancelled by {who}")
-            elif time.monotonic() > self.deadline:
-                timeout = self.ctx.config.build_timeout_s
-                self._stop(BuildStatus.FAILED, f"Build timed out after {timeout} s")
+            now = time.monotonic()
+            try:
+                if now >= next_renewal:
+                    if not self.ctx.records.renew(self.build):
+                        self._stop(Stop("another attempt owns the build now"))
+                        return
+                    renewed, next_renewal = now, now + ttl / 3
+                if now >= next_heartbeat:
+                    self.ctx.heartbeat()
+                    next_heartbeat = now + HEARTBEAT_INTERVAL_S
+                if who := self.ctx.records.cancel_requested_by(self.build):
+                    self._stop(Stop(f"Build cancelled by {who}", BuildStatus.CANCELLED))
+                elif now > self.deadline:
+                    self._stop(Stop(f"Build timed out after {self.timeout_s} s", BuildStatus.FAILED))
+                elif self.ctx.shutting_down():
+                    self._stop(Stop("Worker shutting down: the build is handed back", hand_back=True))
+            except redis.RedisError as e:
+                # Without Redis the lease cannot be renewed: past its term another worker may
+                # own the build, so this one must stop touching it.
+                if now - renewed > ttl:
+                    self._stop(Stop(f"lease not renewed for {ttl} s ({e})"))
 
-    def _stop(self, status: BuildStatus, reason: str) -> None:
-        self.stop_reason = (status, reason)
+    def _stop(self, stop: Stop) -> None:
+        self.stop = stop
         self._done.set()
         self.abort()
 
@@ -56,19 +91,27 @@ class _Watcher(threading.Thread):
         self._done.set()
 
     def check(self) -> None:
-        if self.stop_reason:
+        if self.stop:
             raise _Stopped()
 
 
 def run_build(ctx: WorkerContext, build_id: str) -> None:
-    build = ctx.records.load(build_id)
-    if build is None or build.status != BuildStatus.PENDING:
-        # Deleted, already claimed, or already over (a redelivered message): nothing to do.
-        return
-    if ctx.records.claim(build, ctx.worker_id) is None:
-        return
-    logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     config = ctx.config
+    build = ctx.records.load(build_id)
+    if build is None or BuildStatus(build.status).is_terminal:
+        return  # deleted, or over: a redelivered message
+    claim = ctx.records.claim(
+        build, ctx.worker_id, config.max_attempts, config.one_build_per_deployment, config.queue_deadline_s
+    )
+    if claim.outcome == "busy":
+        ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
+        return
+    if claim.outcome == "expired":
+        expire(ctx, build)
+        return
+    if claim.outcome != "claimed":
+        return  # held under a live lease elsewhere, or out of attempts (the reaper ends it)
+    logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     log = LogWriter(
         ctx.redis,
         build.id,
@@ -77,6 +120,9 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         config.log_batch_lines,
         config.log_flush_interval_s,
     )
+    if claim.took_over_from:
+        previous = claim.took_over_from
+        log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
     docker = ctx.docker()
     watcher = _Watcher(ctx, build, docker.abort_stream)
     watcher.start()
@@ -84,23 +130,27 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     try:
         result = _build_and_push(ctx, build, docker, log.line, watcher)
         status = BuildStatus.SUCCESS
-    except _Stopped:
+    except (_Stopped, LostClaim):
         pass
     except (SourceError, DockerError) as e:
         error = str(e)
-    except LostClaim:
-        logger.warning("build %s: claim lost to another attempt; leaving it", build.id)
-        return
     except Exception as e:  # the build must end as failed whatever broke; the trace goes to our log
-        if watcher.stop_reason is None:
+        if watcher.stop is None:
             logger.exception("build %s: internal error", build.id)
             error = f"Internal error in the worker: {type(e).__name__}: {e}"
     finally:
         watcher.finish()
         docker.close()
-    if watcher.stop_reason:
-        status, error = watcher.stop_reason
-    _finish(ctx, build, log, status, error, result)
+    stop = watcher.stop
+    if stop and stop.hand_back:
+        _hand_back(ctx, build, log, stop.reason)
+    elif log.lost_claim or (stop and stop.status is None):
+        log.drain()
+        logger.warning("build %s: claim lost (%s); its record is left to the new owner", build.id, stop)
+    else:
+        if stop:
+            status, error = stop.status, stop.reason
+        conclude(ctx, build, log, status, error, result)
 
 
 def _build_and_push(ctx: WorkerContext, build: Build, docker, log, watcher: _Watcher) -> dict[str, str]:
@@ -117,7 +167,16 @@ def _build_and_push(ctx: WorkerContext, build: Build, docker, log, watcher: _Wat
     return {"image_tag": tag, "image_digest": digest}
 
 
-def _finish(
+def _hand_back(ctx: WorkerContext, build: Build, log: LogWriter, reason: str) -> None:
+    """Gives a stopped build back to the queue: the next worker takes it over (attempt + 1)."""
+    log.line(f"--- {reason} ---", footer=True)
+    log.drain()
+    if ctx.records.release(build):
+        ctx.requeue(build.id)
+        logger.info("build %s handed back", build.id)
+
+
+def conclude(
     ctx: WorkerContext,
     build: Build,
     log: LogWriter,
@@ -125,14 +184,14 @@ def _finish(
     error: str | None,
     result: dict[str, str],
 ) -> None:
+    """Ends a build: its last lines, then its final status, then the end marker, then the archive.
+    A reader that sees the end of the log always finds the build finished, with its whole log."""
     if error:
         log.line(f"ERROR: {error}", footer=True)
     log.line(f"Build {status.value}", footer=True)
     fields = dict(result) if status == BuildStatus.SUCCESS else {}
     if error:
         fields["error"] = error
-    # Lines first, then the status, then the end marker: a reader that sees the end of the
-    # log always finds the build finished, with its whole log.
     log.drain()
     if not ctx.records.finish(build, status, **fields):
         logger.warning("build %s: could not record %s (claim lost or already over)", build.id, status)
@@ -140,3 +199,11 @@ def _finish(
     log.end(status.value)
     logger.info("build %s %s", build.id, status.value)
     archive_log(ctx, build)
+
+
+def expire(ctx: WorkerContext, build: Build) -> None:
+    """Fails a build that waited in the queue past the deadline, without running it."""
+    deadline = ctx.config.queue_deadline_s
+    fields = {"finished_at": utc_now(), "error": f"Expired: waited in the queue for more than {deadline} s"}
+    if ctx.records.move(build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})).ok:
+        logger.info("build %s expired in the queue", build.id)

@@ -7,14 +7,13 @@ import falcon
 from api.auth import principal
 from api.errors import conflict, not_found
 from api.paging import next_link, paging_params
-from api.queue import BuildQueue
 from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id
 from api.validation import (
     Field,
     check_branch,
-    check_commit_sha,
     check_dockerfile_path,
     check_name,
+    check_range,
     check_subdomain,
     git_url_checker,
     is_uuid,
@@ -22,8 +21,7 @@ from api.validation import (
     validate,
 )
 from common.config import Config
-from common.models import Build, BuildStatus, Deployment, SourceType, utc_now
-from common.objects import archive_key, dockerfile_key
+from common.models import Deployment, SourceType, utc_now
 
 
 def deployment_schema(config: Config) -> dict[str, Field]:
@@ -36,10 +34,12 @@ def deployment_schema(config: Config) -> dict[str, Field]:
         "repo_url": Field(str, max_length=2048, check=git_url_checker(config.git_schemes)),
         "branch": Field(str, max_length=255, check=check_branch),
         "dockerfile_path": Field(str, max_length=255, check=check_dockerfile_path),
+        "build_timeout_s": Field(int, check=check_range(1, MAX_BUILD_TIMEOUT_S)),
+        "supersede_queued": Field(bool),
     }
 
 
-DEPLOY_SCHEMA = {"commit_sha": Field(str, check=check_commit_sha)}
+MAX_BUILD_TIMEOUT_S = 24 * 3600
 
 
 async def find_deployment(store: RecordStore, req: falcon.Request, deployment_id: str) -> Deployment:
@@ -86,6 +86,8 @@ class DeploymentsResource:
             repo_url=fields.get("repo_url"),
             branch=fields.get("branch", "main") if source_type == SourceType.GIT else None,
             dockerfile_path=fields.get("dockerfile_path", "Dockerfile"),
+            build_timeout_s=fields.get("build_timeout_s", 0),
+            supersede_queued=fields.get("supersede_queued", False),
             created_at=now,
             updated_at=now,
         )
@@ -111,48 +113,3 @@ class DeploymentsResource:
                 f"Deployment has {e.args[0]} pending or running build(s): cancel them first"
             ) from None
         resp.status = falcon.HTTP_204
-
-
-class DeployResource:
-    """POST /deployments/{id}/deploy: a new pending build, queued for the workers."""
-
-    def __init__(self, config: Config, store: RecordStore, queue: BuildQueue) -> None:
-        self.config = config
-        self.store = store
-        self.queue = queue
-
-    async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
-        deployment = await find_deployment(self.store, req, deployment_id)
-        body = validate(await read_json(req, self.config.max_json_bytes, allow_empty=True), DEPLOY_SCHEMA)
-        build = Build(
-            id=new_id(),
-            deployment_id=deployment.id,
-            tenant=deployment.tenant,
-            number=0,
-            status=BuildStatus.PENDING.value,
-            subdomain=deployment.subdomain,
-            source_type=deployment.source_type,
-            dockerfile_path=deployment.dockerfile_path,
-            created_at=utc_now(),
-        )
-        if deployment.source_type == SourceType.ARCHIVE:
-            if "commit_sha" in body:
-                raise falcon.HTTPUnprocessableEntity(
-                    description="Archive deployments build their uploaded archive: no 'commit_sha'"
-                )
-            if not deployment.archive_sha256:
-                raise conflict("No archive uploaded yet: POST one to /upload first")
-            build.commit_sha = deployment.archive_sha256
-            build.archive_key = archive_key(deployment.id, deployment.archive_sha256)
-            if deployment.archive_has_dockerfile:
-                build.dockerfile_key = dockerfile_key(deployment.id, deployment.archive_sha256)
-        else:
-            build.repo_url = deployment.repo_url
-            build.branch = deployment.branch
-            build.commit_sha = body.get("commit_sha")
-        if await self.store.create_build(build) is None:
-            raise not_found("Deployment not found")
-        self.queue.enqueue(build.id)
-        resp.status = falcon.HTTP_202
-        resp.location = f"{req.path.rsplit('/', 1)[0]}/builds/{build.id}"
-        resp.media = build.to_public()

@@ -1,0 +1,96 @@
+"""Ends or re-queues builds nobody runs any more, whatever Dramatiq does with their messages:
+a building build whose lease expired is offered again (another worker takes it over, attempt
++ 1) or, out of attempts, failed as "worker lost"; a build pending past the queue deadline
+fails as expired. Every worker process runs it; Redis keeps them from doing a build twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from common import keys
+from common.models import BuildStatus
+from worker.archiver import retry_archives
+from worker.context import WorkerContext
+from worker.logwriter import LogWriter
+from worker.pipeline import conclude, expire
+
+logger = logging.getLogger("buildfarm.reaper")
+
+
+def redis_now_ms(ctx: WorkerContext) -> int:
+    seconds, micros = ctx.redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+def reap_once(ctx: WorkerContext) -> None:
+    config = ctx.config
+    now = redis_now_ms(ctx)
+    for raw in ctx.redis.zrange(keys.active_builds(BuildStatus.BUILDING), 0, -1):
+        build = ctx.records.load(raw.decode())
+        if build is None or build.status != BuildStatus.BUILDING:
+            ctx.redis.zrem(keys.active_builds(BuildStatus.BUILDING), raw)
+            continue
+        if build.lease_expires_ms > now:
+            continue
+        if build.cancel_requested_by or build.attempt >= config.max_attempts:
+            _end_abandoned(ctx, build)
+        elif ctx.redis.set(
+            keys.reap_marker(build.id, build.attempt),
+            ctx.worker_id,
+            nx=True,
+            px=int(config.lease_ttl_s * 2000),
+        ):
+            logger.info("build %s: lease of attempt %s expired; offering it again", build.id, build.attempt)
+            ctx.requeue(build.id)
+    oldest = now - config.queue_deadline_s * 1000
+    for raw in ctx.redis.zrangebyscore(keys.active_builds(BuildStatus.PENDING), "-inf", oldest):
+        build = ctx.records.load(raw.decode())
+        if build is None:
+            ctx.redis.zrem(keys.active_builds(BuildStatus.PENDING), raw)
+        else:
+            expire(ctx, build)
+
+
+def _end_abandoned(ctx: WorkerContext, build) -> None:
+    """Ends a build whose worker is gone for good, under an attempt of its own: should the
+    lost worker come back, its writes are refused."""
+    config = ctx.config
+    if not ctx.records.seize(build, ctx.worker_id):
+        return
+    log = LogWriter(
+        ctx.redis,
+        build.id,
+        build.attempt,
+        config.log_max_bytes,
+        config.log_batch_lines,
+        config.log_flush_interval_s,
+    )
+    if build.cancel_requested_by:
+        status, reason = (
+            BuildStatus.CANCELLED,
+            f"Build cancelled by {build.cancel_requested_by} (its worker was lost)",
+        )
+    else:
+        status = BuildStatus.FAILED
+        reason = f"Worker lost: {build.attempt} attempt(s) ended without their worker (last: {build.worker})"
+    logger.warning("build %s: %s", build.id, reason)
+    conclude(ctx, build, log, status, reason, {})
+
+
+class MaintenanceThread(threading.Thread):
+    """Runs the reaper and the archive retries of one worker process, on a timer."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(name="maintenance", daemon=True)
+        self.ctx = ctx
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = min(self.ctx.config.reaper_interval_s, self.ctx.config.archive_retry_interval_s)
+        while not self.stopping.wait(interval):
+            for job in (reap_once, retry_archives):
+                try:
+                    job(self.ctx)
+                except Exception:  # maintenance must outlive any one failure (Redis or S3 down)
+                    logger.exception("%s failed", job.__name__)
