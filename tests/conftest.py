@@ -29,6 +29,8 @@ BIN = Path(sys.executable).parent
 BASE_IMAGE = "buildfarm/busybox:latest"
 # The test API's upload cap: big enough to show an upload is streamed, not held in memory.
 UPLOAD_CAP = 96 * 1024 * 1024
+# The test farm's cap on an archive's expanded size: small enough to bomb quickly.
+EXTRACT_CAP = 256 * 1024 * 1024
 
 
 def missing(what: str) -> None:
@@ -134,7 +136,13 @@ class Process:
 
 def process_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"dramatiq_worker_timeout": "100", "BUILDFARM_ARCHIVE_RETRY_INTERVAL_S": "1"})
+    env.update(
+        {
+            "dramatiq_worker_timeout": "100",
+            "BUILDFARM_ARCHIVE_RETRY_INTERVAL_S": "1",
+            "BUILDFARM_MAX_EXTRACTED_BYTES": str(EXTRACT_CAP),
+        }
+    )
     env.update(extra)
     return env
 

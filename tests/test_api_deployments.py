@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UPLOAD_CAP, rss_kib, unique_subdomain
+from tests.conftest import EXTRACT_CAP, UPLOAD_CAP, rss_kib, unique_subdomain
 
 
 def small_archive(files: dict[str, bytes] | None = None) -> bytes:
@@ -141,25 +141,32 @@ def api_rss_kib(api_url) -> int:
     return total
 
 
-def test_a_large_upload_is_streamed_not_held_in_memory(client, api_url):
+def test_a_large_upload_is_streamed_not_held_in_memory(client, api_url, tmp_path):
     deployment = create_archive_deployment(client)
-    size = 80 * 1024 * 1024
+    payload = tmp_path / "big.bin"
+    with payload.open("wb") as out:
+        for _ in range(80):
+            out.write(os.urandom(1024 * 1024))
+    archive = tmp_path / "big.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(payload, arcname="big.bin")
+    size = archive.stat().st_size
     before = api_rss_kib(api_url)
 
-    def body():
-        yield b"\x1f\x8b" + os.urandom(1024 * 1024 - 2)
-        for _ in range(size // (1024 * 1024) - 1):
-            yield os.urandom(1024 * 1024)
+    def chunks():
+        with archive.open("rb") as f:
+            while chunk := f.read(1024 * 1024):
+                yield chunk
 
     response = client.post(
         f"/deployments/{deployment['id']}/upload",
-        content=multipart_stream(body()),
+        content=multipart_stream(chunks()),
         headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
     )
     assert response.status_code == 200, response.text
     assert response.json()["size"] == size
     growth_mib = (api_rss_kib(api_url) - before) / 1024
-    print(f"API RSS growth for an {size >> 20} MiB upload: {growth_mib:.1f} MiB")
+    print(f"API RSS growth for a {size >> 20} MiB upload: {growth_mib:.1f} MiB")
     assert growth_mib < 40
 
 
@@ -244,3 +251,64 @@ def test_a_deployment_with_a_pending_build_cannot_be_deleted_until_it_is_cancell
         "/deployments", json={"name": "b", "subdomain": deployment["subdomain"], "source_type": "archive"}
     )
     assert again.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "entry_name,kind,link",
+    [
+        ("../evil", tarfile.REGTYPE, ""),
+        ("/etc/evil", tarfile.REGTYPE, ""),
+        ("l", tarfile.SYMTYPE, "/etc/passwd"),
+        ("l", tarfile.SYMTYPE, "../../x"),
+        ("h", tarfile.LNKTYPE, "../x"),
+        ("dev", tarfile.CHRTYPE, ""),
+    ],
+)
+def test_an_unsafe_archive_is_refused_at_upload(client, entry_name, kind, link):
+    deployment = create_archive_deployment(client)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(entry_name)
+        info.type, info.linkname = kind, link
+        tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tar.gz", buffer.getvalue())}
+    )
+    assert response.status_code == 400 and "Unsafe archive entry" in response.json()["message"]
+    assert client.get(f"/deployments/{deployment['id']}").json()["archive"] is None
+
+
+def test_a_gzip_bomb_and_a_truncated_archive_are_refused_at_upload(client):
+    deployment = create_archive_deployment(client)
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w:gz") as tar:
+        for i in range(3):
+            info = tarfile.TarInfo(f"zeros{i}")
+            info.size = EXTRACT_CAP // 2
+            tar.addfile(info, _Zeros(info.size))
+    assert len(bomb.getvalue()) < 20_000_000
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tar.gz", bomb.getvalue())}
+    )
+    assert response.status_code == 413 and "expands to more than" in response.json()["message"]
+    truncated = small_archive()[:-30]
+    response = client.post(
+        f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tar.gz", truncated)}
+    )
+    assert response.status_code == 400 and "not a valid .tar.gz" in response.json()["message"]
+
+
+class _Zeros(io.RawIOBase):
+    """`size` zero bytes, produced on demand (a bomb's content is never held in memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.source import SourceError, extract_archive
+from common.archive import ArchiveError, extract_archive, inspect_archive
 
 
 def make_archive(path: Path, entries: list[tarfile.TarInfo], data: dict[str, bytes] | None = None) -> Path:
@@ -74,7 +74,7 @@ def test_entries_escaping_the_directory_or_making_devices_are_refused(tmp_path, 
     )
     dest = tmp_path / "sandbox" / "out"
     dest.mkdir(parents=True)
-    with pytest.raises(SourceError):
+    with pytest.raises(ArchiveError):
         extract_archive(archive, dest, max_entries=10, max_bytes=1000)
     assert not (tmp_path / "sandbox" / "evil").exists()
     assert not (tmp_path / "evil").exists()
@@ -83,7 +83,7 @@ def test_entries_escaping_the_directory_or_making_devices_are_refused(tmp_path, 
 
 def test_too_many_entries_are_refused(tmp_path):
     archive = make_archive(tmp_path / "a.tar.gz", [entry(f"f{i}") for i in range(11)])
-    with pytest.raises(SourceError, match="more than 10 entries"):
+    with pytest.raises(ArchiveError, match="more than 10 entries"):
         extract_archive(archive, tmp_path, max_entries=10, max_bytes=1000)
 
 
@@ -93,7 +93,7 @@ def test_a_gzip_bomb_stops_at_the_size_cap(tmp_path):
     assert archive.stat().st_size < 200_000
     dest = tmp_path / "out"
     dest.mkdir()
-    with pytest.raises(SourceError, match="expands to more than"):
+    with pytest.raises(ArchiveError, match="expands to more than"):
         extract_archive(archive, dest, max_entries=10, max_bytes=10_000_000)
     assert not (dest / "zeros").exists()
 
@@ -104,5 +104,18 @@ def test_a_gzip_bomb_stops_at_the_size_cap(tmp_path):
 def test_garbage_and_truncated_archives_are_refused_clearly(tmp_path, content):
     archive = tmp_path / "a.tar.gz"
     archive.write_bytes(content)
-    with pytest.raises(SourceError, match="not a valid"):
+    with pytest.raises(ArchiveError, match="not a valid"):
         extract_archive(archive, tmp_path, max_entries=10, max_bytes=1000)
+
+
+def test_inspection_refuses_what_extraction_refuses_without_writing_anything(tmp_path):
+    good = make_archive(tmp_path / "good.tar.gz", [entry("Dockerfile")], {"Dockerfile": b"FROM scratch\n"})
+    assert inspect_archive(good, max_entries=10, max_bytes=1000) == 1
+    for bad in ([entry("../x")], [entry("l", tarfile.SYMTYPE, "/etc/passwd")], [entry("d", tarfile.BLKTYPE)]):
+        archive = make_archive(tmp_path / "bad.tar.gz", bad)
+        with pytest.raises(ArchiveError):
+            inspect_archive(archive, max_entries=10, max_bytes=1000)
+    bomb = make_archive(tmp_path / "bomb.tar.gz", [entry("zeros")], {"zeros": bytes(20_000_000)})
+    with pytest.raises(ArchiveError) as refused:
+        inspect_archive(bomb, max_entries=10, max_bytes=1_000_000)
+    assert refused.value.too_large

@@ -7,13 +7,13 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from minio import Minio
 
+from common.archive import ArchiveError, extract_archive
 from common.config import Config
 from common.models import Build, SourceType
 
@@ -75,33 +75,11 @@ def _fetch_archive(
     if digest.hexdigest() != build.commit_sha:
         raise SourceError("The stored archive does not match its SHA-256: refusing to build it")
     log(f"Fetched source archive {build.commit_sha[:12]} ({archive.stat().st_size} bytes)")
-    extract_archive(archive, context_dir, config.max_archive_entries, config.max_extracted_bytes)
-    return build.commit_sha
-
-
-def extract_archive(archive: Path, dest: Path, max_entries: int, max_bytes: int) -> None:
-    """Extracts a .tar.gz into `dest` only: no absolute paths, no `..`, no links leaving it,
-    no devices, and capped in entry count and total size (a gzip bomb stops at the cap)."""
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            members, total = [], 0
-            for member in tar:
-                if member.name.startswith("/") or ".." in member.name.split("/"):
-                    raise SourceError(
-                        f"Unsafe archive entry refused: '{member.name}' leaves the build context"
-                    )
-                members.append(member)
-                total += member.size
-                if len(members) > max_entries:
-                    raise SourceError(f"The archive has more than {max_entries} entries")
-                if total > max_bytes:
-                    raise SourceError(f"The archive expands to more than {max_bytes} bytes")
-            # The "data" filter refuses absolute paths, `..`, links out of `dest` and devices.
-            tar.extractall(dest, members=members, filter="data")
-    except tarfile.FilterError as e:
-        raise SourceError(f"Unsafe archive entry refused: {e}") from None
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise SourceError(f"The archive is not a valid .tar.gz: {e}") from None
+        extract_archive(archive, context_dir, config.max_archive_entries, config.max_extracted_bytes)
+    except ArchiveError as e:
+        raise SourceError(str(e)) from None
+    return build.commit_sha
 
 
 def _clone(config: Config, build: Build, context_dir: Path, log: Callable[[str], None]) -> str:

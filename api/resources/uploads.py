@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import io
 import tempfile
+from pathlib import Path
 
 import falcon
 from minio import Minio
@@ -14,6 +15,7 @@ from minio import Minio
 from api.errors import bad_request, conflict
 from api.resources.deployments import find_deployment
 from api.store import RecordStore
+from common.archive import ArchiveError, inspect_archive
 from common.config import Config
 from common.models import SourceType
 from common.objects import archive_key, dockerfile_key
@@ -41,8 +43,10 @@ class UploadResource:
         if req.content_length is not None and req.content_length > cap:
             raise _too_large(self.config.max_upload_bytes)
 
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.NamedTemporaryFile() as spool:
             sha256, size, dockerfile = await self._read_parts(req, spool)
+            spool.flush()
+            await self._inspect(Path(spool.name))
             await asyncio.to_thread(self._store, deployment.id, spool, sha256, size, dockerfile)
         await self.store.record_upload(deployment.id, sha256, size, dockerfile is not None)
         resp.media = {"status": "uploaded", "size": size, "sha256": sha256}
@@ -74,6 +78,17 @@ class UploadResource:
         if not seen_archive or size == 0:
             raise bad_request("Missing or empty 'archive' part (.tar.gz)")
         return digest.hexdigest(), size, dockerfile
+
+    async def _inspect(self, path: Path) -> None:
+        """Refuses an unsafe or broken archive now rather than at build time."""
+        try:
+            await asyncio.to_thread(
+                inspect_archive, path, self.config.max_archive_entries, self.config.max_extracted_bytes
+            )
+        except ArchiveError as e:
+            if e.too_large:
+                raise falcon.HTTPContentTooLarge(description=str(e)) from None
+            raise bad_request(str(e)) from None
 
     def _store(self, deployment_id: str, spool, sha256: str, size: int, dockerfile: bytes | None) -> None:
         spool.seek(0)
