@@ -50,7 +50,9 @@ def inspect_archive(path: Path, max_entries: int, max_bytes: int) -> int:
     gzip trailer (a truncated upload fails here); returns the entry count."""
     try:
         with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-            count = sum(1 for _ in _checked_members(tar, Path("/nonexistent-context"), max_entries, max_bytes))
+            count = sum(
+                1 for _ in _checked_members(tar, Path("/nonexistent-context"), max_entries, max_bytes)
+            )
             trailing = 0
             while chunk := gz.read(1 << 20):
                 trailing += len(chunk)
