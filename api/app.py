@@ -24,6 +24,7 @@ from api.store import RecordStore
 from common.broker import create_broker
 from common.config import Config
 from common.objects import create_s3, ensure_buckets
+from common.redis_clients import async_redis
 
 DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
 BUILD = DEPLOYMENT + "/builds/{build_id}"
@@ -71,7 +72,7 @@ def routes(
 def create_app(config: Config | None = None) -> falcon.asgi.App:
     config = config or Config.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    redis = aioredis.Redis.from_url(config.redis_url, socket_timeout=10, health_check_interval=30)
+    redis = async_redis(config.redis_url)
     s3 = create_s3(config)
     broker = create_broker(config)
     store = RecordStore(redis)

@@ -6,10 +6,9 @@ import argparse
 import re
 import sys
 
-import redis
-
 from cli.tokens import create_token, list_tokens, revoke_token
 from common.config import Config
+from common.redis_clients import sync_redis
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -35,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    client = redis.Redis.from_url(Config.from_env().redis_url)
+    client = sync_redis(Config.from_env().redis_url)
     if args.action == "create":
         print(create_token(client, args.tenant, args.name))
     elif args.action == "list":

@@ -203,12 +203,11 @@ def start_worker(logs_dir: Path, name: str = "worker", processes: int = 1, threa
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(redis_client, s3, docker_client, logs_dir):
-    """One Dramatiq worker process with two threads, shared by the end-to-end tests."""
+    """One Dramatiq worker process with two threads, shared by a module's end-to-end tests."""
     process = start_worker(logs_dir)
-    time.sleep(1)
-    assert process.alive(), f"the worker exited:\n{process.tail()}"
+    wait_until(lambda: "ready for action" in process.tail(), 30, what="the worker to boot")
     yield process
     process.stop()
 

@@ -15,6 +15,7 @@ from minio import Minio
 from common.broker import build_message
 from common.config import Config
 from common.objects import create_s3, ensure_buckets
+from common.redis_clients import sync_redis
 from worker.docker_build import AbortableAPIClient, create_docker
 from worker.records import BuildRecords
 
@@ -52,7 +53,7 @@ class WorkerContext:
 @functools.cache
 def worker_context() -> WorkerContext:
     config = Config.from_env()
-    client = redis.Redis.from_url(config.redis_url, socket_timeout=30, health_check_interval=30)
+    client = sync_redis(config.redis_url)
     s3 = create_s3(config)
     ensure_buckets(s3, config)
     return WorkerContext(config, client, s3)

@@ -9,7 +9,7 @@ import logging
 import threading
 
 from common import keys
-from common.models import BuildStatus
+from common.models import Build, BuildStatus
 from worker.archiver import retry_archives
 from worker.context import WorkerContext
 from worker.logwriter import LogWriter
@@ -52,12 +52,18 @@ def reap_once(ctx: WorkerContext) -> None:
             expire(ctx, build)
 
 
-def _end_abandoned(ctx: WorkerContext, build) -> None:
+def _end_abandoned(ctx: WorkerContext, build: Build) -> None:
     """Ends a build whose worker is gone for good, under an attempt of its own: should the
     lost worker come back, its writes are refused."""
-    config = ctx.config
+    if build.cancel_requested_by:
+        status = BuildStatus.CANCELLED
+        reason = f"Build cancelled by {build.cancel_requested_by} (its worker was lost)"
+    else:
+        status = BuildStatus.FAILED
+        reason = f"Worker lost: {build.attempt} attempt(s) ended without their worker (last: {build.worker})"
     if not ctx.records.seize(build, ctx.worker_id):
         return
+    config = ctx.config
     log = LogWriter(
         ctx.redis,
         build.id,
@@ -66,14 +72,6 @@ def _end_abandoned(ctx: WorkerContext, build) -> None:
         config.log_batch_lines,
         config.log_flush_interval_s,
     )
-    if build.cancel_requested_by:
-        status, reason = (
-            BuildStatus.CANCELLED,
-            f"Build cancelled by {build.cancel_requested_by} (its worker was lost)",
-        )
-    else:
-        status = BuildStatus.FAILED
-        reason = f"Worker lost: {build.attempt} attempt(s) ended without their worker (last: {build.worker})"
     logger.warning("build %s: %s", build.id, reason)
     conclude(ctx, build, log, status, reason, {})
 
