@@ -1,4 +1,4 @@
-"""The ASGI entry point for the server: `gunicorn -k uvicorn_worker.UvicornWorker api.asgi:app`."""
+"""The ASGI entry point for the server: `gunicorn -k api.server.ApiWorker api.asgi:app`."""
 
 from api.app import create_app
 

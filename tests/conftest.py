@@ -161,7 +161,7 @@ def api_url(redis_client, s3, logs_dir) -> str:
             str(BIN / "gunicorn"),
             "api.asgi:app",
             "--worker-class",
-            "uvicorn_worker.UvicornWorker",
+            "api.server.ApiWorker",
             "--workers",
             "2",
             "--bind",

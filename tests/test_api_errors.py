@@ -125,3 +125,16 @@ def test_an_internal_error_is_a_bare_500_without_a_trace(client, redis_client):
         assert "exploded" not in body["message"]
     finally:
         redis_client.delete(keys.build(build_id))
+
+
+def test_a_header_flood_is_refused_and_the_api_stays_up(api_url):
+    import socket
+
+    host, port = api_url.removeprefix("http://").split(":")
+    flood = "".join(f"X-Flood-{i}: {'a' * 1000}\r\n" for i in range(200))
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET /healthz HTTP/1.1\r\nHost: x\r\n{flood}\r\n".encode())
+        answer = s.recv(4096).decode(errors="replace")
+    status = int(answer.split(" ", 2)[1]) if answer.startswith("HTTP/") else None
+    assert answer == "" or 400 <= status < 500, answer[:200]
+    assert httpx.get(f"{api_url}/healthz").status_code == 200

@@ -203,7 +203,7 @@ def test_a_log_stream_resumes_without_gaps_after_the_api_restarts(client, worker
         str(BIN / "gunicorn"),
         "api.asgi:app",
         "--worker-class",
-        "uvicorn_worker.UvicornWorker",
+        "api.server.ApiWorker",
         "--workers",
         "1",
         "--bind",
