@@ -8,7 +8,7 @@ TEST_ENV := BUILDFARM_STATE=.local/test BUILDFARM_REDIS_PORT=16379 BUILDFARM_REG
 	BUILDFARM_S3_PORT=19000
 PYTEST_ARGS ?=
 
-.PHONY: install run up down test lint format clean bench
+.PHONY: install run up down test fuzz lint format clean bench
 
 install: $(STAMP)
 	@deploy/local/services install
@@ -38,6 +38,9 @@ test: install
 	  $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	$(TEST_ENV) deploy/local/services down; \
 	exit $$status
+
+fuzz: install
+	$(MAKE) test PYTEST_ARGS="tests/test_fuzz_openapi.py -s" FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200}
 
 lint: install
 	$(VENV)/bin/ruff check .
