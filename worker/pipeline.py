@@ -145,8 +145,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     if stop and stop.hand_back:
         _hand_back(ctx, build, log, stop.reason)
     elif log.lost_claim or (stop and stop.status is None):
-        log.drain()
-        logger.warning("build %s: claim lost (%s); its record is left to the new owner", build.id, stop)
+        _abandon(build, log, stop)
     else:
         if stop:
             status, error = stop.status, stop.reason
@@ -165,6 +164,18 @@ def _build_and_push(ctx: WorkerContext, build: Build, docker, log, watcher: _Wat
     digest = push_image(docker, tag, log)
     watcher.check()
     return {"image_tag": tag, "image_digest": digest}
+
+
+def _abandon(build: Build, log: LogWriter, stop: Stop | None) -> None:
+    """Leaves a build whose claim was lost to its new owner: the lines still buffered are
+    offered once more, and Redis refuses them (fencing) if another attempt owns the build."""
+    try:
+        log.drain()
+    except redis.RedisError as e:
+        logger.warning("build %s: lines of a lost attempt not written (%s)", build.id, e)
+    logger.warning(
+        "build %s: claim lost (%s); writes refused: %s", build.id, stop.reason if stop else "", log.lost_claim
+    )
 
 
 def _hand_back(ctx: WorkerContext, build: Build, log: LogWriter, reason: str) -> None:
