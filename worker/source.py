@@ -7,6 +7,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from common.models import Build, SourceType
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024
+GIT_POLL_S = 0.2
 
 
 class SourceError(Exception):
@@ -88,30 +91,34 @@ def _clone(config: Config, build: Build, context_dir: Path, log: Callable[[str],
     log(f"Cloning {build.repo_url} (branch {build.branch})")
     shallow = build.commit_sha is None
     try:
-        _git(config, "clone", *_clone_options(build, shallow), "--", build.repo_url, str(context_dir))
+        _clone_into(config, build, context_dir, shallow)
     except SourceError as e:
         if not (shallow and "shallow" in str(e)):
             raise
         # Git's "dumb" HTTP transport cannot do shallow clones.
         shutil.rmtree(context_dir)
-        _git(config, "clone", *_clone_options(build, False), "--", build.repo_url, str(context_dir))
+        _clone_into(config, build, context_dir, shallow=False)
     if build.commit_sha:
-        _git(config, "-C", str(context_dir), "checkout", "--quiet", "--detach", build.commit_sha)
-    sha = _git(config, "-C", str(context_dir), "rev-parse", "--verify", "HEAD^{commit}").strip()
+        _git(config, "checkout", "-C", str(context_dir), "checkout", "--quiet", "--detach", build.commit_sha)
+    sha = _git(config, "rev-parse", "-C", str(context_dir), "rev-parse", "--verify", "HEAD^{commit}").strip()
     shutil.rmtree(context_dir / ".git")
     log(f"Checked out commit {sha}")
     return sha
 
 
-def _clone_options(build: Build, shallow: bool) -> list[str]:
+def _clone_into(config: Config, build: Build, context_dir: Path, shallow: bool) -> None:
     options = ["--quiet", "--no-tags", "--single-branch", "--branch", build.branch]
-    return [*options, "--depth", "1"] if shallow else options
+    if shallow:
+        options += ["--depth", "1"]
+    # `--` ends the options: a URL can never be read as one.
+    _git(config, "clone", "clone", *options, "--", build.repo_url, str(context_dir), watch=context_dir)
 
 
-def _git(config: Config, *args: str) -> str:
-    allowed = sorted(config.git_schemes)
+def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> str:
+    """Runs git without prompts, hooks or system config, with only the allowed transports,
+    within the time cap and, for `watch`, the size cap."""
     protocol_rules = ["-c", "protocol.allow=never"]
-    for scheme in allowed:
+    for scheme in sorted(config.git_schemes):
         protocol_rules += ["-c", f"protocol.{scheme}.allow=always"]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -120,18 +127,42 @@ def _git(config: Config, *args: str) -> str:
         "GIT_ASKPASS": "/bin/false",
         "GIT_CONFIG_NOSYSTEM": "1",
     }
-    try:
-        done = subprocess.run(
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
             ["git", *protocol_rules, "-c", "core.hooksPath=/dev/null", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=config.git_timeout_s,
+            stdout=out,
+            stderr=err,
             stdin=subprocess.DEVNULL,
+            env=env,
         )
-    except subprocess.TimeoutExpired:
-        raise SourceError(f"git {args[0]} timed out after {config.git_timeout_s} s") from None
-    if done.returncode != 0:
-        message = done.stderr.strip().splitlines()
-        raise SourceError(f"git {args[0]} failed: {' '.join(message[-3:]) or done.returncode}")
-    return done.stdout
+        deadline = time.monotonic() + config.git_timeout_s
+        while process.poll() is None:
+            problem = None
+            if time.monotonic() > deadline:
+                problem = f"git {what} timed out after {config.git_timeout_s} s"
+            elif watch is not None and _size(watch) > config.max_extracted_bytes:
+                problem = (
+                    f"git {what} stopped: the repository is larger than {config.max_extracted_bytes} bytes"
+                )
+            if problem:
+                process.kill()
+                process.wait()
+                raise SourceError(problem)
+            time.sleep(GIT_POLL_S)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            message = err.read().decode(errors="replace").strip().splitlines()
+            raise SourceError(f"git {what} failed: {' '.join(message[-3:]) or process.returncode}")
+        return out.read().decode()
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
