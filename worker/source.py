@@ -136,19 +136,20 @@ def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> st
             env=env,
         )
         deadline = time.monotonic() + config.git_timeout_s
+        too_big = f"git {what} stopped: the repository is larger than {config.max_extracted_bytes} bytes"
         while process.poll() is None:
             problem = None
             if time.monotonic() > deadline:
                 problem = f"git {what} timed out after {config.git_timeout_s} s"
             elif watch is not None and _size(watch) > config.max_extracted_bytes:
-                problem = (
-                    f"git {what} stopped: the repository is larger than {config.max_extracted_bytes} bytes"
-                )
+                problem = too_big
             if problem:
                 process.kill()
                 process.wait()
                 raise SourceError(problem)
             time.sleep(GIT_POLL_S)
+        if watch is not None and _size(watch) > config.max_extracted_bytes:
+            raise SourceError(too_big)
         out.seek(0)
         err.seek(0)
         if process.returncode != 0:
