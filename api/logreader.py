@@ -18,7 +18,7 @@ from common.objects import log_key
 
 PAGE = 1000
 CHUNK = 64 * 1024
-FOLLOW_BLOCK_MS = 5000
+FOLLOW_BLOCK_MS = 1000
 
 
 class LogReader:
@@ -41,12 +41,25 @@ class LogReader:
     async def lines(
         self, build: Build, after: int = 0, follow: bool = False
     ) -> AsyncIterator[tuple[int, str]]:
-        """(line number, text) from line `after + 1` on; with `follow`, until the build ends."""
+        """(line number, text) from line `after + 1` on; with `follow`, until the build ends.
+
+        Reads the live stream page by page; once caught up, it checks where the log is: in
+        the archive (the stream was dropped), finished, or still growing — and only then
+        blocks for new lines."""
         stream = keys.build_log(build.id)
         last = after
         while True:
             entries = await self.redis.xrange(stream, min=f"{last + 1}-0", count=PAGE)
-            if not entries and follow:
+            if not entries:
+                state, status = await self.redis.hmget(keys.build(build.id), "log_state", "status")
+                if state == LogState.ARCHIVED.value.encode():
+                    async for number, line in self.archived_lines(build):
+                        if number > last:
+                            yield number, line
+                    return
+                finished = status is None or BuildStatus(status.decode()).is_terminal
+                if not follow or finished:
+                    return
                 found = await self.redis.xread({stream: f"{last}-0"}, count=PAGE, block=FOLLOW_BLOCK_MS)
                 entries = found[0][1] if found else []
             for entry_id, fields in entries:
@@ -54,19 +67,7 @@ class LogReader:
                     return
                 last = line_number(entry_id)
                 yield last, fields[LINE_FIELD].decode("utf-8", "replace")
-            if len(entries) == PAGE:
-                continue
-            if entries and follow:
-                continue
-            # Caught up with the stream: the log may have moved to the archive meanwhile.
-            state, status = await self.redis.hmget(keys.build(build.id), "log_state", "status")
-            if state == LogState.ARCHIVED.value.encode():
-                async for number, line in self.archived_lines(build):
-                    if number > last:
-                        yield number, line
-                return
-            finished = status is None or BuildStatus(status.decode()).is_terminal
-            if not follow or (finished and not entries):
+            if not follow and len(entries) < PAGE:
                 return
 
     async def archived_lines(self, build: Build) -> AsyncIterator[tuple[int, str]]:

@@ -1,16 +1,30 @@
-"""The `buildfarm` command."""
+"""The `buildfarm` command: argument parsing and dispatch only."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
-from cli.tokens import create_token, list_tokens, revoke_token
-from common.config import Config
-from common.redis_clients import sync_redis
+from cli import builds, deploy, tokens
+from cli.errors import EXIT_INTERRUPTED, CliError
+from common.models import BuildStatus
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+EPILOG = """\
+The API is found through BUILDFARM_URL and BUILDFARM_TOKEN (`make up` writes both to
+.local/buildfarm.env) or --url and --token.
+
+Exit status: 0 done (with --follow: the build succeeded); 1 the build failed or was
+cancelled; 2 bad usage or settings; 3 the API answered with an error; 4 the API could not
+be reached; 130 interrupted."""
+
+DEPLOY_DESCRIPTION = """\
+Create the deployment, or reuse yours with this subdomain, and queue a build. A directory
+is packed as .tar.gz (honouring its .dockerignore) and uploaded; a git URL is built from
+its branch. Prints the build id, or with --follow the build log (on stdout, as it comes)."""
 
 
 def _tenant(value: str) -> str:
@@ -19,31 +33,116 @@ def _tenant(value: str) -> str:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buildfarm", description="Build farm administration")
-    commands = parser.add_subparsers(dest="command", required=True)
-    token = commands.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
-    create = token.add_parser("create", help="create a token (shown once)")
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("a whole number of at least 1")
+    return int(value)
+
+
+def _api_options(parser: argparse.ArgumentParser, default) -> None:
+    group = parser.add_argument_group("API")
+    group.add_argument(
+        "--url", dest="api_url", metavar="URL", default=default, help="API base URL (BUILDFARM_URL)"
+    )
+    group.add_argument(
+        "--token",
+        dest="api_token",
+        metavar="TOKEN",
+        default=default,
+        help="API token (BUILDFARM_TOKEN; prefer the variable)",
+    )
+
+
+def _token_commands(commands) -> None:
+    token = commands.add_parser("token", help="API tokens (admin, straight in Redis)")
+    token.set_defaults(handler=tokens.run)
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a token (shown once)")
     create.add_argument("--tenant", required=True, type=_tenant)
     create.add_argument("--name", required=True)
-    token.add_parser("list", help="list tokens (their names, never the tokens)")
-    revoke = token.add_parser("revoke", help="revoke a token")
+    actions.add_parser("list", help="list tokens (their names, never the tokens)")
+    revoke = actions.add_parser("revoke", help="revoke a token")
     revoke.add_argument("token")
+
+
+def _deploy_command(commands) -> None:
+    parser = commands.add_parser(
+        "deploy",
+        help="build a directory or a git repository",
+        description=DEPLOY_DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=deploy.run)
+    parser.add_argument("source", metavar="PATH_OR_GIT_URL", help="build context directory or git URL")
+    parser.add_argument("--subdomain", required=True, help="the deployment's subdomain (and image name)")
+    parser.add_argument("--name", help="name of a new deployment (default: the subdomain)")
+    parser.add_argument(
+        "--dockerfile", metavar="PATH", help="Dockerfile path in the context (default: Dockerfile)"
+    )
+    parser.add_argument("--branch", help="git branch (default: main)")
+    parser.add_argument(
+        "--follow", "-f", action="store_true", help="print the build log live; exit 1 if it fails"
+    )
+    _api_options(parser, argparse.SUPPRESS)
+
+
+def _builds_commands(commands) -> None:
+    parser = commands.add_parser("builds", help="a deployment's builds", epilog=EPILOG)
+    parser.set_defaults(handler=builds.run)
+    actions = parser.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name, help=help, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        sub.add_argument("--deployment", "-d", required=True, metavar="ID_OR_SUBDOMAIN")
+        _api_options(sub, argparse.SUPPRESS)
+        return sub
+
+    listing = action("list", "list builds, newest first")
+    listing.add_argument("--status", choices=[s.value for s in BuildStatus])
+    listing.add_argument("--limit", type=_positive, default=20, help="at most this many (default 20)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    get = action("get", "show a build")
+    get.add_argument("build_id", metavar="BUILD_ID")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    logs = action("logs", "print a build's log")
+    logs.add_argument("build_id", metavar="BUILD_ID")
+    logs.add_argument("--follow", "-f", action="store_true", help="follow it live; exit 1 if the build fails")
+    cancel = action("cancel", "cancel a pending or running build")
+    cancel.add_argument("build_id", metavar="BUILD_ID")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="buildfarm",
+        description="Build farm: deploy and follow builds; administer API tokens",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _api_options(parser, None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _deploy_command(commands)
+    _builds_commands(commands)
+    _token_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    client = sync_redis(Config.from_env().redis_url)
-    if args.action == "create":
-        print(create_token(client, args.tenant, args.name))
-    elif args.action == "list":
-        for row in list_tokens(client):
-            print(f"{row['tenant']}\t{row['name']}\t{row['created_at']}\t{row['hash'][:12]}")
-    elif args.action == "revoke" and not revoke_token(client, args.token):
-        print("no such token", file=sys.stderr)
-        return 1
-    return 0
+    try:
+        return args.handler(args)
+    except CliError as e:
+        print(f"buildfarm: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("buildfarm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout closed early (`| head`): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
+
 import redis
 
 from common import keys
+from common.config import Config
 from common.models import utc_now
+from common.redis_clients import sync_redis
 from common.tokens import new_token, token_hash
 
 TOKEN_INDEX = f"{keys.PREFIX}tokens"
@@ -41,3 +46,17 @@ def revoke_token(client: redis.Redis, token: str) -> bool:
         pipe.srem(TOKEN_INDEX, digest)
         deleted, _ = pipe.execute()
     return bool(deleted)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`buildfarm token create|list|revoke`: straight in the farm's Redis (BUILDFARM_REDIS_URL)."""
+    client = sync_redis(Config.from_env().redis_url)
+    if args.action == "create":
+        print(create_token(client, args.tenant, args.name))
+    elif args.action == "list":
+        for row in list_tokens(client):
+            print(f"{row['tenant']}\t{row['name']}\t{row['created_at']}\t{row['hash'][:12]}")
+    elif args.action == "revoke" and not revoke_token(client, args.token):
+        print("no such token", file=sys.stderr)
+        return 1
+    return 0

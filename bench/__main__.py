@@ -1,0 +1,70 @@
+"""Runs the benchmarks against a farm started here: `python -m bench [--quick] [--only NAME …]
+[--write]`. Every figure is measured in this run, against a baseline measured in this run.
+`--write` records the table in docs/BENCHMARKS.md (done for full runs)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.farm import ROOT, Farm
+
+BENCHMARKS = ["overhead", "dispatch", "logs", "api_load", "scaleout", "memory"]
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} cores ({cpu}), {memory} GiB, {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples: for CI, under 3 minutes")
+    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=BENCHMARKS)
+    parser.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md")
+    args = parser.parse_args()
+    rows = []
+    started = time.monotonic()
+    for name in args.only:
+        farm = Farm()
+        try:
+            for row in importlib.import_module(f"bench.{name}").run(farm, args.quick):
+                rows.append(row)
+                print(f"{row[0]}: {row[1].replace('**', '')}  (target {row[2]})", flush=True)
+        finally:
+            farm.close()
+    print(f"\n{len(rows)} figures in {time.monotonic() - started:.0f} s")
+    if args.write:
+        write_table(rows, args)
+
+
+def write_table(rows: list[tuple[str, str, str]], args) -> None:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    command = "make bench" + (" QUICK=1" if args.quick else "")
+    table = "\n".join(f"| {name} | {value} | {target} |" for name, value, target in rows)
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""
+    marker = "<!-- results -->"
+    head, _, tail = text.partition(marker)
+    tail = tail.partition("<!-- /results -->")[2]
+    results = (
+        f"{marker}\nMachine: {machine()}. Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
+        f"Commit: {commit.strip()}. Command: `{command}`.\n\n"
+        f"| figure | measured | target |\n| --- | --- | --- |\n{table}\n<!-- /results -->"
+    )
+    path.write_text(head + results + tail)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

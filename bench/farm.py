@@ -1,0 +1,192 @@
+"""The farm under measurement: the API and Dramatiq workers as real processes, against the
+services `make bench` started (Redis, S3, registry, Docker engine), plus the small helpers
+every benchmark needs."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from cli.tokens import create_token
+from common.config import Config
+from common.redis_clients import sync_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+LOGS = ROOT / ".local" / "bench-logs"
+BASE_IMAGE = "buildfarm/busybox:latest"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int | str) -> int:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def context_archive(dockerfile: str, files: dict[str, bytes] | None = None) -> bytes:
+    """A build context as .tar.gz; a nonce file keeps every build out of the layer cache."""
+    files = {"nonce": uuid.uuid4().bytes, **(files or {}), "Dockerfile": dockerfile.encode()}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class Process:
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.handle = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=(LOGS / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.pid = self.handle.pid
+
+    def stop(self) -> None:
+        if self.handle.poll() is None:
+            os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.handle.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.handle.wait(10)
+
+
+class Farm:
+    """The API (gunicorn, 2 uvicorn workers) and a pool of workers, started and stopped here."""
+
+    def __init__(self, **env: str) -> None:
+        self.config = Config.from_env()
+        self.env = {**os.environ, "dramatiq_worker_timeout": "10", **env}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = Process(
+            "api",
+            [
+                str(BIN / "gunicorn"),
+                "api.asgi:app",
+                "--worker-class",
+                "api.server.ApiWorker",
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+            ],
+            self.env,
+        )
+        self.workers: list[Process] = []
+        self.redis = sync_redis(self.config.redis_url)
+        self.token = create_token(self.redis, f"bench-{uuid.uuid4().hex[:8]}", "bench")
+        self.client = httpx.Client(
+            base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=120
+        )
+        self._wait(lambda: self._get("/readyz") == 200, "the API")
+
+    def _get(self, path: str) -> int | None:
+        try:
+            return httpx.get(self.url + path, timeout=1).status_code
+        except httpx.HTTPError:
+            return None
+
+    @staticmethod
+    def _wait(predicate, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def start_workers(self, processes: int = 1, threads: int = 2, **env: str) -> Process:
+        name = f"worker-{len(self.workers)}"
+        worker = Process(
+            name,
+            [
+                str(BIN / "dramatiq"),
+                "worker.actors",
+                "--queues",
+                "builds",
+                "--processes",
+                str(processes),
+                "--threads",
+                str(threads),
+            ],
+            {**self.env, "dramatiq_queue_prefetch": str(threads), **env},
+        )
+        log = LOGS / f"{name}.log"
+        self._wait(
+            lambda: log.read_text(errors="replace").count("ready for action") >= processes, "the workers"
+        )
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+    def archive_deployment(self, archive: bytes, **fields) -> dict:
+        deployment = self.client.post(
+            "/deployments",
+            json={
+                "name": "bench",
+                "subdomain": f"bench-{uuid.uuid4().hex[:10]}",
+                "source_type": "archive",
+                **fields,
+            },
+        ).json()
+        response = self.client.post(
+            f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tgz", archive)}
+        )
+        response.raise_for_status()
+        return deployment
+
+    def deploy(self, deployment: dict) -> dict:
+        response = self.client.post(f"/deployments/{deployment['id']}/deploy")
+        response.raise_for_status()
+        return response.json()
+
+    def build(self, build: dict) -> dict:
+        return self.client.get(f"/deployments/{build['deployment_id']}/builds/{build['id']}").json()
+
+    def wait_done(self, build: dict, poll_s: float = 0.01, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while (current := self.build(build))["status"] in ("pending", "building"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: build {build['id']} still {current['status']} after {timeout} s")
+            time.sleep(poll_s)
+        return current
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.api.stop()
+        self.client.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]

@@ -1,0 +1,154 @@
+"""The build farm's HTTP API, as the CLI uses it (httpx). Every call returns parsed JSON or
+raises ApiError (the server's {"error", "message"}) or Unreachable."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+
+from cli.errors import ApiError, CliError, Unreachable
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+PAGE = 100
+TIMEOUT = httpx.Timeout(30.0)
+# The API reads the whole upload, checks it and stores it before it answers.
+UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=900.0)
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.http = httpx.Client(
+            base_url=f"{self.url}/api/v1",
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "buildfarm-cli"},
+            timeout=TIMEOUT,
+        )
+
+    @classmethod
+    def from_settings(cls, url: str | None, token: str | None) -> ApiClient:
+        """--url/--token, else BUILDFARM_URL/BUILDFARM_TOKEN (`make up` writes both to
+        .local/buildfarm.env)."""
+        url = url or os.environ.get("BUILDFARM_URL")
+        token = token or os.environ.get("BUILDFARM_TOKEN")
+        if not url:
+            raise CliError("no API URL: set BUILDFARM_URL or pass --url (e.g. http://127.0.0.1:8000)")
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"the API URL must start with http:// or https://, not {url!r}")
+        if not token:
+            raise CliError("no API token: set BUILDFARM_TOKEN or pass --token")
+        return cls(url, token)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise Unreachable(f"cannot reach the API at {self.url}: {e or type(e).__name__}") from None
+        if response.is_error:
+            raise ApiError.from_response(response)
+        return response
+
+    # --- deployments -------------------------------------------------------------------
+
+    def deployments(self) -> Iterator[dict]:
+        """All the caller's deployments, newest first, following the Link: rel=next pages."""
+        params: dict[str, Any] = {"limit": PAGE}
+        while True:
+            response = self.request("GET", "/deployments", params=params)
+            yield from response.json()
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return
+            params = {k: v[-1] for k, v in parse_qs(urlsplit(following).query).items()}
+
+    def find_by_subdomain(self, subdomain: str) -> dict | None:
+        return next((d for d in self.deployments() if d["subdomain"] == subdomain), None)
+
+    def get_deployment(self, deployment_id: str) -> dict:
+        return self.request("GET", f"/deployments/{_seg(deployment_id)}").json()
+
+    def resolve_deployment(self, id_or_subdomain: str) -> dict:
+        """A deployment by id or, failing that, by subdomain."""
+        if UUID.match(id_or_subdomain):
+            try:
+                return self.get_deployment(id_or_subdomain)
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        found = self.find_by_subdomain(id_or_subdomain)
+        if found is None:
+            raise ApiError(
+                404, "not_found", f"No deployment of yours has the id or subdomain {id_or_subdomain!r}"
+            )
+        return found
+
+    def create_deployment(self, fields: dict) -> dict:
+        return self.request("POST", "/deployments", json=fields).json()
+
+    def upload(self, deployment_id: str, archive: IO[bytes], dockerfile: bytes | None = None) -> dict:
+        """Streams `archive` (a file object, read chunk by chunk) as the multipart 'archive'."""
+        files: dict[str, tuple] = {"archive": ("source.tar.gz", archive, "application/gzip")}
+        if dockerfile is not None:
+            files["dockerfile"] = ("Dockerfile", dockerfile, "text/plain")
+        path = f"/deployments/{_seg(deployment_id)}/upload"
+        return self.request("POST", path, files=files, timeout=UPLOAD_TIMEOUT).json()
+
+    def deploy(self, deployment_id: str) -> dict:
+        return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy").json()
+
+    # --- builds ------------------------------------------------------------------------
+
+    def builds(self, deployment_id: str, limit: int, status: str | None = None) -> list[dict]:
+        """Up to `limit` builds, newest first."""
+        found: list[dict] = []
+        params: dict[str, Any] = {"status": status} if status else {}
+        while len(found) < limit:
+            params["limit"] = min(PAGE, limit - len(found))
+            response = self.request("GET", f"/deployments/{_seg(deployment_id)}/builds", params=params)
+            found.extend(response.json())
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                break
+            params = {k: v[-1] for k, v in parse_qs(urlsplit(following).query).items()}
+        return found[:limit]
+
+    def build_path(self, deployment_id: str, build_id: str) -> str:
+        return f"/deployments/{_seg(deployment_id)}/builds/{_seg(build_id)}"
+
+    def get_build(self, deployment_id: str, build_id: str) -> dict:
+        return self.request("GET", self.build_path(deployment_id, build_id)).json()
+
+    def cancel_build(self, deployment_id: str, build_id: str) -> tuple[int, dict]:
+        """(200: cancelled, or 202: the worker was asked to stop it; the build)."""
+        response = self.request("POST", self.build_path(deployment_id, build_id) + "/cancel")
+        return response.status_code, response.json()
+
+    def log_chunks(self, deployment_id: str, build_id: str) -> Iterator[bytes]:
+        """The build's log as text, streamed."""
+        path = self.build_path(deployment_id, build_id) + "/logs"
+        try:
+            with self.http.stream("GET", path) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError.from_response(response)
+                yield from response.iter_bytes()
+        except httpx.TransportError as e:
+            raise Unreachable(f"cannot reach the API at {self.url}: {e or type(e).__name__}") from None
+
+    def log_stream_url(self, deployment_id: str, build_id: str, after: int = 0) -> str:
+        ws = "wss://" + self.url[8:] if self.url.startswith("https://") else "ws://" + self.url[7:]
+        url = f"{ws}/api/v1{self.build_path(deployment_id, build_id)}/logs/stream"
+        return f"{url}?after={after}" if after else url
+
+
+def _seg(value: str) -> str:
+    """A path segment: ids come from the command line, so never let them change the path."""
+    return quote(value, safe="")

@@ -1,0 +1,149 @@
+"""`buildfarm deploy PATH_OR_GIT_URL --subdomain NAME`: creates the deployment, or reuses the
+caller's deployment with that subdomain; a directory is packed (honouring .dockerignore) and
+uploaded, a git URL built from its branch; then a build is queued and, with --follow, its
+log printed live until it ends."""
+
+from __future__ import annotations
+
+import argparse
+import posixpath
+import re
+import tempfile
+from pathlib import Path
+
+from cli import output
+from cli.api_client import ApiClient
+from cli.errors import ApiError, CliError
+from cli.follow import follow_and_report
+from cli.packing import PackError, has_dockerfile, pack_directory
+from cli.progress import ProgressBar, ProgressReader, human
+
+# scheme://… or scp-like user@host:path
+GIT_URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
+DEFAULT_DOCKERFILE = "Dockerfile"
+
+
+def run(args: argparse.Namespace) -> int:
+    source = args.source
+    is_dir = Path(source).is_dir()
+    if not is_dir:
+        if Path(source).exists():
+            raise CliError(f"{source} is not a directory")
+        if not GIT_URL.match(source):
+            raise CliError(f"{source}: no such directory, nor a git URL")
+    elif args.branch is not None:
+        raise CliError("--branch applies to a git URL, not a directory")
+    dockerfile = posixpath.normpath(args.dockerfile) if args.dockerfile else None
+    if dockerfile and (dockerfile.startswith("/") or dockerfile.split("/")[0] == ".."):
+        raise CliError(f"--dockerfile {args.dockerfile}: give a path inside the build context")
+    api = ApiClient.from_settings(args.api_url, args.api_token)
+    try:
+        if is_dir:
+            deployment, build = _deploy_directory(api, args, Path(source), dockerfile)
+        else:
+            deployment, build = _deploy_git(api, args, source, dockerfile)
+        output.note(f"Queued {output.build_label(build)} of {deployment['subdomain']}")
+        if not args.follow:
+            output.line(build["id"])
+            return 0
+        return follow_and_report(api, deployment, build)
+    finally:
+        api.close()
+
+
+def _reuse_or_create(
+    api: ApiClient, args: argparse.Namespace, existing: dict | None, fields: dict, check
+) -> dict:
+    """`existing` (the caller's deployment with this subdomain, checked by `check`), else a
+    new deployment."""
+    if existing is None:
+        body = {"name": args.name or args.subdomain, "subdomain": args.subdomain, **fields}
+        try:
+            created = api.create_deployment(body)
+            output.note(f"Created deployment {created['subdomain']} ({created['id']})")
+            return created
+        except ApiError as e:
+            # Created meanwhile by another run with the same token? Else the subdomain is
+            # another tenant's, and the server's message says so.
+            existing = api.find_by_subdomain(args.subdomain) if e.status == 409 else None
+            if existing is None:
+                raise
+    check(existing)
+    output.note(f"Using deployment {existing['subdomain']} ({existing['id']})")
+    return existing
+
+
+def _deploy_directory(
+    api: ApiClient, args: argparse.Namespace, root: Path, dockerfile: str | None
+) -> tuple[dict, dict]:
+    def check(existing: dict) -> None:
+        if existing["source_type"] != "archive":
+            raise CliError(
+                f"deployment {existing['subdomain']} builds from git ({existing.get('repo_url')}), "
+                "not from uploads: deploy the git URL, or choose another --subdomain"
+            )
+
+    fields = {"source_type": "archive"}
+    if dockerfile:
+        fields["dockerfile_path"] = dockerfile
+    existing = api.find_by_subdomain(args.subdomain)
+    if existing is not None:
+        check(existing)
+    chosen = dockerfile or (existing or {}).get("dockerfile_path") or DEFAULT_DOCKERFILE
+    if not has_dockerfile(root, chosen):
+        raise CliError(f"no Dockerfile at {root / chosen} (pass --dockerfile PATH, relative to {root})")
+
+    with tempfile.TemporaryFile(prefix="buildfarm-", suffix=".tar.gz") as archive:
+        try:
+            packed = pack_directory(root, archive, chosen)
+        except PackError as e:
+            raise CliError(str(e)) from None
+        size = archive.tell()
+        output.note(f"Packed {packed.files} files ({human(packed.bytes_in)}) from {root} into {human(size)}")
+        deployment = _reuse_or_create(api, args, existing, fields, check)
+        # The API cannot change a deployment's dockerfile_path: another one goes inline.
+        inline = None
+        if chosen != deployment.get("dockerfile_path", DEFAULT_DOCKERFILE):
+            output.note(f"Sending {chosen} as this build's Dockerfile")
+            inline = (root / chosen).read_bytes()
+        archive.seek(0)
+        bar = ProgressBar(size)
+        try:
+            uploaded = api.upload(deployment["id"], ProgressReader(archive, bar), inline)
+        finally:
+            bar.finish()
+    output.note(f"Uploaded {human(uploaded['size'])} (sha256 {uploaded['sha256'][:12]})")
+    return deployment, api.deploy(deployment["id"])
+
+
+def _deploy_git(
+    api: ApiClient, args: argparse.Namespace, url: str, dockerfile: str | None
+) -> tuple[dict, dict]:
+    def check(existing: dict) -> None:
+        name = existing["subdomain"]
+        if existing["source_type"] != "git":
+            raise CliError(
+                f"deployment {name} builds uploaded directories, not git: deploy a directory, "
+                "or choose another --subdomain"
+            )
+        # The API has no way to change a deployment's source: refuse rather than build
+        # something other than what was asked.
+        for option, asked, field in (
+            ("repository", url, "repo_url"),
+            ("--branch", args.branch, "branch"),
+            ("--dockerfile", dockerfile, "dockerfile_path"),
+        ):
+            if asked is not None and asked != existing.get(field):
+                raise CliError(
+                    f"deployment {name} builds {field} {existing.get(field)!r}, not {asked!r} "
+                    f"({option}): a deployment's source cannot be changed; choose another --subdomain"
+                )
+
+    fields = {"repo_url": url}
+    if args.branch:
+        fields["branch"] = args.branch
+    if dockerfile:
+        fields["dockerfile_path"] = dockerfile
+    existing = api.find_by_subdomain(args.subdomain)
+    deployment = _reuse_or_create(api, args, existing, fields, check)
+    return deployment, api.deploy(deployment["id"])

@@ -1,0 +1,88 @@
+"""Follows a build's log live over the API's WebSocket: one message per line, from the first.
+A dropped connection is resumed with `?after=N` (N the lines already printed), so no line is
+lost or repeated; the stream ends when the server closes it and the build has ended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus
+from websockets.sync.client import connect
+
+from cli import output
+from cli.api_client import ApiClient
+from cli.errors import ApiError, Interrupted, Unreachable
+
+TERMINAL = frozenset({"success", "failed", "cancelled"})
+FIRST_RETRY_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 5.0
+GIVE_UP_AFTER_S = 120.0
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ConnectionClosedError):
+        return "connection dropped"
+    return str(error) or type(error).__name__
+
+
+def follow_log(
+    api: ApiClient,
+    deployment_id: str,
+    build_id: str,
+    emit: Callable[[str], None],
+    notify: Callable[[str], None],
+) -> dict:
+    """Calls `emit` with each log line; returns the build once it has ended. `notify` gets
+    reconnection notices. Gives up (Unreachable) after GIVE_UP_AFTER_S of failed attempts."""
+    seen = 0
+    failing_since: float | None = None
+    delay = FIRST_RETRY_DELAY_S
+    headers = {"Authorization": f"Bearer {api.token}"}
+    while True:
+        try:
+            with connect(
+                api.log_stream_url(deployment_id, build_id, after=seen),
+                additional_headers=headers,
+                open_timeout=10,
+                close_timeout=5,
+                max_size=None,
+            ) as ws:
+                failing_since = None
+                for message in ws:  # ends when the server closes the stream cleanly
+                    emit(message if isinstance(message, str) else message.decode("utf-8", "replace"))
+                    seen += 1
+                    delay = FIRST_RETRY_DELAY_S
+            build = api.get_build(deployment_id, build_id)
+            if build["status"] in TERMINAL:
+                return build
+            reason = "the server closed the stream before the build ended"
+        except InvalidStatus as e:
+            status = e.response.status_code
+            if 400 <= status < 500 and status not in (408, 429):
+                api.get_build(deployment_id, build_id)  # raises the API's own error, if it has one
+                raise ApiError(
+                    status, "forbidden", f"the API refused the log stream (HTTP {status})"
+                ) from None
+            reason = f"HTTP {status} on connect"
+        except (ConnectionClosedError, InvalidHandshake, OSError, Unreachable) as e:
+            reason = _reason(e)
+        now = time.monotonic()
+        failing_since = failing_since or now
+        if now - failing_since > GIVE_UP_AFTER_S:
+            raise Unreachable(f"the log stream failed for {GIVE_UP_AFTER_S:.0f} s, giving up: {reason}")
+        notify(f"log stream interrupted ({reason}); resuming after line {seen}")
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+def follow_and_report(api: ApiClient, deployment: dict, build: dict) -> int:
+    """Prints the log on stdout as it comes, then the outcome on stderr; 0 if it succeeded."""
+    try:
+        final = follow_log(api, deployment["id"], build["id"], output.line, output.note)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped following; the build goes on (cancel it with: buildfarm builds cancel "
+            f"{build['id']} --deployment {deployment['subdomain']})"
+        ) from None
+    return output.final_status(final)
