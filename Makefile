@@ -53,5 +53,16 @@ format: install
 clean: down
 	rm -rf .local $(VENV)
 
-bench: up
-	source .local/buildfarm.env && $(PY) -m bench.overhead --pairs $${PAIRS:-7}
+# Benchmarks run on services of their own, beside a `make up` farm and the tests.
+BENCH_ENV := BUILDFARM_STATE=.local/bench BUILDFARM_REDIS_PORT=36379 BUILDFARM_REGISTRY_PORT=35000 \
+	BUILDFARM_S3_PORT=39000
+
+bench: install
+	@command -v wrk >/dev/null && command -v gcc >/dev/null && test -e /usr/lib/x86_64-linux-gnu/libc.a || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk gcc libc6-dev)
+	@$(BENCH_ENV) deploy/local/services up
+	@eval "$$($(BENCH_ENV) deploy/local/services env)" && $(BENCH_ENV) deploy/local/base-image
+	@status=0; eval "$$($(BENCH_ENV) deploy/local/services env)" && \
+	  $(BENCH_ENV) $(PY) -m bench $(if $(QUICK),--quick,--write) || status=$$?; \
+	$(BENCH_ENV) deploy/local/services down; \
+	exit $$status

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from cli.errors import ApiError, CliError, Unreachable
+from cli.errors import ApiError, CliError, NotFound, Unreachable
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PAGE = 100
@@ -85,19 +85,15 @@ class ApiClient:
                     raise
         found = self.find_by_subdomain(id_or_subdomain)
         if found is None:
-            raise ApiError(
-                404, "not_found", f"No deployment of yours has the id or subdomain {id_or_subdomain!r}"
-            )
+            raise NotFound(f"No deployment of yours has the id or subdomain {id_or_subdomain!r}")
         return found
 
     def create_deployment(self, fields: dict) -> dict:
         return self.request("POST", "/deployments", json=fields).json()
 
-    def upload(self, deployment_id: str, archive: IO[bytes], dockerfile: bytes | None = None) -> dict:
+    def upload(self, deployment_id: str, archive: IO[bytes]) -> dict:
         """Streams `archive` (a file object, read chunk by chunk) as the multipart 'archive'."""
-        files: dict[str, tuple] = {"archive": ("source.tar.gz", archive, "application/gzip")}
-        if dockerfile is not None:
-            files["dockerfile"] = ("Dockerfile", dockerfile, "text/plain")
+        files = {"archive": ("source.tar.gz", archive, "application/gzip")}
         path = f"/deployments/{_seg(deployment_id)}/upload"
         return self.request("POST", path, files=files, timeout=UPLOAD_TIMEOUT).json()
 

@@ -73,19 +73,28 @@ def _reuse_or_create(
     return existing
 
 
+def _same_source(existing: dict, source_type: str, asked: list[tuple[str, str | None, str]]) -> None:
+    """Refuses to reuse a deployment whose source differs from the one asked for: the API
+    cannot change a deployment's source, and building something else would be wrong."""
+    name = existing["subdomain"]
+    if existing["source_type"] != source_type:
+        builds = "from git" if existing["source_type"] == "git" else "uploaded directories"
+        asked_for = "a git repository" if source_type == "git" else "a directory"
+        raise CliError(f"deployment {name} builds {builds}, not {asked_for}: choose another --subdomain")
+    for option, value, field in asked:
+        if value is not None and value != existing.get(field):
+            raise CliError(
+                f"deployment {name} has {field} {existing.get(field)!r}, not {value!r} ({option}): "
+                "a deployment's source cannot be changed; choose another --subdomain"
+            )
+
+
 def _deploy_directory(
     api: ApiClient, args: argparse.Namespace, root: Path, dockerfile: str | None
 ) -> tuple[dict, dict]:
     def check(existing: dict) -> None:
-        if existing["source_type"] != "archive":
-            raise CliError(
-                f"deployment {existing['subdomain']} builds from git ({existing.get('repo_url')}), "
-                "not from uploads: deploy the git URL, or choose another --subdomain"
-            )
+        _same_source(existing, "archive", [("--dockerfile", dockerfile, "dockerfile_path")])
 
-    fields = {"source_type": "archive"}
-    if dockerfile:
-        fields["dockerfile_path"] = dockerfile
     existing = api.find_by_subdomain(args.subdomain)
     if existing is not None:
         check(existing)
@@ -100,16 +109,12 @@ def _deploy_directory(
             raise CliError(str(e)) from None
         size = archive.tell()
         output.note(f"Packed {packed.files} files ({human(packed.bytes_in)}) from {root} into {human(size)}")
+        fields = {"source_type": "archive", "dockerfile_path": chosen}
         deployment = _reuse_or_create(api, args, existing, fields, check)
-        # The API cannot change a deployment's dockerfile_path: another one goes inline.
-        inline = None
-        if chosen != deployment.get("dockerfile_path", DEFAULT_DOCKERFILE):
-            output.note(f"Sending {chosen} as this build's Dockerfile")
-            inline = (root / chosen).read_bytes()
         archive.seek(0)
         bar = ProgressBar(size)
         try:
-            uploaded = api.upload(deployment["id"], ProgressReader(archive, bar), inline)
+            uploaded = api.upload(deployment["id"], ProgressReader(archive, bar))
         finally:
             bar.finish()
     output.note(f"Uploaded {human(uploaded['size'])} (sha256 {uploaded['sha256'][:12]})")
@@ -120,24 +125,15 @@ def _deploy_git(
     api: ApiClient, args: argparse.Namespace, url: str, dockerfile: str | None
 ) -> tuple[dict, dict]:
     def check(existing: dict) -> None:
-        name = existing["subdomain"]
-        if existing["source_type"] != "git":
-            raise CliError(
-                f"deployment {name} builds uploaded directories, not git: deploy a directory, "
-                "or choose another --subdomain"
-            )
-        # The API has no way to change a deployment's source: refuse rather than build
-        # something other than what was asked.
-        for option, asked, field in (
-            ("repository", url, "repo_url"),
-            ("--branch", args.branch, "branch"),
-            ("--dockerfile", dockerfile, "dockerfile_path"),
-        ):
-            if asked is not None and asked != existing.get(field):
-                raise CliError(
-                    f"deployment {name} builds {field} {existing.get(field)!r}, not {asked!r} "
-                    f"({option}): a deployment's source cannot be changed; choose another --subdomain"
-                )
+        _same_source(
+            existing,
+            "git",
+            [
+                ("repository", url, "repo_url"),
+                ("--branch", args.branch, "branch"),
+                ("--dockerfile", dockerfile, "dockerfile_path"),
+            ],
+        )
 
     fields = {"repo_url": url}
     if args.branch:

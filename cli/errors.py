@@ -36,6 +36,12 @@ class ApiError(CliError):
             return cls(response.status_code, "http_error", text)
 
 
+class NotFound(CliError):
+    """What the command names does not exist (among the caller's deployments)."""
+
+    exit_code = EXIT_API_ERROR
+
+
 class Unreachable(CliError):
     """The API could not be reached (refused, timed out, DNS, TLS)."""
 

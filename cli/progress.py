@@ -13,11 +13,15 @@ MIN_INTERVAL_S = 0.1
 
 
 def human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    """1023 B, 1.5 KiB, 28.6 MiB, 3.0 GiB."""
+    if size < 1024:
+        return f"{size:.0f} B"
+    units = ["KiB", "MiB", "GiB"]
+    size /= 1024
+    while size >= 1024 and len(units) > 1:
         size /= 1024
-    raise AssertionError("unreachable")
+        units.pop(0)
+    return f"{size:.1f} {units[0]}"
 
 
 class ProgressBar:
@@ -64,10 +68,6 @@ class ProgressReader:
     def __init__(self, file: IO[bytes], bar: ProgressBar) -> None:
         self.file, self.bar = file, bar
         self.sent = 0
-
-    @property
-    def size(self) -> int:
-        return os.fstat(self.file.fileno()).st_size
 
     def read(self, n: int = -1) -> bytes:
         chunk = self.file.read(n)

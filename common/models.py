@@ -44,15 +44,17 @@ def utc_now() -> str:
 
 
 class _RedisHash:
-    """Round-trips a dataclass through a Redis hash of strings; None is stored as ""."""
+    """Round-trips a dataclass through a Redis hash of strings. Hashes stay small (Redis keeps
+    them in its compact listpack encoding): None is not stored, and nothing derivable is."""
 
     def to_redis(self) -> dict[str, str]:
+        """The fields that have a value; an absent field reads back as None."""
         out = {}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, field.name)
             if value is None:
-                out[field.name] = ""
-            elif isinstance(value, bool):
+                continue
+            if isinstance(value, bool):
                 out[field.name] = "1" if value else "0"
             else:
                 out[field.name] = str(value)
@@ -141,8 +143,8 @@ class Build(_RedisHash):
     branch: str | None = None
     # Git: the requested or resolved commit; archive: the SHA-256 of the archive to build.
     commit_sha: str | None = None
-    archive_key: str | None = None
-    dockerfile_key: str | None = None
+    # Archive builds: the Dockerfile uploaded with the archive replaces dockerfile_path.
+    inline_dockerfile: bool = False
     image_tag: str | None = None
     image_digest: str | None = None
     started_at: str | None = None

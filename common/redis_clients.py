@@ -12,6 +12,9 @@ from redis.retry import Retry
 
 RETRIES = 6  # about 6 s of backoff in all
 RETRY_ON = [ConnectionError, TimeoutError]
+# Every log WebSocket holds a connection while it waits for new lines (XREAD BLOCK): the
+# API's pool must outgrow redis-py's default of 100.
+ASYNC_MAX_CONNECTIONS = 2048
 
 
 def _backoff() -> ExponentialBackoff:
@@ -35,4 +38,5 @@ def async_redis(url: str, socket_timeout: float = 10) -> aioredis.Redis:
         health_check_interval=30,
         retry=AsyncRetry(_backoff(), RETRIES),
         retry_on_error=RETRY_ON,
+        max_connections=ASYNC_MAX_CONNECTIONS,
     )

@@ -163,6 +163,36 @@ def test_deploying_again_to_a_subdomain_reuses_its_deployment_with_a_second_buil
     assert [wait_for_status(client, b)["status"] for b in builds] == ["success", "success"]
 
 
+def test_a_redeploy_cannot_swap_a_deployments_dockerfile_or_source(
+    client, api_url, tenant_token, worker, tmp_path
+):
+    token = tenant_token[1]
+    root = context_dir(tmp_path / "app", "true", files={"Other.Dockerfile": dockerfile("true")})
+    subdomain = unique_subdomain("cli")
+    first = run_cli(api_url, token, "deploy", str(root), "--subdomain", subdomain)
+    assert first.returncode == 0, first.stderr
+    deployment = find_deployment(client, subdomain)
+    # The API cannot change a deployment's dockerfile_path: refused before anything is sent
+    other = run_cli(
+        api_url, token, "deploy", str(root), "--subdomain", subdomain, "--dockerfile", "Other.Dockerfile"
+    )
+    assert_clean_failure(other, 2, "has dockerfile_path 'Dockerfile', not 'Other.Dockerfile'")
+    assert "Uploading" not in other.stderr
+    # ...while naming the same Dockerfile differently is no change
+    same = run_cli(
+        api_url, token, "deploy", str(root), "--subdomain", subdomain, "--dockerfile", "./Dockerfile"
+    )
+    assert same.returncode == 0, same.stderr
+    # A directory without the deployment's Dockerfile is refused too
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = run_cli(api_url, token, "deploy", str(empty), "--subdomain", subdomain)
+    assert_clean_failure(missing, 2, f"no Dockerfile at {empty / 'Dockerfile'}")
+    assert [b["number"] for b in builds_of(client, deployment)] == [2, 1]
+    for build in builds_of(client, deployment):
+        wait_for_status(client, build)
+
+
 def test_builds_list_get_and_logs_find_a_deployment_by_subdomain_or_id(
     client, api_url, tenant_token, worker, tmp_path
 ):

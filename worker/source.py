@@ -18,6 +18,7 @@ from minio import Minio
 from common.archive import ArchiveError, extract_archive
 from common.config import Config
 from common.models import Build, SourceType
+from common.objects import archive_key, dockerfile_key
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024
@@ -45,8 +46,9 @@ def fetch_source(
     else:
         commit_sha = _clone(config, build, context_dir, log)
     dockerfile = build.dockerfile_path
-    if build.dockerfile_key:
-        s3.fget_object(config.sources_bucket, build.dockerfile_key, str(context_dir / INLINE_DOCKERFILE))
+    if build.inline_dockerfile:
+        key = dockerfile_key(build.deployment_id, build.commit_sha)
+        s3.fget_object(config.sources_bucket, key, str(context_dir / INLINE_DOCKERFILE))
         dockerfile = INLINE_DOCKERFILE
         log("Using the Dockerfile uploaded with the archive")
     _check_dockerfile(context_dir, dockerfile)
@@ -66,7 +68,7 @@ def _fetch_archive(
 ) -> str:
     archive = scratch / "source.tar.gz"
     digest = hashlib.sha256()
-    response = s3.get_object(config.sources_bucket, build.archive_key)
+    response = s3.get_object(config.sources_bucket, archive_key(build.deployment_id, build.commit_sha))
     try:
         with archive.open("wb") as out:
             while chunk := response.read(CHUNK):

@@ -14,7 +14,6 @@ from api.store import RecordStore, new_id
 from api.validation import Field, check_commit_sha, read_json, validate
 from common.config import Config
 from common.models import Build, BuildStatus, Deployment, SourceType, utc_now
-from common.objects import archive_key, dockerfile_key
 
 logger = logging.getLogger("buildfarm.api")
 
@@ -89,9 +88,7 @@ class DeployResource:
             if not deployment.archive_sha256:
                 raise conflict("No archive uploaded yet: POST one to /upload first")
             build.commit_sha = deployment.archive_sha256
-            build.archive_key = archive_key(deployment.id, deployment.archive_sha256)
-            if deployment.archive_has_dockerfile:
-                build.dockerfile_key = dockerfile_key(deployment.id, deployment.archive_sha256)
+            build.inline_dockerfile = deployment.archive_has_dockerfile
         else:
             build.repo_url = deployment.repo_url
             build.branch = deployment.branch

@@ -1,0 +1,79 @@
+"""Scale-out: throughput of many small builds with 1, 2 and 4 worker processes (2 threads
+each), as builds per minute, all builds queued at once, each of its own deployment."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from bench.farm import BASE_IMAGE, Farm, context_archive
+
+DOCKERFILE = f"FROM {BASE_IMAGE}\nCOPY . /app\nRUN echo built && ls /app\n"
+
+
+GROUPS = {
+    "docker engine": (
+        "dockerd",
+        "containerd",
+        "containerd-shim",
+        "containerd-shim-runc-v2",
+        "runc",
+        "docker-init",
+    ),
+    "registry": ("docker-registry",),
+    "workers": ("dramatiq",),
+    "redis": ("redis-server",),
+    "api": ("gunicorn",),
+}
+
+
+def cpu_seconds_by_group() -> dict[str, float]:
+    """CPU time used so far by the processes of each part of the farm (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(GROUPS, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / ticks
+        program = Path(cmdline[1].decode(errors="replace")).name if len(cmdline) > 1 else ""
+        for group, names in GROUPS.items():
+            if name in names or program in names:
+                used[group] += seconds
+    return used
+
+
+def builds_per_minute(farm: Farm, processes: int, count: int) -> tuple[float, dict[str, float]]:
+    deployments = [farm.archive_deployment(context_archive(DOCKERFILE)) for _ in range(count)]
+    farm.start_workers(processes=processes, threads=2)
+    cpu_before = cpu_seconds_by_group()
+    start = time.perf_counter()
+    builds = [farm.deploy(d) for d in deployments]
+    for build in builds:
+        done = farm.wait_done(build, poll_s=0.05)
+        if done["status"] != "success":
+            raise SystemExit(f"bench: scale-out build ended {done['status']}: {done['error']}")
+    elapsed = time.perf_counter() - start
+    cpu = {group: (used - cpu_before[group]) / elapsed for group, used in cpu_seconds_by_group().items()}
+    farm.stop_workers()
+    return count / elapsed * 60, cpu
+
+
+def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
+    count = 24 if quick else 200
+    rates = {p: builds_per_minute(farm, p, count) for p in (1, 2, 4)}
+    shown = ", ".join(f"{p} process(es): **{rate:.0f}**" for p, rate in rates.items())
+    return [
+        (
+            f"scale-out, {count} small builds, builds/min (2 threads per process)",
+            f"{shown}; 4 vs 1: {rates[4] / rates[1]:.2f}×",
+            "report where it stops scaling",
+        )
+    ]
