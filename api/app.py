@@ -8,18 +8,23 @@ import logging
 import falcon
 import falcon.asgi
 import redis.asyncio as aioredis
+from falcon.routing import CompiledRouter
 
 from api.auth import API_PREFIX, AuthMiddleware
 from api.errors import serialize_error
 from api.logreader import LogReader
+from api.metrics import MetricsMiddleware, MetricsResource
 from api.openapi import OpenApiResource
 from api.queue import BuildQueue
 from api.resources.builds import BuildsResource, CancelResource
+from api.resources.dashboard import DashboardResource
 from api.resources.deploy import DeployResource
 from api.resources.deployments import DeploymentsResource
 from api.resources.health import HealthResource, ReadyResource
 from api.resources.logs import LogsResource
+from api.resources.retry import RetryResource
 from api.resources.uploads import UploadResource
+from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource, WebhookSecretResource
 from api.store import RecordStore
 from common.broker import create_broker
 from common.config import Config
@@ -28,6 +33,7 @@ from common.redis_clients import async_redis
 
 DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
 BUILD = DEPLOYMENT + "/builds/{build_id}"
+WEBHOOKS = API_PREFIX + "/webhooks"
 
 
 class ConnectionsMiddleware:
@@ -53,19 +59,28 @@ def routes(
     deployments = DeploymentsResource(config, store)
     builds = BuildsResource(store)
     logs = LogsResource(store, LogReader(config, redis, s3))
+    queue = BuildQueue(config, broker)
+    dashboard = DashboardResource()
     return [
+        ("/", dashboard, None),
+        ("/static/{name}", dashboard, "asset"),
         ("/healthz", HealthResource(), None),
         ("/readyz", ReadyResource(config, redis, s3), None),
+        ("/metrics", MetricsResource(config, redis, broker), None),
         (API_PREFIX + "/openapi.json", OpenApiResource(), None),
         (API_PREFIX + "/deployments", deployments, None),
         (DEPLOYMENT, deployments, "item"),
         (DEPLOYMENT + "/upload", UploadResource(config, store, s3), None),
-        (DEPLOYMENT + "/deploy", DeployResource(config, store, BuildQueue(config, broker)), None),
+        (DEPLOYMENT + "/deploy", DeployResource(config, store, queue), None),
         (DEPLOYMENT + "/builds", builds, None),
         (BUILD, builds, "item"),
         (BUILD + "/logs", logs, None),
         (BUILD + "/logs/stream", logs, "stream"),
         (BUILD + "/cancel", CancelResource(store), None),
+        (BUILD + "/retry", RetryResource(store, queue), None),
+        (DEPLOYMENT + "/webhook-secret", WebhookSecretResource(store), None),
+        (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, queue), None),
+        (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, queue), None),
     ]
 
 
@@ -76,8 +91,14 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     s3 = create_s3(config)
     broker = create_broker(config)
     store = RecordStore(redis)
+    router = CompiledRouter()  # also finds the route of requests refused before routing (metrics)
     app = falcon.asgi.App(
-        middleware=[ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)],
+        middleware=[
+            MetricsMiddleware(router),
+            ConnectionsMiddleware(config, redis, s3),
+            AuthMiddleware(store),
+        ],
+        router=router,
     )
     app.set_error_serializer(serialize_error)
     app.req_options.strip_url_path_trailing_slash = True

@@ -132,6 +132,10 @@ SCHEMAS = {
                 "description": "null: the farm's default",
             },
             "supersede_queued": {"type": "boolean"},
+            "webhook_secret": {
+                "type": "string",
+                "description": "Git deployments, in the create response only: the push webhooks' secret",
+            },
             "latest_build_id": {**UUID, "nullable": True},
             "archive": {"type": "object", "nullable": True},
             "created_at": TIME,
@@ -162,9 +166,99 @@ SCHEMAS = {
         "additionalProperties": False,
         "properties": {"commit_sha": {"type": "string", "pattern": "^[0-9a-f]{40}$"}},
     },
+    "WebhookAck": {
+        "type": "object",
+        "required": ["status", "message"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "ignored"]},
+            "message": {"type": "string"},
+        },
+    },
+    "PushPayload": {
+        "type": "object",
+        "description": "The provider's push payload; other fields are ignored",
+        "properties": {
+            "ref": {"type": "string", "description": "refs/heads/<branch>"},
+            "after": {"type": "string", "description": "The pushed commit (all zeros: branch deleted)"},
+            "checkout_sha": {"type": "string", "nullable": True, "description": "GitLab: the pushed commit"},
+        },
+    },
 }
 
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": {
+        "description": "Only the page's own scripts, styles and API",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _header(name: str, description: str, schema: dict | None = None, required: bool = False) -> dict:
+    schema = schema or {"type": "string", "maxLength": 200}
+    return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
+
+
+def _webhook(summary: str, ok: dict, headers: list[dict]) -> dict:
+    """A push webhook (docs/WEBHOOKS.md): no bearer token, the deployment's secret instead."""
+    op = _op(
+        summary,
+        {
+            **ok,
+            "202": {
+                "description": "A build of the pushed commit (a redelivery: the build it created), "
+                "or {status: ignored} for other events, branches, tags and branch deletions",
+                "content": _json({"anyOf": [_ref("Build"), _ref("WebhookAck")]}),
+            },
+        },
+        "400",
+        "409",
+        "413",
+        "415",
+        "422",
+        "503",
+        body={"required": True, "content": _json(_ref("PushPayload"))},
+        params=headers,
+    )
+    op["security"] = []
+    op["responses"]["401"] = _error(
+        "Missing secret, or it does not match (also: unknown id, archive deployment)"
+    )
+    return op
+
+
 PATHS = {
+    "/": {
+        "get": {
+            "summary": "The web dashboard (its views are hash routes: #/deployments, …)",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The page",
+                    "headers": DASHBOARD_HEADERS,
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/static/{name}": {
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "get": {
+            "summary": "A file of the dashboard (script, style sheet, icon)",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The file",
+                    "headers": DASHBOARD_HEADERS,
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "image/svg+xml": {"schema": {"type": "string"}},
+                    },
+                },
+                "404": ERRORS["404"],
+            },
+        },
+    },
     "/healthz": {
         "get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "OK"}}}
     },
@@ -173,6 +267,18 @@ PATHS = {
             "summary": "Redis and S3 reachable",
             "security": [],
             "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (text format): HTTP requests by route, queue depth",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The metrics of every API process",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
         }
     },
     "/api/v1/openapi.json": {
@@ -326,6 +432,15 @@ PATHS = {
             params=[_query("after", {"type": "integer", "minimum": 0}, "Resume after this many lines")],
         ),
     },
+    "/api/v1/deployments/{deployment_id}/builds/{build_id}/retry": {
+        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+        "post": _op(
+            "Build exactly the same source again (same commit, or same archive and inline Dockerfile)",
+            {"202": {"description": "Queued", "content": _json(_ref("Build"))}},
+            "409",
+            "503",
+        ),
+    },
     "/api/v1/deployments/{deployment_id}/builds/{build_id}/cancel": {
         "parameters": [DEPLOYMENT_ID, BUILD_ID],
         "post": _op(
@@ -335,6 +450,56 @@ PATHS = {
                 "202": {"description": "Stop requested", "content": _json(_ref("Build"))},
             },
             "409",
+        ),
+    },
+    "/api/v1/deployments/{deployment_id}/webhook-secret": {
+        "parameters": [DEPLOYMENT_ID],
+        "post": _op(
+            "Replace a git deployment's webhook secret; the new one is shown once, the old one "
+            "stops working at once",
+            {
+                "200": {
+                    "description": "The new secret",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["webhook_secret"],
+                            "properties": {"webhook_secret": {"type": "string"}},
+                        }
+                    ),
+                }
+            },
+            "409",
+        ),
+    },
+    "/api/v1/webhooks/github/{deployment_id}": {
+        "parameters": [DEPLOYMENT_ID],
+        "post": _webhook(
+            "GitHub push webhook: a push to the deployment's branch builds the pushed commit",
+            {"200": {"description": "A ping, verified", "content": _json(_ref("WebhookAck"))}},
+            [
+                _header(
+                    "X-Hub-Signature-256",
+                    "sha256=<hex HMAC-SHA256 of the raw body, keyed by the webhook secret>",
+                    {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                    required=True,
+                ),
+                _header("X-GitHub-Event", "push (ping: 200; others ignored)", required=True),
+                _header("X-GitHub-Delivery", "Delivery id: a redelivery gets the same build (24 h)"),
+            ],
+        ),
+    },
+    "/api/v1/webhooks/gitlab/{deployment_id}": {
+        "parameters": [DEPLOYMENT_ID],
+        "post": _webhook(
+            "GitLab push webhook: a push to the deployment's branch builds the pushed commit",
+            {},
+            [
+                _header("X-Gitlab-Token", "The webhook secret", required=True),
+                _header("X-Gitlab-Event", "Push Hook (others ignored)", required=True),
+                _header("Idempotency-Key", "Same on a retry: a redelivery gets the same build (24 h)"),
+                _header("X-Gitlab-Event-UUID", "Used for redeliveries when Idempotency-Key is absent"),
+            ],
         ),
     },
 }

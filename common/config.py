@@ -53,6 +53,10 @@ class Config:
     queue_deadline_s: int = 24 * 3600
     worker_grace_s: float = 60.0
     one_build_per_deployment: bool = True
+    # Housekeeping: log retention and the Docker engine's disk.
+    log_retention_days: int = 30
+    housekeeping_interval_s: float = 3600.0
+    docker_disk_budget_bytes: int = 20 * 1024 * 1024 * 1024
     # Logs.
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500

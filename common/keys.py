@@ -49,6 +49,16 @@ def archive_pending() -> str:
     return f"{PREFIX}archive:pending"
 
 
+def archived_logs() -> str:
+    """Sorted set: build ids whose log is in the archive, scored by upload time (s)."""
+    return f"{PREFIX}archive:done"
+
+
+def housekeeping_lock(job: str, scope: str) -> str:
+    """String: taken by the one worker doing a housekeeping job for a scope, for an interval."""
+    return f"{PREFIX}housekeeping:{job}:{scope}"
+
+
 def archive_lock(build_id: str) -> str:
     """String: held by the one worker uploading a build's log."""
     return f"{PREFIX}archive:lock:{build_id}"
@@ -66,6 +76,11 @@ BUILD_PREFIX = build("")
 def idempotency(tenant: str, deployment_id: str, key: str) -> str:
     """String: the build a deploy request with this Idempotency-Key created (24 h)."""
     return f"{PREFIX}idempotency:{tenant}:{deployment_id}:{key}"
+
+
+def webhook_delivery(deployment_id: str, provider: str, delivery_id: str) -> str:
+    """String: the build a push webhook delivery (GitHub or GitLab delivery id) created (24 h)."""
+    return f"{PREFIX}webhook:{deployment_id}:{provider}:{delivery_id}"
 
 
 def reap_marker(build_id: str, attempt: int) -> str:

@@ -10,7 +10,8 @@ import uuid
 import httpx
 from websockets.sync.client import connect
 
-from tests.conftest import BASE_IMAGE, unique_subdomain
+from common import keys
+from tests.conftest import BASE_IMAGE, unique_subdomain, wait_until
 
 TERMINAL = ("success", "failed", "cancelled")
 
@@ -99,3 +100,14 @@ def ws_lines(api_url: str, token: str, build: dict, after: int | None = None, ti
             code = getattr(getattr(closed, "rcvd", None), "code", None)
             return lines, code
     raise AssertionError("the log stream did not close")
+
+
+def archived_log(redis_client, s3, config, build, timeout: float) -> str:
+    """The archived log, once the worker has confirmed its upload (an S3 server may show an
+    object while it is still being written)."""
+    wait_until(
+        lambda: redis_client.hget(keys.build(build["id"]), "log_state") == b"archived",
+        timeout,
+        what="the log archive",
+    )
+    return s3.get_object(config.logs_bucket, f"{build['deployment_id']}/{build['id']}.log").read().decode()

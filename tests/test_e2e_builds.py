@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common import keys
 from tests.conftest import ROOT, free_port, rss_kib, wait_until
 from tests.farm import (
     archive_deployment,
+    archived_log,
     build_path,
     context_archive,
     deploy,
@@ -100,17 +100,6 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert client.get(f"/deployments/{deployment['id']}").json()["status"] == "success"
     listed = client.get(f"/deployments/{deployment['id']}/builds").json()
     assert [b["id"] for b in listed] == [build["id"]] and listed[0]["status"] == "success"
-
-
-def archived_log(redis_client, s3, config, build, timeout: float) -> str:
-    """The archived log, once the worker has confirmed its upload (an S3 server may show an
-    object while it is still being written)."""
-    wait_until(
-        lambda: redis_client.hget(keys.build(build["id"]), "log_state") == b"archived",
-        timeout,
-        what="the log archive",
-    )
-    return s3.get_object(config.logs_bucket, f"{build['deployment_id']}/{build['id']}.log").read().decode()
 
 
 def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(

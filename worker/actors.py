@@ -13,8 +13,10 @@ import dramatiq
 from common.broker import RUN_BUILD_ACTOR, create_broker
 from common.config import Config
 from worker.context import worker_context
+from worker.logcontext import BuildLogging
+from worker.maintenance import MaintenanceThread
+from worker.metrics import WorkerMetrics
 from worker.pipeline import run_build as run_pipeline
-from worker.reaper import MaintenanceThread
 
 
 class WorkerLifecycle(dramatiq.Middleware):
@@ -31,6 +33,8 @@ class WorkerLifecycle(dramatiq.Middleware):
 
 config = Config.from_env()
 broker = create_broker(config)
+broker.add_middleware(BuildLogging())
+broker.add_middleware(WorkerMetrics())
 broker.add_middleware(WorkerLifecycle())
 dramatiq.set_broker(broker)
 

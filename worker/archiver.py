@@ -12,8 +12,10 @@ from urllib3.exceptions import HTTPError
 
 from common import keys
 from common.logformat import LINE_FIELD
+from common.logging_json import bind_build, build_scope
 from common.models import Build, LogState
 from common.objects import log_key
+from worker import metrics
 from worker.context import WorkerContext
 
 logger = logging.getLogger("buildfarm.archiver")
@@ -23,11 +25,13 @@ RETRY_BATCH = 20
 LOCK_TTL_S = 300
 
 
+@build_scope
 def archive_log(ctx: WorkerContext, build: Build) -> bool:
     """Uploads the log; on failure it stays in Redis and on the retry list. True if archived.
 
     One archiver at a time per build (a lock): two concurrent uploads of one object, one of
     them reading a stream the other has just dropped, would store a truncated log."""
+    bind_build(build.id, build.deployment_id)
     pending = keys.archive_pending()
     ctx.redis.zadd(pending, {build.id: time.time()}, nx=True)
     lock = keys.archive_lock(build.id)
@@ -37,22 +41,25 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
         if ctx.redis.hget(keys.build(build.id), "log_state") == LogState.ARCHIVED.value.encode():
             ctx.redis.zrem(pending, build.id)
             return True
-        _upload(ctx, build)
+        size = _upload(ctx, build)
     except (MinioException, HTTPError, OSError) as e:
         logger.warning("log of build %s not archived yet (%s); it stays in Redis", build.id, e)
+        metrics.archive_failed()
         return False
     else:
         with ctx.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.build(build.id), "log_state", LogState.ARCHIVED.value)
             pipe.delete(keys.build_log(build.id))
             pipe.zrem(pending, build.id)
+            pipe.zadd(keys.archived_logs(), {build.id: time.time()})
             pipe.execute()
+        metrics.log_archived(size)
         return True
     finally:
         ctx.redis.delete(lock)
 
 
-def _upload(ctx: WorkerContext, build: Build) -> None:
+def _upload(ctx: WorkerContext, build: Build) -> int:
     with tempfile.TemporaryFile() as spool:
         _spool_stream(ctx, build.id, spool)
         size = spool.tell()
@@ -65,6 +72,7 @@ def _upload(ctx: WorkerContext, build: Build) -> None:
             content_type="text/plain; charset=utf-8",
             metadata=_metadata(build),
         )
+    return size
 
 
 def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:

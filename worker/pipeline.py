@@ -11,7 +11,9 @@ from pathlib import Path
 
 import redis
 
+from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, image_tag, utc_now
+from worker import metrics
 from worker.archiver import archive_log
 from worker.context import WorkerContext
 from worker.docker_build import DockerError, build_image, push_image
@@ -95,11 +97,13 @@ class _Watcher(threading.Thread):
             raise _Stopped()
 
 
+@build_scope
 def run_build(ctx: WorkerContext, build_id: str) -> None:
     config = ctx.config
     build = ctx.records.load(build_id)
     if build is None or BuildStatus(build.status).is_terminal:
         return  # deleted, or over: a redelivered message
+    bind_build(build.id, build.deployment_id)
     claim = ctx.records.claim(
         build, ctx.worker_id, config.max_attempts, config.one_build_per_deployment, config.queue_deadline_s
     )
@@ -112,6 +116,8 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     if claim.outcome != "claimed":
         return  # held under a live lease elsewhere, or out of attempts (the reaper ends it)
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
+    claimed_at = time.monotonic()
+    metrics.build_claimed(build)
     log = LogWriter(
         ctx.redis,
         build.id,
@@ -127,6 +133,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     watcher = _Watcher(ctx, build, docker.abort_stream)
     watcher.start()
     status, error, result = BuildStatus.FAILED, None, {}
+    metrics.running_builds(1)
     try:
         result = _build_and_push(ctx, build, docker, log.line, watcher)
         status = BuildStatus.SUCCESS
@@ -139,6 +146,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
             logger.exception("build %s: internal error", build.id)
             error = f"Internal error in the worker: {type(e).__name__}: {e}"
     finally:
+        metrics.running_builds(-1)
         watcher.finish()
         docker.close()
     stop = watcher.stop
@@ -149,7 +157,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     else:
         if stop:
             status, error = stop.status, stop.reason
-        conclude(ctx, build, log, status, error, result)
+        conclude(ctx, build, log, status, error, result, run_started=claimed_at)
 
 
 def _build_and_push(ctx: WorkerContext, build: Build, docker, log, watcher: _Watcher) -> dict[str, str]:
@@ -194,6 +202,7 @@ def conclude(
     status: BuildStatus,
     error: str | None,
     result: dict[str, str],
+    run_started: float | None = None,
 ) -> None:
     """Ends a build: its last lines, then its final status, then the end marker, then the archive.
     A reader that sees the end of the log always finds the build finished, with its whole log."""
@@ -209,6 +218,7 @@ def conclude(
         return
     log.end(status.value)
     logger.info("build %s %s", build.id, status.value)
+    metrics.build_ended(status, None if run_started is None else time.monotonic() - run_started)
     archive_log(ctx, build)
 
 
@@ -218,3 +228,4 @@ def expire(ctx: WorkerContext, build: Build) -> None:
     fields = {"finished_at": utc_now(), "error": f"Expired: waited in the queue for more than {deadline} s"}
     if ctx.records.move(build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})).ok:
         logger.info("build %s expired in the queue", build.id)
+        metrics.build_ended(BuildStatus.FAILED)

@@ -6,11 +6,10 @@ fails as expired. Every worker process runs it; Redis keeps them from doing a bu
 from __future__ import annotations
 
 import logging
-import threading
 
 from common import keys
+from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus
-from worker.archiver import retry_archives
 from worker.context import WorkerContext
 from worker.logwriter import LogWriter
 from worker.pipeline import conclude, expire
@@ -23,6 +22,7 @@ def redis_now_ms(ctx: WorkerContext) -> int:
     return seconds * 1000 + micros // 1000
 
 
+@build_scope
 def reap_once(ctx: WorkerContext) -> None:
     config = ctx.config
     now = redis_now_ms(ctx)
@@ -33,6 +33,7 @@ def reap_once(ctx: WorkerContext) -> None:
             continue
         if build.lease_expires_ms > now:
             continue
+        bind_build(build.id, build.deployment_id)
         if build.cancel_requested_by or build.attempt >= config.max_attempts:
             _end_abandoned(ctx, build)
         elif ctx.redis.set(
@@ -49,6 +50,7 @@ def reap_once(ctx: WorkerContext) -> None:
         if build is None:
             ctx.redis.zrem(keys.active_builds(BuildStatus.PENDING), raw)
         else:
+            bind_build(build.id, build.deployment_id)
             expire(ctx, build)
 
 
@@ -74,21 +76,3 @@ def _end_abandoned(ctx: WorkerContext, build: Build) -> None:
     )
     logger.warning("build %s: %s", build.id, reason)
     conclude(ctx, build, log, status, reason, {})
-
-
-class MaintenanceThread(threading.Thread):
-    """Runs the reaper and the archive retries of one worker process, on a timer."""
-
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(name="maintenance", daemon=True)
-        self.ctx = ctx
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        interval = min(self.ctx.config.reaper_interval_s, self.ctx.config.archive_retry_interval_s)
-        while not self.stopping.wait(interval):
-            for job in (reap_once, retry_archives):
-                try:
-                    job(self.ctx)
-                except Exception:  # maintenance must outlive any one failure (Redis or S3 down)
-                    logger.exception("%s failed", job.__name__)

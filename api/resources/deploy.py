@@ -1,13 +1,16 @@
-"""POST /deployments/{id}/deploy: a new pending build, queued for the workers."""
+"""POST /deployments/{id}/deploy: a new pending build, queued for the workers. The push
+webhooks (api/resources/webhooks.py) start their builds through the same new_build and
+start_build."""
 
 from __future__ import annotations
 
-import logging
+import functools
 import re
+from collections.abc import Awaitable, Callable
 
 import falcon
 
-from api.errors import conflict, not_found
+from api.errors import conflict
 from api.queue import BuildQueue
 from api.resources.deployments import find_deployment
 from api.store import RecordStore, new_id
@@ -15,10 +18,12 @@ from api.validation import Field, check_commit_sha, read_json, validate
 from common.config import Config
 from common.models import Build, BuildStatus, Deployment, SourceType, utc_now
 
-logger = logging.getLogger("buildfarm.api")
-
 DEPLOY_SCHEMA = {"commit_sha": Field(str, check=check_commit_sha)}
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+# Records a new build's id under a request's key (Idempotency-Key, webhook delivery id) and
+# returns the build id an earlier request with the same key recorded, if any.
+Claim = Callable[[str], Awaitable[str | None]]
 
 
 class DeployResource:
@@ -30,67 +35,68 @@ class DeployResource:
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         deployment = await find_deployment(self.store, req, deployment_id)
         body = validate(await read_json(req, self.config.max_json_bytes, allow_empty=True), DEPLOY_SCHEMA)
-        build = self._new_build(deployment, body)
+        build = new_build(deployment, body.get("commit_sha"))
+        claim = None
         key = req.get_header("Idempotency-Key")
         if key is not None:
             if not _IDEMPOTENCY_KEY.match(key):
                 raise falcon.HTTPBadRequest(
                     description="Idempotency-Key must be 1-200 printable ASCII characters"
                 )
-            earlier = await self.store.claim_idempotency_key(deployment, key, build.id)
-            if earlier is not None:
-                # A retried request: answer with the build the first one created.
-                found = await self.store.get_build(deployment.id, earlier)
-                if found is None:
-                    raise conflict("A request with this Idempotency-Key is still being processed")
-                self._respond(req, resp, found)
-                return
-        if await self.store.create_build(build) is None:
-            raise not_found("Deployment not found")
-        try:
-            self.queue.enqueue(build.id)
-        except Exception:
-            logger.exception("could not queue build %s", build.id)
-            fields = {"finished_at": utc_now(), "error": "The build could not be queued: try again"}
-            await self.store.transition(
-                build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})
-            )
-            raise falcon.HTTPServiceUnavailable(
-                description="The build queue is unavailable: try again"
-            ) from None
-        if deployment.supersede_queued:
-            await self.store.supersede_queued(build)
-        self._respond(req, resp, build)
+            claim = functools.partial(self.store.claim_idempotency_key, deployment, key)
+        self._respond(req, resp, await start_build(self.store, self.queue, deployment, build, claim))
 
     def _respond(self, req: falcon.Request, resp: falcon.Response, build: Build) -> None:
         resp.status = falcon.HTTP_202
         resp.location = f"{req.path.rsplit('/', 1)[0]}/builds/{build.id}"
         resp.media = build.to_public()
 
-    def _new_build(self, deployment: Deployment, body: dict) -> Build:
-        build = Build(
-            id=new_id(),
-            deployment_id=deployment.id,
-            tenant=deployment.tenant,
-            number=0,
-            status=BuildStatus.PENDING.value,
-            subdomain=deployment.subdomain,
-            source_type=deployment.source_type,
-            dockerfile_path=deployment.dockerfile_path,
-            created_at=utc_now(),
-            timeout_s=deployment.build_timeout_s,
-        )
-        if deployment.source_type == SourceType.ARCHIVE:
-            if "commit_sha" in body:
-                raise falcon.HTTPUnprocessableEntity(
-                    description="Archive deployments build their uploaded archive: no 'commit_sha'"
-                )
-            if not deployment.archive_sha256:
-                raise conflict("No archive uploaded yet: POST one to /upload first")
-            build.commit_sha = deployment.archive_sha256
-            build.inline_dockerfile = deployment.archive_has_dockerfile
-        else:
-            build.repo_url = deployment.repo_url
-            build.branch = deployment.branch
-            build.commit_sha = body.get("commit_sha")
-        return build
+
+def new_build(deployment: Deployment, commit_sha: str | None = None) -> Build:
+    """A pending build (not stored yet): git, of `commit_sha` or else the branch tip; archive,
+    of the last upload (422 with a commit, 409 before any upload)."""
+    build = Build(
+        id=new_id(),
+        deployment_id=deployment.id,
+        tenant=deployment.tenant,
+        number=0,
+        status=BuildStatus.PENDING.value,
+        subdomain=deployment.subdomain,
+        source_type=deployment.source_type,
+        dockerfile_path=deployment.dockerfile_path,
+        created_at=utc_now(),
+        timeout_s=deployment.build_timeout_s,
+    )
+    if deployment.source_type == SourceType.ARCHIVE:
+        if commit_sha is not None:
+            raise falcon.HTTPUnprocessableEntity(
+                description="Archive deployments build their uploaded archive: no 'commit_sha'"
+            )
+        if not deployment.archive_sha256:
+            raise conflict("No archive uploaded yet: POST one to /upload first")
+        build.commit_sha = deployment.archive_sha256
+        build.inline_dockerfile = deployment.archive_has_dockerfile
+    else:
+        build.repo_url = deployment.repo_url
+        build.branch = deployment.branch
+        build.commit_sha = commit_sha
+    return build
+
+
+async def start_build(
+    store: RecordStore, queue: BuildQueue, deployment: Deployment, build: Build, claim: Claim | None = None
+) -> Build:
+    """Stores and queues `build` (404 if the deployment went, 503 if the queue is down) and
+    cancels older queued builds when the deployment supersedes them. With `claim`, a request
+    repeating an earlier one's key gets the build the earlier one created instead."""
+    if claim is not None:
+        earlier = await claim(build.id)
+        if earlier is not None:
+            found = await store.get_build(deployment.id, earlier)
+            if found is None:
+                raise conflict("An earlier request with this key is still being processed")
+            return found
+    await queue.submit(store, build)
+    if deployment.supersede_queued:
+        await store.supersede_queued(build)
+    return build

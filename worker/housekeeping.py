@@ -1,0 +1,72 @@
+"""Keeps a long-running worker host's Docker engine within a disk budget: dangling images
+always go; past the budget, the images this farm built and pushed (they live on in the
+registry) go oldest first, then the build cache."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import docker.errors
+
+from worker.context import WorkerContext
+
+logger = logging.getLogger("buildfarm.housekeeping")
+
+DF_ATTEMPTS = 10
+# Images younger than this are never removed: one may still be on its way to the registry.
+KEEP_RECENT_S = 15 * 60
+
+
+def disk_usage(client) -> tuple[int, list[dict]]:
+    """(image layers plus build cache in bytes, the images with their own sizes). The engine
+    runs one disk-usage scan at a time and refuses a second meanwhile (another worker's, or
+    `docker system df`): wait for it."""
+    for attempt in range(DF_ATTEMPTS):
+        try:
+            usage = client.df()
+            break
+        except docker.errors.APIError as e:
+            if "already running" not in str(e) or attempt == DF_ATTEMPTS - 1:
+                raise
+            time.sleep(1)
+    cache = sum(entry.get("Size", 0) for entry in usage.get("BuildCache") or [])
+    return (usage.get("LayersSize") or 0) + cache, usage.get("Images") or []
+
+
+def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> dict[str, int]:
+    """Returns what was removed: dangling images, pushed images, bytes of build cache."""
+    client = ctx.docker()
+    budget = ctx.config.docker_disk_budget_bytes
+    removed, cache = 0, 0
+    try:
+        dangling = client.prune_images(filters={"dangling": True}).get("ImagesDeleted") or []
+        usage, images = disk_usage(client)
+        if usage > budget:
+            prefix = ctx.config.registry + "/"
+            newest = time.time() - keep_recent_s
+            ours = [
+                i
+                for i in images
+                if i["Created"] < newest and any(t.startswith(prefix) for t in i.get("RepoTags") or [])
+            ]
+            for image in sorted(ours, key=lambda i: i["Created"]):
+                client.remove_image(image["Id"], force=True)
+                removed += 1
+                # What removing it frees: the layers no other image shares.
+                usage -= max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))
+                if usage <= budget:
+                    break
+            client.prune_images(filters={"dangling": True})
+            if disk_usage(client)[0] > budget:
+                cache = client.prune_builds().get("SpaceReclaimed") or 0
+    finally:
+        client.close()
+    if dangling or removed or cache:
+        logger.info(
+            "pruned %s dangling and %s pushed image(s), %s bytes of build cache",
+            len(dangling),
+            removed,
+            cache,
+        )
+    return {"dangling": len(dangling), "pushed": removed, "cache_bytes": cache}

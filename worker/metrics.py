@@ -1,0 +1,209 @@
+"""Prometheus metrics of the build workers: one endpoint per host, summing its processes.
+
+`dramatiq worker.actors --processes P` runs P worker processes under one master. This is the
+design of Dramatiq's own middleware (dramatiq.middleware.prometheus.Prometheus): every worker
+process counts into files of prometheus_client's multiprocess mode, set up in
+`after_process_boot` before prometheus_client is imported, and a process forked by the master
+once the workers have booted (a Dramatiq "fork") serves the sum of those files over HTTP.
+What differs from that middleware, and why it is not used as is:
+
+- the directory belongs to one run (named after the master's pid, common/metrics_dir.py), where
+  Dramatiq's is one fixed /tmp/dramatiq-prometheus that every Dramatiq on the host shares and
+  nothing empties: two workers on one host (the tests start several) would add up each other's
+  counts, and a restart would start from the last run's;
+- the fork removes the directory when it stops (and those of masters killed outright);
+- a port already taken is a warning, not a crash of the fork (a second farm on the host);
+- the port is BUILDFARM_METRICS_PORT (default 9191; 0 turns metrics off), the address
+  BUILDFARM_METRICS_HOST (default 0.0.0.0);
+- the series are the farm's (builds, not messages).
+
+The recording functions below never raise (a build must not fail over a metric) and do nothing
+where metrics are off or not set up (tests that call the pipeline in-process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+
+import dramatiq
+
+from common import metrics_dir
+from common.config import ConfigError
+from common.logging_json import use_json_logging
+from common.models import TERMINAL_STATUSES, Build, BuildStatus
+
+logger = logging.getLogger("buildfarm.metrics")
+
+DEFAULT_PORT = 9191
+KIND = "worker"
+DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
+QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
+
+
+def metrics_port() -> int:
+    raw = os.environ.get("BUILDFARM_METRICS_PORT", "")
+    if raw == "":
+        return DEFAULT_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"BUILDFARM_METRICS_PORT must be a number, not {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"BUILDFARM_METRICS_PORT must be a port (0 turns metrics off), not {port}")
+    return port
+
+
+def metrics_host() -> str:
+    return os.environ.get("BUILDFARM_METRICS_HOST") or "0.0.0.0"
+
+
+class _Series:
+    """This process's metrics; made after the multiprocess directory is set."""
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.builds = prom.Counter(
+            "buildfarm_builds", "Builds this host's workers ended, by final status", ["status"], registry=None
+        )
+        self.duration = prom.Histogram(
+            "buildfarm_build_duration_seconds",
+            "From the claim of the attempt that ended the build to its final status",
+            ["status"],
+            buckets=DURATION_BUCKETS,
+            registry=None,
+        )
+        self.queue_wait = prom.Histogram(
+            "buildfarm_build_queue_wait_seconds",
+            "From a build's created_at to its first start (started_at)",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=None,
+        )
+        self.running = prom.Gauge(
+            "buildfarm_builds_running",
+            "Builds this host's workers are running (fetching, building, pushing)",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.takeovers = prom.Counter(
+            "buildfarm_lease_takeovers",
+            "Builds this host took over from an attempt whose lease had expired (or that was handed back)",
+            registry=None,
+        )
+        self.log_bytes = prom.Counter(
+            "buildfarm_log_bytes_archived", "Bytes of build logs uploaded to the archive", registry=None
+        )
+        self.archive_failures = prom.Counter(
+            "buildfarm_log_archive_failures", "Log uploads that failed (retried later)", registry=None
+        )
+        # Every series exists from the start (at 0), and every file of this process too.
+        for status in sorted(TERMINAL_STATUSES):
+            self.builds.labels(status)
+            self.duration.labels(status)
+        self.running.set(0)
+
+
+_series: _Series | None = None
+
+
+def _record(func):
+    def safe(*args) -> None:
+        if _series is None:
+            return
+        try:
+            func(_series, *args)
+        except Exception:  # a metric must never break a build
+            logger.exception("metrics: %s failed", func.__name__)
+
+    return safe
+
+
+@_record
+def build_claimed(s: _Series, build: Build) -> None:
+    """A build this process just claimed: its queue wait, or a takeover."""
+    if build.attempt > 1:
+        s.takeovers.inc()
+    elif build.created_at:
+        created = datetime.fromisoformat(build.created_at.replace("Z", "+00:00"))
+        s.queue_wait.observe(max(0.0, time.time() - created.timestamp()))
+
+
+@_record
+def running_builds(s: _Series, delta: int) -> None:
+    s.running.inc(delta)
+
+
+@_record
+def build_ended(s: _Series, status: BuildStatus, duration_s: float | None = None) -> None:
+    s.builds.labels(BuildStatus(status).value).inc()
+    if duration_s is not None:
+        s.duration.labels(BuildStatus(status).value).observe(duration_s)
+
+
+@_record
+def log_archived(s: _Series, size: int) -> None:
+    s.log_bytes.inc(size)
+
+
+@_record
+def archive_failed(s: _Series) -> None:
+    s.archive_failures.inc()
+
+
+class WorkerMetrics(dramatiq.Middleware):
+    """Sets up each worker process's metrics and has the master fork the server."""
+
+    def __init__(self) -> None:
+        self.port = metrics_port()
+
+    @property
+    def forks(self):
+        return [serve_metrics] if self.port else []
+
+    def after_process_boot(self, broker) -> None:
+        global _series
+        if not self.port:
+            return
+        try:
+            path = metrics_dir.shared_run_dir(KIND, os.getppid())
+        except (OSError, RuntimeError) as e:
+            logger.warning("worker metrics are off: %s", e)
+            return
+        metrics_dir.use(path)
+        _series = _Series()
+
+    def after_worker_shutdown(self, broker, worker) -> None:
+        if _series is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def serve_metrics() -> int:
+    """The fork that serves the host's metrics; it removes the run's directory when it stops."""
+    use_json_logging()
+    metrics_dir.sweep(KIND)
+    path = metrics_dir.shared_run_dir(KIND, os.getppid())
+    metrics_dir.use(path)
+    from http.server import ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, MetricsHandler, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    host, port = metrics_host(), metrics_port()
+    try:
+        try:
+            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(registry))
+        except OSError as e:
+            logger.warning("worker metrics not served: %s:%s: %s", host, port, e)
+            threading.Event().wait()  # keep the directory until the master stops this fork
+        logger.info("worker metrics on http://%s:%s/metrics", host, port)
+        server.serve_forever()
+    finally:
+        metrics_dir.remove(path)
+    return 0
