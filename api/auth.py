@@ -8,6 +8,8 @@ from api.store import Principal, RecordStore
 
 API_PREFIX = "/api/v1"
 PUBLIC_PATHS = frozenset({f"{API_PREFIX}/openapi.json"})
+# Git push webhooks carry no bearer token: they prove themselves by their deployment's secret.
+PUBLIC_PREFIXES = (f"{API_PREFIX}/webhooks/",)
 # Browsers cannot set headers on a WebSocket, so a client may offer the subprotocols
 # "bearer" and the token itself; the server then accepts the "bearer" subprotocol.
 WS_BEARER_SUBPROTOCOL = "bearer"
@@ -39,7 +41,10 @@ class AuthMiddleware:
         self.store = store
 
     def _needs_auth(self, req: falcon.Request) -> bool:
-        return req.path.startswith(API_PREFIX + "/") and req.path not in PUBLIC_PATHS
+        path = req.path
+        if not path.startswith(API_PREFIX + "/") or path.startswith(PUBLIC_PREFIXES):
+            return False
+        return path not in PUBLIC_PATHS
 
     async def _authenticate(self, req: falcon.Request, token: str | None) -> None:
         if token is None:

@@ -4,6 +4,7 @@ where it matters)."""
 from __future__ import annotations
 
 import hmac
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -51,6 +52,13 @@ if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
 return 0
 """
 
+# Sets hash fields only on a record that still exists (a concurrent delete must not leave a stub).
+_HSET_IF_EXISTS_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -74,6 +82,7 @@ class RecordStore:
         self._transition = redis.register_script(TRANSITION_LUA)
         self._create_build = redis.register_script(_CREATE_BUILD_LUA)
         self._delete_deployment = redis.register_script(_DELETE_DEPLOYMENT_LUA)
+        self._hset_if_exists = redis.register_script(_HSET_IF_EXISTS_LUA)
 
     # Tokens
 
@@ -98,12 +107,19 @@ class RecordStore:
         return deployment
 
     async def get_deployment(self, tenant: str, deployment_id: str) -> Deployment | None:
-        raw = await self.redis.hgetall(keys.deployment(deployment_id))
-        if not raw:
-            return None
-        deployment = Deployment.from_redis(raw)
+        deployment = await self.get_any_deployment(deployment_id)
         # Another tenant's deployment is answered exactly like a missing one.
-        return deployment if deployment.tenant == tenant else None
+        return deployment if deployment is not None and deployment.tenant == tenant else None
+
+    async def get_any_deployment(self, deployment_id: str) -> Deployment | None:
+        """A deployment whatever its tenant: for webhooks, which prove themselves by its secret."""
+        raw = await self.redis.hgetall(keys.deployment(deployment_id))
+        return Deployment.from_redis(raw) if raw else None
+
+    async def set_webhook_secret(self, deployment_id: str, secret: str) -> bool:
+        """Replaces a deployment's webhook secret; False if the deployment is gone."""
+        fields = ["webhook_secret", secret, "updated_at", utc_now()]
+        return bool(await self._hset_if_exists(keys=[keys.deployment(deployment_id)], args=fields))
 
     async def list_deployments(
         self, tenant: str, limit: int, before: int | None
@@ -213,7 +229,20 @@ class RecordStore:
 
     async def claim_idempotency_key(self, deployment: Deployment, key: str, build_id: str) -> str | None:
         """Records `build_id` for the key; returns the build id recorded earlier, if any."""
-        name = keys.idempotency(deployment.tenant, deployment.id, key)
+        return await self._claim_once(keys.idempotency(deployment.tenant, deployment.id, key), build_id)
+
+    async def claim_webhook_delivery(
+        self, deployment: Deployment, provider: str, delivery_id: str, build_id: str
+    ) -> str | None:
+        """Like claim_idempotency_key, for a webhook delivery id: a redelivery gets the same build."""
+        name = keys.webhook_delivery(deployment.id, provider, delivery_id)
+        return await self._claim_once(name, build_id)
+
+    async def release_webhook_delivery(self, deployment: Deployment, provider: str, delivery_id: str) -> None:
+        """Forgets a delivery whose build could not be queued, so that a redelivery tries again."""
+        await self.redis.delete(keys.webhook_delivery(deployment.id, provider, delivery_id))
+
+    async def _claim_once(self, name: str, build_id: str) -> str | None:
         if await self.redis.set(name, build_id, nx=True, ex=IDEMPOTENCY_TTL_S):
             return None
         earlier = await self.redis.get(name)
@@ -244,3 +273,8 @@ class RecordStore:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def new_webhook_secret() -> str:
+    """A deployment's webhook secret: 256 random bits as hex (any webhook form takes it as is)."""
+    return secrets.token_hex(32)

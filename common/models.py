@@ -100,6 +100,9 @@ class Deployment(_RedisHash):
     build_timeout_s: int = 0
     # A new deploy cancels this deployment's builds still waiting in the queue.
     supersede_queued: bool = False
+    # Git deployments: the shared secret of push webhooks (docs/WEBHOOKS.md). Kept as is, since
+    # GitHub's HMAC needs the secret itself; never in to_public() nor in a repr.
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)
 
     def to_public(self, status: str) -> dict[str, Any]:
         archive = None

@@ -43,6 +43,8 @@ def test_a_git_deployment_is_created_with_defaults_and_listed(client):
     assert created["dockerfile_path"] == "Dockerfile" and created["status"] == "created"
     assert created["created_at"].endswith("Z")
     assert response.headers["Location"].endswith(created["id"])
+    # The webhook secret is shown in the create response only (tests/test_e2e_webhooks.py).
+    assert len(created.pop("webhook_secret")) == 64
     assert client.get(f"/deployments/{created['id']}").json() == created
     assert [d["id"] for d in client.get("/deployments").json()] == [created["id"]]
 

@@ -1,5 +1,5 @@
-"""Keeps a long-running worker host's Docker engine within a disk budget: dangling images
-always go; past the budget, the images this farm built and pushed (they live on in the
+"""Keeps a long-running worker host's Docker engine within a disk budget: stale dangling
+images always go; past the budget, the images this farm built and pushed (they live on in the
 registry) go oldest first, then the build cache."""
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
     budget = ctx.config.docker_disk_budget_bytes
     removed, cache = 0, 0
     try:
-        dangling = client.prune_images(filters={"dangling": True}).get("ImagesDeleted") or []
+        # A classic build's intermediate images are dangling until the build ends: only those
+        # older than any build can run are garbage.
+        stale = {"dangling": True, "until": f"{ctx.config.build_timeout_s + 600}s"}
+        dangling = client.prune_images(filters=stale).get("ImagesDeleted") or []
         usage, images = disk_usage(client)
         if usage > budget:
             prefix = ctx.config.registry + "/"
@@ -57,7 +60,7 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
                 usage -= max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))
                 if usage <= budget:
                     break
-            client.prune_images(filters={"dangling": True})
+            client.prune_images(filters=stale)
             if disk_usage(client)[0] > budget:
                 cache = client.prune_builds().get("SpaceReclaimed") or 0
     finally:

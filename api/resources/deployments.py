@@ -7,7 +7,7 @@ import falcon
 from api.auth import principal
 from api.errors import conflict, not_found
 from api.paging import next_link, paging_params
-from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id
+from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id, new_webhook_secret
 from api.validation import (
     Field,
     check_branch,
@@ -88,6 +88,7 @@ class DeploymentsResource:
             dockerfile_path=fields.get("dockerfile_path", "Dockerfile"),
             build_timeout_s=fields.get("build_timeout_s", 0),
             supersede_queued=fields.get("supersede_queued", False),
+            webhook_secret=new_webhook_secret() if source_type == SourceType.GIT else None,
             created_at=now,
             updated_at=now,
         )
@@ -98,6 +99,9 @@ class DeploymentsResource:
         resp.status = falcon.HTTP_201
         resp.location = f"{req.path}/{deployment.id}"
         resp.media = deployment.to_public(status="created")
+        if deployment.webhook_secret:
+            # Shown this once (POST …/webhook-secret makes a new one): docs/WEBHOOKS.md.
+            resp.media["webhook_secret"] = deployment.webhook_secret
 
     async def on_get_item(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         deployment = await find_deployment(self.store, req, deployment_id)

@@ -1,0 +1,201 @@
+"""Git push webhooks: POST /api/v1/webhooks/github/{deployment_id} and …/gitlab/{deployment_id},
+and POST /deployments/{id}/webhook-secret to replace a deployment's secret.
+
+A webhook carries no bearer token (api/auth.py leaves /api/v1/webhooks/ alone): it proves
+itself with its deployment's webhook secret, checked in constant time — GitHub signs the raw
+body (X-Hub-Signature-256: sha256=<hex HMAC-SHA256>), GitLab sends the secret itself
+(X-Gitlab-Token). A push to the deployment's branch builds exactly the pushed commit through
+the same steps as POST …/deploy; other events, other branches, tags and branch deletions are
+acknowledged (202) and ignored. A redelivery (same delivery id, 24 h) gets the build the first
+delivery created. docs/WEBHOOKS.md has the design and the provider settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+
+import falcon
+
+from api.auth import API_PREFIX
+from api.errors import bad_request, conflict, not_found, unprocessable
+from api.queue import BuildQueue
+from api.resources.deploy import new_build, start_build
+from api.resources.deployments import find_deployment
+from api.store import RecordStore, new_webhook_secret
+from api.validation import check_commit_sha, is_uuid, parse_json, read_body
+from common.config import Config
+from common.models import Deployment, SourceType
+
+_DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+_BRANCH_REF = "refs/heads/"
+_NO_COMMIT = "0" * 40  # the "after" of a branch deletion
+
+
+def _unauthorized(message: str) -> falcon.HTTPError:
+    return falcon.HTTPUnauthorized(description=message, challenges=['Signature realm="buildfarm-webhooks"'])
+
+
+def _acknowledge(resp: falcon.Response, status: str, message: str) -> None:
+    resp.status = falcon.HTTP_200 if status == "ok" else falcon.HTTP_202
+    resp.media = {"status": status, "message": message}
+
+
+class _PushWebhook:
+    """What GitHub and GitLab share; the subclasses name their headers and fields."""
+
+    provider: str
+    credential_header: str
+    event_header: str
+    push_event: str
+    # Headers that stay the same when the provider redelivers an event, in order of preference.
+    delivery_headers: tuple[str, ...]
+
+    def __init__(self, config: Config, store: RecordStore, queue: BuildQueue) -> None:
+        self.config = config
+        self.store = store
+        self.queue = queue
+
+    def verify(self, secret: str, raw: bytes, credential: str) -> bool:
+        raise NotImplementedError
+
+    def is_ping(self, event: str) -> bool:
+        return False
+
+    def pushed_commit(self, payload: dict) -> tuple[str, object]:
+        """(field name, value) of the commit a push leaves at the tip of its ref."""
+        raise NotImplementedError
+
+    async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
+        # The signature covers the exact bytes, so they are read raw (capped like any JSON) and
+        # parsed only once they are authenticated.
+        raw = await read_body(req, self.config.max_json_bytes)
+        credential = req.get_header(self.credential_header)
+        if not credential:
+            raise _unauthorized(f"Missing {self.credential_header}: give the webhook its deployment's secret")
+        deployment = await self._authenticate(deployment_id, raw, credential)
+        event = req.get_header(self.event_header)
+        if not event:
+            raise bad_request(f"Missing {self.event_header} header")
+        payload = parse_json(raw, req.content_type)
+        if self.is_ping(event):
+            _acknowledge(resp, "ok", f"Webhook verified for deployment {deployment.id}")
+            return
+        if event != self.push_event:
+            _acknowledge(resp, "ignored", f"Event '{event}' ignored: only pushes start builds")
+            return
+        ref = payload.get("ref")
+        if not isinstance(ref, str):
+            raise unprocessable("Field 'ref' must be a string")
+        field, sha = self.pushed_commit(payload)
+        skipped = _skip_reason(deployment, ref, sha, payload)
+        if skipped:
+            _acknowledge(resp, "ignored", skipped)
+            return
+        if not isinstance(sha, str) or check_commit_sha(sha):
+            raise unprocessable(f"Field '{field}' must be a full 40-character lowercase hex SHA")
+        await self._build(req, resp, deployment, sha)
+
+    async def _authenticate(self, deployment_id: str, raw: bytes, credential: str) -> Deployment:
+        # An unknown id, an archive deployment (it has no secret) and a wrong secret all get
+        # the same answer: nothing tells an unauthenticated caller which deployments exist.
+        deployment = await self.store.get_any_deployment(deployment_id) if is_uuid(deployment_id) else None
+        secret = deployment.webhook_secret if deployment is not None else None
+        if deployment is None or not secret or not self.verify(secret, raw, credential):
+            raise _unauthorized(f"{self.credential_header} does not match the deployment's webhook secret")
+        return deployment
+
+    async def _build(
+        self, req: falcon.Request, resp: falcon.Response, deployment: Deployment, sha: str
+    ) -> None:
+        delivery = self._delivery_id(req)
+        claim = None
+        if delivery is not None:
+            claim = functools.partial(self.store.claim_webhook_delivery, deployment, self.provider, delivery)
+        try:
+            build = await start_build(self.store, self.queue, deployment, new_build(deployment, sha), claim)
+        except falcon.HTTPServiceUnavailable:
+            # The build was marked failed: a redelivery must try again, not get that build.
+            if delivery is not None:
+                await self.store.release_webhook_delivery(deployment, self.provider, delivery)
+            raise
+        resp.status = falcon.HTTP_202
+        resp.location = f"{API_PREFIX}/deployments/{deployment.id}/builds/{build.id}"
+        resp.media = build.to_public()
+
+    def _delivery_id(self, req: falcon.Request) -> str | None:
+        for header in self.delivery_headers:
+            value = req.get_header(header)
+            if value:
+                if not _DELIVERY_ID.match(value):
+                    raise bad_request(f"{header} must be 1-200 printable ASCII characters")
+                return value
+        return None  # no dedupe: every delivery builds
+
+
+def _skip_reason(deployment: Deployment, ref: str, sha: object, payload: dict) -> str | None:
+    """Why a push starts no build, or None when it builds."""
+    if not ref.startswith(_BRANCH_REF):
+        return f"Push to '{ref}' ignored: only branch pushes are built"
+    branch = ref.removeprefix(_BRANCH_REF)
+    if branch != deployment.branch:
+        return f"Push to branch '{branch}' ignored: this deployment builds '{deployment.branch}'"
+    if sha == _NO_COMMIT or payload.get("deleted") is True:
+        return f"Branch '{branch}' was deleted: nothing to build"
+    return None
+
+
+class GitHubWebhookResource(_PushWebhook):
+    provider = "github"
+    credential_header = "X-Hub-Signature-256"
+    event_header = "X-GitHub-Event"
+    push_event = "push"
+    delivery_headers = ("X-GitHub-Delivery",)  # the same GUID on a redelivery
+
+    def verify(self, secret: str, raw: bytes, credential: str) -> bool:
+        scheme, _, given = credential.partition("=")
+        expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        return scheme == "sha256" and hmac.compare_digest(expected.encode(), given.encode())
+
+    def is_ping(self, event: str) -> bool:
+        return event == "ping"  # sent when the webhook is created: proves the URL and the secret
+
+    def pushed_commit(self, payload: dict) -> tuple[str, object]:
+        return "after", payload.get("after")
+
+
+class GitLabWebhookResource(_PushWebhook):
+    provider = "gitlab"
+    credential_header = "X-Gitlab-Token"
+    event_header = "X-Gitlab-Event"
+    push_event = "Push Hook"
+    # Idempotency-Key (GitLab 17.4+) survives retries; older GitLab: the event's UUID.
+    delivery_headers = ("Idempotency-Key", "X-Gitlab-Event-UUID")
+
+    def verify(self, secret: str, raw: bytes, credential: str) -> bool:
+        return hmac.compare_digest(secret.encode(), credential.encode())
+
+    def pushed_commit(self, payload: dict) -> tuple[str, object]:
+        # checkout_sha is null when the push deleted the branch; "after" is then all zeros.
+        if payload.get("checkout_sha") is not None:
+            return "checkout_sha", payload["checkout_sha"]
+        return "after", payload.get("after")
+
+
+class WebhookSecretResource:
+    """POST /deployments/{id}/webhook-secret: a new secret, shown once; the old one stops
+    working at once."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
+        deployment = await find_deployment(self.store, req, deployment_id)
+        if deployment.source_type != SourceType.GIT:
+            raise conflict("Archive deployments have no webhooks: only git deployments build on push")
+        secret = new_webhook_secret()
+        if not await self.store.set_webhook_secret(deployment.id, secret):
+            raise not_found("Deployment not found")
+        resp.media = {"webhook_secret": secret}
