@@ -31,6 +31,8 @@ down:
 	deploy/local/farm down
 
 test: install
+	@command -v chromium >/dev/null || (apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
 	@$(TEST_ENV) deploy/local/services up
 	@eval "$$($(TEST_ENV) deploy/local/services env)" && $(TEST_ENV) deploy/local/base-image
 	@set -o pipefail; status=0; \

@@ -241,7 +241,15 @@ PATHS = {
         }
     },
     "/static/{name}": {
-        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "example": "app.js",
+            }
+        ],
         "get": {
             "summary": "A file of the dashboard (script, style sheet, icon)",
             "security": [],

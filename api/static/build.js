@@ -1,0 +1,216 @@
+// #/deployments/{id}/builds/{id}: a build and its log — live over the WebSocket while it
+// runs (resuming with ?after=N after a dropped connection), the stored log once it ended.
+
+import { api, hasOperation, json, logSocket } from "./api.js";
+import { facts } from "./builds.js";
+import { ago, badge, copyButton, h, report, runningDuration, TERMINAL } from "./dom.js";
+
+const RETRY_PATH = "/api/v1/deployments/{deployment_id}/builds/{build_id}/retry";
+
+export function buildView(root, { ids: [deploymentId, buildId], signal }) {
+  const path = `/deployments/${deploymentId}/builds/${buildId}`;
+  const heading = h("h1", { tabindex: "-1" }, "Build");
+  const status = h("span", { role: "status" });
+  const message = h("p", { class: "message error", role: "alert" });
+  const details = h("dl", { class: "facts" });
+  const times = h("dl", { class: "facts inline" });
+  const cancel = h("button", { type: "button", class: "danger", hidden: true }, "Cancel build");
+  const retry = h("button", { type: "button", hidden: true }, "Retry");
+  const download = h("button", { type: "button" }, "Download raw log");
+  const logState = h("span", { class: "log-state" });
+  const jump = h("button", { type: "button", class: "small", hidden: true }, "Follow the end ↓");
+  const log = h("pre", { class: "log", tabindex: "0", "aria-label": "Build log" });
+  const back = h("a", { href: `#/deployments/${deploymentId}` }, "← Builds");
+  root.append(
+    h("p", { class: "crumbs" }, back),
+    h("div", { class: "title" }, heading, status),
+    message,
+    h("div", { class: "toolbar" }, cancel, retry, download),
+    details,
+    times,
+    h("section", { class: "card", "aria-label": "Log" }, h("div", { class: "log-head" }, h("h2", {}, "Log"), logState, jump), log),
+  );
+
+  let build = null;
+  let shown = null;
+  let canRetry = false;
+  hasOperation(RETRY_PATH, "post").then((yes) => {
+    canRetry = yes;
+    if (build) show(build);
+  });
+  json(`/deployments/${deploymentId}`, { signal })
+    .then((d) => {
+      back.textContent = `← ${d.name}: builds`;
+      document.title = `${heading.textContent} of ${d.name} · Build farm`;
+      back.dataset.name = d.name;
+    })
+    .catch(() => {});
+
+  function show(b) {
+    build = b;
+    const finished = TERMINAL.includes(b.status);
+    cancel.hidden = finished;
+    download.hidden = b.status === "pending";
+    retry.hidden = !(canRetry && finished);
+    if (JSON.stringify(b) === shown) return;
+    shown = JSON.stringify(b);
+    heading.textContent = `Build #${b.number}`;
+    document.title = `${heading.textContent} of ${back.dataset.name ?? "a deployment"} · Build farm`;
+    status.replaceChildren(badge(b.status));
+    const image = b.image_tag ? h("span", { class: "tag" }, h("code", {}, b.image_tag), copyButton(b.image_tag, "the image tag")) : null;
+    details.replaceChildren(
+      ...facts([
+        ["Commit", b.commit_sha ? h("code", { class: "wrap" }, b.commit_sha) : null],
+        ["Image", image],
+        ["Digest", b.image_digest ? h("code", { class: "wrap" }, b.image_digest) : null],
+        ["Error", b.error ? h("span", { class: "error-text" }, b.error) : null],
+      ]),
+    );
+    times.replaceChildren(
+      ...facts([
+        ["Queued", ago(b.created_at)],
+        ["Started", b.started_at ? ago(b.started_at) : null],
+        ["Finished", b.finished_at ? ago(b.finished_at) : null],
+        ["Duration", runningDuration(b)],
+        ["Attempt", b.attempt ? `${b.attempt} on ${b.worker ?? "?"}` : null],
+      ]),
+    );
+  }
+
+  const refresh = async () => {
+    const b = await json(path, { signal });
+    show(b);
+    return b;
+  };
+
+  // The build record, every 2 s until it ended.
+  let poller;
+  const poll = async () => {
+    try {
+      if (TERMINAL.includes((await refresh()).status)) return;
+    } catch (error) {
+      report(message, error);
+      if (error.status === 404 || error.name === "AbortError") return;
+    }
+    poller = setTimeout(poll, 2000);
+  };
+  signal.addEventListener("abort", () => clearTimeout(poller));
+
+  // --- the log: lines are appended as text, a batch per frame, following the end unless
+  // the reader scrolled up.
+  let received = 0;
+  let batch = [];
+  let follow = true;
+  log.addEventListener("scroll", () => {
+    follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    jump.hidden = follow;
+  });
+  jump.addEventListener("click", () => {
+    log.scrollTop = log.scrollHeight;
+    log.focus();
+  });
+  const flush = () => {
+    log.append(batch.join(""));
+    batch = [];
+    if (follow) log.scrollTop = log.scrollHeight;
+  };
+  const append = (line) => {
+    if (batch.push(`${line}\n`) === 1) requestAnimationFrame(flush);
+  };
+
+  let socket = null;
+  let delay = 1000;
+  signal.addEventListener("abort", () => socket?.close(1000));
+  function connect() {
+    if (signal.aborted) return;
+    try {
+      socket = logSocket(path, received);
+    } catch (error) {
+      return report(message, error); // a token the WebSocket API refuses as a subprotocol
+    }
+    socket.addEventListener("open", () => {
+      delay = 1000;
+      logState.textContent = build?.status === "pending" ? "Live: waiting for a worker…" : "Live";
+    });
+    socket.addEventListener("message", (event) => {
+      received += 1;
+      if (received === 1) logState.textContent = "Live";
+      append(event.data);
+    });
+    socket.addEventListener("close", async (event) => {
+      if (signal.aborted) return;
+      if (event.code === 1000) {
+        logState.textContent = "The build ended: this is its whole log";
+        return refresh().catch(() => {});
+      }
+      // Dropped (network, API restart) or refused at the handshake: check the build, resume.
+      try {
+        await refresh();
+      } catch (error) {
+        report(message, error);
+        if (error.status === 401 || error.status === 404) return;
+      }
+      logState.textContent = `Connection lost: reconnecting in ${delay / 1000} s…`;
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 8000);
+    });
+  }
+
+  async function storedLog() {
+    logState.textContent = "Loading the log…";
+    try {
+      log.textContent = await (await api(`${path}/logs`, { signal })).text();
+      logState.textContent = "The build ended: this is its whole log";
+    } catch (error) {
+      if (error.status === 404) logState.textContent = `${error.message}.`;
+      else report(message, error);
+    }
+  }
+
+  download.addEventListener("click", async () => {
+    download.disabled = true;
+    try {
+      const blob = await (await api(`${path}/logs`, { signal })).blob();
+      const url = URL.createObjectURL(new Blob([blob], { type: "text/plain" }));
+      const link = h("a", { href: url, download: `build-${build?.number ?? ""}-${buildId.slice(0, 8)}.log`, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 30000);
+    } catch (error) {
+      report(message, error);
+    }
+    download.disabled = false;
+  });
+
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      const response = await api(`${path}/cancel`, { method: "POST", signal });
+      show(await response.json());
+      if (response.status === 202) cancel.textContent = "Cancelling…";
+    } catch (error) {
+      report(message, error);
+    }
+    if (cancel.textContent !== "Cancelling…") cancel.disabled = false;
+  });
+
+  retry.addEventListener("click", async () => {
+    retry.disabled = true;
+    try {
+      const again = await json(`${path}/retry`, { method: "POST", signal });
+      location.hash = `#/deployments/${deploymentId}/builds/${again.id}`;
+    } catch (error) {
+      report(message, error);
+      retry.disabled = false;
+    }
+  });
+
+  refresh()
+    .then((b) => {
+      if (TERMINAL.includes(b.status)) return storedLog();
+      poller = setTimeout(poll, 2000);
+      connect();
+    })
+    .catch((error) => report(message, error));
+}

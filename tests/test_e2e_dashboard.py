@@ -1,0 +1,390 @@
+"""The web dashboard in a real browser (headless Chromium from Debian, driven by Playwright)
+against the real farm: API, worker, Docker engine, registry, Redis and S3."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, missing, unique_subdomain
+from tests.farm import (
+    archive_deployment,
+    build_path,
+    context_archive,
+    deploy,
+    dockerfile,
+    logs,
+    wait_for_status,
+)
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # reported by the browser fixture (a failure in CI)
+    expect = sync_playwright = None
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("BUILDFARM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# Screenshots go to .local/ (ignored by git); SCREENSHOTS=docs/screenshots refreshes the
+# committed ones that README shows.
+SCREENSHOTS = ROOT / os.environ.get("SCREENSHOTS", ".local/screenshots")
+TOKEN_KEY = "buildfarm.token"
+GIT_URL = "https://git.example.com/docs.git"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the whole module (the machine is small); a fresh context per test."""
+    if sync_playwright is None:
+        missing("Playwright (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        missing(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, api_url):
+    """A page in a fresh browser context; fails the test on a script error or a CSP violation."""
+    expect.set_options(timeout=15_000)
+    context = browser.new_context(base_url=api_url, viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on(
+        "console",
+        lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text),
+    )
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def sign_in(page, token: str) -> None:
+    page.goto("/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Deployments", level=1)).to_be_visible()
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_the_dashboard_is_served_at_the_root_without_a_token_under_a_strict_policy(api_url):
+    page = httpx.get(f"{api_url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/static/app.js">' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "default-src 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    host = api_url.removeprefix("http://")
+    assert f"connect-src 'self' ws://{host} wss://{host};" in policy
+    script = httpx.get(f"{api_url}/static/app.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "content-security-policy" in script.headers
+    for missing_file in ("/static/nope.js", "/static/..%2Fapp.py", "/static/__init__.py"):
+        response = httpx.get(f"{api_url}{missing_file}")
+        assert response.status_code == 404 and response.json()["error"] == "not_found", missing_file
+
+
+def test_a_wrong_token_gets_a_clear_message_and_a_right_one_signs_in_this_tab_only(page, tenant_token):
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto("/")
+    # A wrong token, typed and sent with the keyboard alone
+    page.get_by_label("API token").fill("bf_not-a-real-token")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_have_text(
+        "This token was not accepted: it is wrong or has been revoked."
+    )
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')") is None
+
+    page.get_by_label("API token").fill(tenant_token[1])
+    page.keyboard.press("Enter")
+    heading = page.get_by_role("heading", name="Deployments", level=1)
+    expect(heading).to_be_visible()
+    expect(heading).to_be_focused()
+    # The token is kept in this tab's sessionStorage, never in a URL or a cookie
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_KEY}')") == tenant_token[1]
+    assert page.context.cookies() == [] and page.evaluate("document.cookie") == ""
+    assert requests and not [url for url in requests if tenant_token[1] in url]
+    # ...so another tab is not signed in
+    other = page.context.new_page()
+    other.goto("/")
+    expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
+    other.close()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def build_page_url(build: dict) -> str:
+    return f"/#{build_path(build)}"
+
+
+def log_lines(page) -> list[str]:
+    return page.locator("pre.log").text_content().splitlines()
+
+
+def line(text: str) -> re.Pattern:
+    """A whole log line (the `Step n/m : RUN …` line that printed it also contains it)."""
+    return re.compile(rf"^{re.escape(text)}$", re.MULTILINE)
+
+
+def status_badge(page):
+    return page.locator(".title .badge")
+
+
+def test_an_archive_deployment_created_in_the_browser_uploads_deploys_and_shows_its_log_live(
+    page, client, tenant_token, worker
+):
+    # Given a source archive of 2 MiB whose build prints one line, waits, prints another
+    archive = context_archive(
+        dockerfile("echo live-line-one && sleep 4 && echo live-line-two"),
+        {"padding.bin": os.urandom(2 << 20)},
+    )
+    client.post(
+        "/deployments", json={"name": "docs", "subdomain": unique_subdomain("docs"), "repo_url": GIT_URL}
+    )
+    sign_in(page, tenant_token[1])
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+
+    # When the form creates an archive deployment with it, uploads it (throttled, so that the
+    # progress bar is seen moving) and deploys it
+    form = page.get_by_role("form", name="New deployment")
+    form.get_by_role("radio", name="archive").check()
+    form.get_by_label("Name", exact=True).fill("shop")
+    subdomain = unique_subdomain("shop")
+    form.get_by_label("Subdomain").fill(subdomain)
+    form.get_by_label("Source archive").set_input_files(
+        files=[{"name": "shop.tar.gz", "mimeType": "application/gzip", "buffer": archive}]
+    )
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 1 << 20},
+    )
+    form.get_by_role("button", name="Create deployment").click()
+    progress = form.get_by_role("progressbar", name="Upload progress")
+    expect(progress).to_be_visible()
+    page.wait_for_function(
+        "() => { const bar = document.querySelector('progress'); return bar?.value > 0 && bar.value < 100; }"
+    )
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+
+    # Then the build's page opens and shows the log live: the first line while the build
+    # still runs and before the second was printed
+    page.wait_for_url(re.compile(r"#/deployments/[0-9a-f-]{36}/builds/[0-9a-f-]{36}$"), timeout=30_000)
+    deployment_id, build_id = re.findall(r"[0-9a-f-]{36}", page.url)
+    build = {"id": build_id, "deployment_id": deployment_id}
+    log = page.locator("pre.log")
+    expect(log).to_have_text(line("live-line-one"), timeout=120_000)
+    assert "live-line-two" not in log_lines(page)
+    expect(status_badge(page)).to_have_text("building")
+    expect(log).to_have_text(line("live-line-two"))
+    # ...then success, with the whole log as the API has it
+    expect(status_badge(page)).to_have_text("success", timeout=120_000)
+    expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log")
+    text = logs(client, build)
+    assert log.text_content() == text and "Successfully tagged" in text
+    finished = client.get(build_path(build)).json()
+    expect(page.locator(".facts .tag code")).to_have_text(finished["image_tag"])
+    screenshot(page, "build")
+    # ...and the raw log downloads as the API serves it
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download raw log").click()
+    assert Path(download.value.path()).read_text() == text
+
+    # The builds page lists it with its short commit, image tag and a copy button
+    page.get_by_role("link", name=re.compile("builds$")).click()
+    expect(page.get_by_role("heading", name="shop", level=1)).to_be_visible()
+    # ...and deploys the same upload again
+    page.get_by_role("button", name="Deploy the last upload").click()
+    page.wait_for_url(re.compile(r"/builds/(?!" + build_id + r")[0-9a-f-]{36}$"))
+    expect(page.get_by_role("heading", name="Build #2")).to_be_visible()
+    expect(status_badge(page)).to_have_text("success", timeout=120_000)
+    page.go_back()
+    expect(page.locator("tbody tr .badge")).to_have_text(["success", "success"])
+    row = page.locator("tbody tr", has_text="#1")
+    expect(row.locator(".badge")).to_have_text("success")
+    expect(row.locator("td[data-label=Commit]")).to_have_text(finished["commit_sha"][:8])
+    expect(row.locator("td[data-label=Image] code")).to_have_text(finished["image_tag"])
+    screenshot(page, "builds")
+    row.get_by_role("button", name="Copy the image tag of build 1").click()
+    expect(row.get_by_role("button", name="Copy the image tag of build 1")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == finished["image_tag"]
+
+    # The deployments page shows its status and its last build
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Deployments").click()
+    row = page.locator("tbody tr", has_text=subdomain)
+    expect(row.locator("td[data-label=Status] .badge")).to_have_text("success")
+    expect(row.locator("td[data-label='Last build']")).to_have_text(re.compile(r"^#2 finished \d+ s ago$"))
+    expect(row.locator("td[data-label=Source]")).to_have_text(
+        re.compile(r"^archive · [0-9a-f]{8} · 2\.0 MiB$")
+    )
+    expect(page.locator("tbody tr")).to_have_count(2)
+    screenshot(page, "deployments")
+
+
+def test_a_slow_build_cancelled_from_its_page_turns_cancelled(page, client, tenant_token, worker):
+    deployment = archive_deployment(client, context_archive(dockerfile("echo started && sleep 30")))
+    build = deploy(client, deployment)
+    sign_in(page, tenant_token[1])
+    page.goto(build_page_url(build))
+    expect(page.locator("pre.log")).to_have_text(line("started"), timeout=120_000)
+    expect(status_badge(page)).to_have_text("building")
+
+    page.get_by_role("button", name="Cancel build").click()
+
+    expect(status_badge(page)).to_have_text("cancelled", timeout=30_000)
+    expect(page.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
+    expect(page.locator(".error-text")).to_contain_text("cancelled by tests")
+    assert client.get(build_path(build)).json()["status"] == "cancelled"
+
+    # ...and Retry builds the same source again as a new build
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("heading", name="Build #2")).to_be_visible()
+    again = {"id": page.url.rsplit("/", 1)[1], "deployment_id": deployment["id"]}
+    try:
+        assert client.get(build_path(again)).json()["commit_sha"] == build["commit_sha"]
+        expect(status_badge(page)).to_have_text(re.compile("^(pending|building)$"))
+    finally:
+        client.post(build_path(again) + "/cancel")
+
+
+def test_the_builds_page_pages_newest_first_and_updates_without_reloading(page, client, tenant_token, worker):
+    # Given a deployment whose first build runs, so that its next 20 wait in the queue
+    deployment = archive_deployment(client, context_archive(dockerfile("echo started && sleep 30")))
+    first = deploy(client, deployment)
+    wait_for_status(client, first, ("building",))
+    queued = [deploy(client, deployment) for _ in range(20)]
+    try:
+        sign_in(page, tenant_token[1])
+        page.goto(f"/#/deployments/{deployment['id']}")
+        rows = page.locator("tbody tr")
+        expect(rows).to_have_count(20)
+        expect(rows.locator("td[data-label=Build]")).to_have_text([f"#{n}" for n in range(21, 1, -1)])
+        expect(rows.locator(".badge")).to_have_text(["pending"] * 20)
+
+        # When a build changes, the page shows it without being reloaded
+        page.evaluate("window.__notReloaded = true")
+        client.post(build_path(queued[-1]) + "/cancel")
+        expect(rows.first.locator(".badge")).to_have_text("cancelled")
+        assert page.evaluate("window.__notReloaded") is True
+
+        # The next page holds the oldest build, still running
+        page.get_by_role("link", name="Older →").click()
+        expect(rows).to_have_count(1)
+        expect(rows.first.locator("td[data-label=Build]")).to_have_text("#1")
+        expect(rows.first.locator(".badge")).to_have_text("building")
+        page.get_by_role("link", name="← Newest").click()
+        expect(rows).to_have_count(20)
+    finally:
+        for build in [*queued, first]:
+            client.post(build_path(build) + "/cancel")
+
+
+def test_a_log_line_with_html_is_shown_as_text_and_never_run_and_long_lines_wrap(
+    page, client, tenant_token, worker
+):
+    html = "<script>window.__pwned=1</script><b>bold</b><img src=x onerror=window.__pwned=2>"
+    long_line = "x" * 800
+    deployment = archive_deployment(
+        client, context_archive(dockerfile(f"echo {long_line}", "sleep 3", f"echo '{html}' && exit 3"))
+    )
+    sign_in(page, tenant_token[1])
+    build = deploy(client, deployment)
+    page.goto(build_page_url(build))
+    log = page.locator("pre.log")
+
+    def shown_as_text() -> None:
+        expect(log).to_have_text(line(html))
+        expect(log).to_have_text(line(long_line))
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("main b, main img, main script").count() == 0
+        # ...and the long line wraps inside the log instead of widening it
+        assert log.evaluate("pre => pre.scrollWidth <= pre.clientWidth")
+
+    # Live, over the WebSocket
+    expect(page.locator(".log-state")).to_have_text(re.compile("^Live"))
+    expect(log).to_have_text(line(html), timeout=120_000)
+    shown_as_text()
+    expect(status_badge(page)).to_have_text("failed", timeout=60_000)
+    expect(page.locator(".error-text")).to_contain_text(html)
+    # ...and stored, once the build ended
+    page.reload()
+    expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log")
+    shown_as_text()
+    expect(page.locator(".error-text")).to_contain_text(html)
+
+
+def test_on_a_narrow_screen_every_page_fits_its_width(page, client, tenant_token, worker):
+    deployment = archive_deployment(client, context_archive(dockerfile("echo " + "y" * 500)))
+    build = wait_for_status(client, deploy(client, deployment))
+    page.set_viewport_size({"width": 360, "height": 740})
+    sign_in(page, tenant_token[1])
+    for url, ready in [
+        ("/#/deployments", page.locator("tbody tr")),
+        (f"/#/deployments/{deployment['id']}", page.locator("tbody tr")),
+        (build_page_url(build), page.locator(".log-state", has_text="whole log")),
+    ]:
+        page.goto(url)
+        expect(ready).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, url
+
+
+def test_the_live_log_resumes_after_a_dropped_connection_without_a_gap_or_a_repeat(
+    page, client, tenant_token, worker
+):
+    ticks = "for i in $(seq 1 40); do echo tick-$i; sleep 0.1; done"
+    deployment = archive_deployment(client, context_archive(dockerfile(ticks)))
+    urls = []
+
+    def drop_the_first_connection_after_five_lines(ws) -> None:
+        urls.append(ws.url)
+        server = ws.connect_to_server()
+        if len(urls) > 1:
+            return  # later connections pass through
+        sent = []
+
+        def forward(message) -> None:
+            if len(sent) < 5:
+                sent.append(message)
+                ws.send(message)
+                if len(sent) == 5:
+                    ws.close(code=4000, reason="dropped by the test")
+                    server.close()
+
+        server.on_message(forward)
+
+    page.route_web_socket(re.compile(r"/logs/stream"), drop_the_first_connection_after_five_lines)
+    sign_in(page, tenant_token[1])
+    build = deploy(client, deployment)
+    page.goto(build_page_url(build))
+
+    expect(status_badge(page)).to_have_text("success", timeout=120_000)
+    expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log", timeout=30_000)
+    assert len(urls) == 2 and urls[1].endswith("/logs/stream?after=5"), urls
+    assert page.locator("pre.log").text_content() == logs(client, build)
