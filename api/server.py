@@ -4,16 +4,41 @@ no per-message compression of WebSocket log lines.
 uvicorn's httptools parser accepts request headers of any size (20 MB was seen to pass), so
 a header flood could fill memory; h11 refuses a head over the cap before reading more.
 
+It also gives each server run its metrics directory (api/metrics.py, common/metrics_dir.py).
+
     gunicorn api.asgi:app --worker-class api.server.ApiWorker
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 from typing import Any
 
 from uvicorn_worker import UvicornWorker
 
+from common import metrics_dir
+
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
+
+
+def _metrics_run_dir() -> None:
+    """Prometheus's multiprocess directory of this server run. gunicorn imports this module in
+    its master, before it forks the workers and before it loads the app (even with --preload),
+    so the workers inherit the directory through the environment and count into it; the master
+    removes it when it exits."""
+    path = metrics_dir.fresh_run_dir("api")
+    metrics_dir.use(path)
+    master = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == master:  # workers inherit this exit handler too
+            metrics_dir.remove(path)
+
+    atexit.register(remove)
+
+
+_metrics_run_dir()
 
 
 class ApiWorker(UvicornWorker):

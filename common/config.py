@@ -57,6 +57,9 @@ class Config:
     log_retention_days: int = 30
     housekeeping_interval_s: float = 3600.0
     docker_disk_budget_bytes: int = 20 * 1024 * 1024 * 1024
+    # Observability: each worker host serves its metrics here (port 0: off).
+    metrics_port: int = 9191
+    metrics_host: str = "0.0.0.0"
     # Logs.
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500

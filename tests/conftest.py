@@ -141,6 +141,8 @@ def process_env(**extra: str) -> dict[str, str]:
             "dramatiq_worker_timeout": "100",
             "BUILDFARM_ARCHIVE_RETRY_INTERVAL_S": "1",
             "BUILDFARM_MAX_EXTRACTED_BYTES": str(EXTRACT_CAP),
+            # Test workers start and stop all the time: only the metrics tests serve metrics.
+            "BUILDFARM_METRICS_PORT": "0",
         }
     )
     env.update(extra)

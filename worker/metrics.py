@@ -32,33 +32,24 @@ from datetime import datetime
 import dramatiq
 
 from common import metrics_dir
-from common.config import ConfigError
+from common.config import Config
 from common.logging_json import use_json_logging
 from common.models import TERMINAL_STATUSES, Build, BuildStatus
 
 logger = logging.getLogger("buildfarm.metrics")
 
-DEFAULT_PORT = 9191
 KIND = "worker"
 DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
 def metrics_port() -> int:
-    raw = os.environ.get("BUILDFARM_METRICS_PORT", "")
-    if raw == "":
-        return DEFAULT_PORT
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"BUILDFARM_METRICS_PORT must be a number, not {raw!r}") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"BUILDFARM_METRICS_PORT must be a port (0 turns metrics off), not {port}")
-    return port
+    """BUILDFARM_METRICS_PORT (0 turns the endpoint off)."""
+    return Config.from_env().metrics_port
 
 
 def metrics_host() -> str:
-    return os.environ.get("BUILDFARM_METRICS_HOST") or "0.0.0.0"
+    return Config.from_env().metrics_host
 
 
 class _Series:

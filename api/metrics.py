@@ -1,0 +1,145 @@
+"""Prometheus metrics of the API, served at GET /metrics (no token, like /healthz).
+
+HTTP requests are counted and timed by route template (the matched route, never the raw path:
+ids would make a series per build), method and status code. Under gunicorn the API runs several
+worker processes; each request is counted in the process that served it, so the counts live in
+prometheus_client's multiprocess files (a directory per server run that api/server.py makes in
+the gunicorn master, common/metrics_dir.py) and every scrape, whichever process answers it, sums
+all of them. Run without that directory (a single uvicorn process, tests), the counts stay in
+this process's memory.
+
+The queue gauges are read from Redis at each scrape: they are the farm's state, not a count of
+this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import falcon
+import redis.asyncio as aioredis
+from dramatiq.common import dq_name
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
+from prometheus_client.core import GaugeMetricFamily
+from redis.exceptions import RedisError
+
+from common import keys
+from common.config import Config
+from common.models import BuildStatus
+
+logger = logging.getLogger("buildfarm.api.metrics")
+
+# Decided by how prometheus_client stores values in this process (it chose at its import).
+MULTIPROCESS = values.ValueClass is not values.MutexValue
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+QUEUE_READ_TIMEOUT_S = 2.0
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, float("inf"))
+
+REQUESTS = Counter(
+    "buildfarm_http_requests",
+    "HTTP requests answered, by method, route template and status code",
+    ["method", "route", "status"],
+    registry=None,
+)
+LATENCY = Histogram(
+    "buildfarm_http_request_duration_seconds",
+    "Time from the request to its response head, by method, route template and status code",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request (WebSocket connections are not requests here).
+
+    A request refused before routing (401 from the auth middleware) has no `uri_template` yet:
+    its route is looked up in the app's router, so it is still counted under its template."""
+
+    def __init__(self, router) -> None:
+        self.router = router
+
+    async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.metrics_started = time.perf_counter()
+
+    async def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded):
+        started = req.context.get("metrics_started")
+        if started is None:
+            return
+        route = req.uri_template
+        if route is None:
+            found = self.router.find(req.path)
+            route = found[3] if found else UNMATCHED
+        labels = (req.method if req.method in METHODS else "other", route, str(resp.status_code))
+        REQUESTS.labels(*labels).inc()
+        LATENCY.labels(*labels).observe(time.perf_counter() - started)
+
+
+class _Families:
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
+class MetricsResource:
+    def __init__(self, config: Config, redis: aioredis.Redis, broker) -> None:
+        self.config = config
+        self.redis = redis
+        self.broker = broker
+
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        if MULTIPROCESS:
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry.register(REQUESTS)
+            registry.register(LATENCY)
+        registry.register(_Families(await self._queue_families()))
+        resp.content_type = CONTENT_TYPE
+        resp.data = await asyncio.to_thread(generate_latest, registry)
+
+    async def _queue_families(self) -> list:
+        """The Dramatiq queue (dramatiq/brokers/redis/dispatch.lua: the list `ns:queue` holds
+        the ids of messages waiting for a worker, the hash `ns:queue.msgs` every message not
+        yet acknowledged, `ns:queue.DQ.msgs` the delayed ones) and the farm's active builds."""
+        queue, ns = self.config.queue_name, self.broker.namespace
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.llen(f"{ns}:{queue}")
+                pipe.hlen(f"{ns}:{queue}.msgs")
+                pipe.hlen(f"{ns}:{dq_name(queue)}.msgs")
+                pipe.zcard(keys.active_builds(BuildStatus.PENDING))
+                pipe.zcard(keys.active_builds(BuildStatus.BUILDING))
+                waiting, unacked, delayed, pending, building = await asyncio.wait_for(
+                    pipe.execute(), QUEUE_READ_TIMEOUT_S
+                )
+        except (RedisError, TimeoutError) as e:
+            logger.warning("queue gauges left out of /metrics: Redis: %s", e)
+            return []
+        gauges = [
+            ("buildfarm_queue_depth", "Messages waiting in the queue for a worker to fetch them", waiting),
+            (
+                "buildfarm_queue_unacked",
+                "Messages not yet acknowledged: waiting, or fetched by a worker and running",
+                unacked,
+            ),
+            ("buildfarm_queue_delayed", "Delayed messages (builds offered again later)", delayed),
+        ]
+        families = []
+        for name, help_text, value in gauges:
+            family = GaugeMetricFamily(name, help_text, labels=["queue"])
+            family.add_metric([queue], value)
+            families.append(family)
+        active = GaugeMetricFamily(
+            "buildfarm_builds_active", "Builds pending or building, farm-wide", labels=["status"]
+        )
+        active.add_metric([BuildStatus.PENDING.value], pending)
+        active.add_metric([BuildStatus.BUILDING.value], building)
+        families.append(active)
+        return families

@@ -1,0 +1,82 @@
+"""Per-run directories for prometheus_client's multiprocess mode.
+
+The API (gunicorn) and the workers (Dramatiq) each run several processes that count into one
+set of metrics: every process writes its values to files in a directory they share
+(PROMETHEUS_MULTIPROC_DIR) and the scrape sums the files. prometheus_client requires that
+directory to be empty when a run starts, so each run gets its own, named after the pid of the
+process that owns the run (the gunicorn master, the Dramatiq master):
+
+    $TMPDIR/buildfarm-{kind}-metrics-{pid}[-suffix]
+
+The owner removes it when the run ends; a run killed outright (SIGKILL) leaves it behind, and
+the next run of that kind on the host removes it (`sweep`).
+
+prometheus_client picks its storage when it is first imported: the variable must be set
+before that, in every process that counts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _pattern(kind: str) -> re.Pattern[str]:
+    return re.compile(rf"buildfarm-{re.escape(kind)}-metrics-(\d+)(-.*)?")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def sweep(kind: str) -> None:
+    """Removes this user's directories of `kind` whose owner process is gone."""
+    base = Path(tempfile.gettempdir())
+    pattern = _pattern(kind)
+    for entry in base.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.lstat().st_uid == os.getuid() and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def fresh_run_dir(kind: str) -> Path:
+    """A new, empty directory owned by this process (the owner of the run)."""
+    sweep(kind)
+    return Path(tempfile.mkdtemp(prefix=f"buildfarm-{kind}-metrics-{os.getpid()}-"))
+
+
+def shared_run_dir(kind: str, owner_pid: int) -> Path:
+    """The directory of the run owned by `owner_pid`, made by whichever of its processes asks
+    first; refused unless it is a real directory of this user (the name is predictable)."""
+    path = Path(tempfile.gettempdir()) / f"buildfarm-{kind}-metrics-{owner_pid}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{path} is not a directory of this user: metrics are off")
+    return path
+
+
+def use(path: Path) -> None:
+    """Makes this process (and its children) count into `path`."""
+    os.environ[ENV] = str(path)
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
