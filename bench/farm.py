@@ -82,7 +82,8 @@ class Farm:
 
     def __init__(self, **env: str) -> None:
         self.config = Config.from_env()
-        self.env = {**os.environ, "dramatiq_worker_timeout": "10", **env}
+        # No metrics endpoint: its forked server would be one more child of each worker master.
+        self.env = {**os.environ, "dramatiq_worker_timeout": "10", "BUILDFARM_METRICS_PORT": "0", **env}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = Process(
