@@ -238,7 +238,9 @@ def test_an_archive_deployment_created_in_the_browser_uploads_deploys_and_shows_
 
     # The deployments page shows its status and its last build
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Deployments").click()
-    row = page.locator("tbody tr", has_text=subdomain)
+    # Scoped to the deployments table: until the page changes, the builds table (whose image
+    # tags carry the subdomain too) is still there.
+    row = page.locator("section[aria-label=Deployments] tbody tr", has_text=subdomain)
     expect(row.locator("td[data-label=Status] .badge")).to_have_text("success")
     expect(row.locator("td[data-label='Last build']")).to_have_text(re.compile(r"^#2 finished \d+ s ago$"))
     expect(row.locator("td[data-label=Source]")).to_have_text(
