@@ -27,7 +27,7 @@ CMD ["cat", "/app/numbers.txt"]
 def through_farm(farm: Farm, deployment: dict) -> float:
     start = time.perf_counter()
     build = farm.deploy(deployment)
-    done = farm.wait_done(build, poll_s=0.005)
+    done = farm.wait_done(build, poll_s=0.001)
     elapsed = time.perf_counter() - start
     if done["status"] != "success":
         raise SystemExit(f"bench: farm build ended {done['status']}: {done['error']}")

@@ -3,6 +3,7 @@ JSON streams into log lines, and lets another thread abort either one at any mom
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable
 
@@ -39,8 +40,20 @@ class AbortableAPIClient(docker.APIClient):
             response.close()
 
 
+@functools.cache
+def _api_version(docker_host: str) -> str:
+    """The engine's API version, asked once per process rather than once per build."""
+    client = docker.APIClient(base_url=docker_host, version="auto")
+    try:
+        return client.api_version
+    finally:
+        client.close()
+
+
 def create_docker(config: Config) -> AbortableAPIClient:
-    return AbortableAPIClient(base_url=config.docker_host, version="auto", timeout=300)
+    return AbortableAPIClient(
+        base_url=config.docker_host, version=_api_version(config.docker_host), timeout=300
+    )
 
 
 class _Lines:

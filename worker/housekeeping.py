@@ -9,6 +9,8 @@ import time
 
 import docker.errors
 
+from common import keys
+from common.models import BuildStatus
 from worker.context import WorkerContext
 
 logger = logging.getLogger("buildfarm.housekeeping")
@@ -34,8 +36,26 @@ def disk_usage(client) -> tuple[int, list[dict]]:
     return (usage.get("LayersSize") or 0) + cache, usage.get("Images") or []
 
 
+def builds_running_on_this_host(ctx: WorkerContext) -> int:
+    """Builds held under a live lease by a worker of this host."""
+    host = ctx.worker_id.rsplit(":", 1)[0]
+    seconds, micros = ctx.redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    running = 0
+    for raw in ctx.redis.zrange(keys.active_builds(BuildStatus.BUILDING), 0, -1):
+        worker, lease = ctx.redis.hmget(keys.build(raw.decode()), "worker", "lease_expires_ms")
+        if worker and lease and int(lease) > now_ms and worker.decode().rsplit(":", 1)[0] == host:
+            running += 1
+    return running
+
+
 def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> dict[str, int]:
-    """Returns what was removed: dangling images, pushed images, bytes of build cache."""
+    """Returns what was removed: dangling images, pushed images, bytes of build cache.
+    Skipped while a build runs on this host: a classic build looks up its layer cache among
+    the very images a prune removes."""
+    if builds_running_on_this_host(ctx):
+        logger.info("a build runs on this host: Docker housekeeping waits for the next round")
+        return {"dangling": 0, "pushed": 0, "cache_bytes": 0}
     client = ctx.docker()
     budget = ctx.config.docker_disk_budget_bytes
     removed, cache = 0, 0

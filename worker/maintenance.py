@@ -29,7 +29,9 @@ class MaintenanceThread(threading.Thread):
         interval = min(config.reaper_interval_s, config.archive_retry_interval_s)
         # Housekeeping jobs: (job, the scope sharing one run per interval).
         housekeeping = [(expire_logs, "farm"), (prune_docker, config.docker_host)]
-        next_housekeeping = time.monotonic()
+        # Not at start: a farm just started is about to build, and a prune mid-build can
+        # remove the cached layers a build has just found.
+        next_housekeeping = time.monotonic() + config.housekeeping_interval_s
         while not self.stopping.wait(interval):
             for job in (reap_once, retry_archives):
                 self._run(job)
