@@ -233,3 +233,41 @@ def client(api_url, tenant_token) -> httpx.Client:
 
 def unique_subdomain(prefix: str = "app") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def two_commit_repo(tmp_path):
+    """A bare repository with two commits on main ("version one", "version two"), served
+    over git's "dumb" HTTP by a static file server on loopback; yields (url, [sha1, sha2])."""
+    work, bare = tmp_path / "work", tmp_path / "srv" / "app.git"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    (work / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nWORKDIR /app\nCOPY . .\nRUN cat /app/version.txt\n")
+    (work / "nonce").write_text(uuid.uuid4().hex)  # keeps the RUN step out of the layer cache
+    shas = []
+    for version in ("one", "two"):
+        (work / "version.txt").write_text(f"version {version}\n")
+        subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+        subprocess.run([*git, "-C", str(work), "commit", "-qm", version], check=True)
+        head = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True)
+        shas.append(head.stdout.strip())
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    port = free_port()
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path / "srv",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/app.git/HEAD").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 10, what="the git server")
+    yield f"http://127.0.0.1:{port}/app.git", shas
+    server.terminate()
+    server.wait()

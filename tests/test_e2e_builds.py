@@ -10,7 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -171,50 +170,8 @@ def test_an_inline_dockerfile_uploaded_with_the_archive_is_used(client, worker):
     assert "inline" in logs(client, build)
 
 
-@pytest.fixture
-def git_server(tmp_path):
-    """A bare repository served over git's "dumb" HTTP by a static file server on loopback."""
-    work, bare = tmp_path / "work", tmp_path / "srv" / "app.git"
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    (work / "Dockerfile").write_text(dockerfile("cat /app/version.txt"))
-    # A nonce keeps the RUN step out of the layer cache of earlier runs.
-    (work / "nonce").write_text(uuid.uuid4().hex)
-    (work / "version.txt").write_text("version one\n")
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "one"], check=True)
-    first = subprocess.run(
-        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    (work / "version.txt").write_text("version two\n")
-    subprocess.run([*git, "-C", str(work), "commit", "-qam", "two"], check=True)
-    second = subprocess.run(
-        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
-    port = free_port()
-    server = subprocess.Popen(
-        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=tmp_path / "srv",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/app.git/HEAD"), 10, what="the git server")
-    yield f"http://127.0.0.1:{port}/app.git", first, second
-    server.terminate()
-    server.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def test_a_git_build_resolves_the_branch_tip_to_its_full_sha(client, worker, config, git_server):
-    url, first, second = git_server
+def test_a_git_build_resolves_the_branch_tip_to_its_full_sha(client, worker, config, two_commit_repo):
+    url, (first, second) = two_commit_repo
     deployment = client.post(
         "/deployments",
         json={"name": "g", "subdomain": f"git-{time.time_ns()}", "repo_url": url, "branch": "main"},

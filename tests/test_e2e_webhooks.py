@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from common import keys
-from tests.conftest import free_port, unique_subdomain, wait_until
+from tests.conftest import unique_subdomain
 from tests.farm import archive_deployment, build_path, context_archive, dockerfile, logs, wait_for_status
 
 SHA = "3f786850e387550fdab836ed7e6dc881de23001b"
@@ -376,43 +375,6 @@ def test_a_webhook_push_supersedes_queued_builds_when_the_deployment_asks(api_ur
     newer = github(api_url, deployment).json()
     assert client.get(f"/deployments/{deployment['id']}/builds/{older['id']}").json()["status"] == "cancelled"
     assert newer["status"] == "pending" and newer["commit_sha"] == SHA
-
-
-@pytest.fixture
-def two_commit_repo(tmp_path):
-    """A bare repository with two commits on main, served over git's "dumb" HTTP on loopback."""
-    work, bare = tmp_path / "work", tmp_path / "srv" / "app.git"
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    (work / "Dockerfile").write_text(dockerfile("cat /app/version.txt"))
-    (work / "nonce").write_text(uuid.uuid4().hex)  # keeps the RUN step out of the layer cache
-    shas = []
-    for version in ("one", "two"):
-        (work / "version.txt").write_text(f"version {version}\n")
-        subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-        subprocess.run([*git, "-C", str(work), "commit", "-qm", version], check=True)
-        head = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True)
-        shas.append(head.stdout.strip())
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
-    port = free_port()
-    server = subprocess.Popen(
-        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=tmp_path / "srv",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/app.git/HEAD").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(answers, 10, what="the git server")
-    yield f"http://127.0.0.1:{port}/app.git", shas
-    server.terminate()
-    server.wait()
 
 
 @pytest.mark.e2e
