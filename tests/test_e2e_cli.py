@@ -23,7 +23,6 @@ import pytest
 from common.objects import archive_key
 from tests.conftest import ROOT, free_port, unique_subdomain, wait_until
 from tests.farm import dockerfile, logs, wait_for_status
-from tests.test_e2e_builds import git_server  # noqa: F401  (the fixture, used by name)
 
 pytestmark = pytest.mark.e2e
 
@@ -368,7 +367,7 @@ def test_a_dropped_log_stream_resumes_after_the_lines_already_printed(
 def test_a_git_url_is_deployed_as_a_git_deployment_whose_source_cannot_be_swapped(
     client, api_url, tenant_token, worker, tmp_path, request
 ):
-    url, _, second = request.getfixturevalue("git_server")
+    url, (_, second) = request.getfixturevalue("two_commit_repo")
     token = tenant_token[1]
     subdomain = unique_subdomain("cli")
 
