@@ -31,6 +31,8 @@ BASE_IMAGE = "buildfarm/busybox:latest"
 UPLOAD_CAP = 96 * 1024 * 1024
 # The test farm's cap on an archive's expanded size: small enough to bomb quickly.
 EXTRACT_CAP = 256 * 1024 * 1024
+# Short leases so that takeovers happen within seconds in tests (the default is 30 s).
+FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
 
 
 def missing(what: str) -> None:

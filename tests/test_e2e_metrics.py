@@ -14,13 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import keys
-from tests.conftest import free_port, start_worker, unique_subdomain, wait_until
+from tests.conftest import FAST_LEASES, free_port, start_worker, unique_subdomain, wait_until
 from tests.farm import archive_deployment, build_path, context_archive, deploy, dockerfile, wait_for_status
 
 pytestmark = pytest.mark.e2e
-
-# Short leases so that a takeover happens within seconds (the default is 30 s).
-FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset], float]:

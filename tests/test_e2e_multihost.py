@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import BIN, Process, free_port, process_env, wait_until
+from tests.conftest import BIN, FAST_LEASES, Process, free_port, process_env, wait_until
 from tests.farm import (
     archive_deployment,
     build_path,
@@ -25,8 +25,6 @@ from tests.farm import (
 )
 
 pytestmark = pytest.mark.e2e
-
-FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
 
 
 def ip(*args: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BIN, ROOT, Process, free_port, process_env, start_worker, wait_until
+from tests.conftest import BIN, FAST_LEASES, ROOT, Process, free_port, process_env, start_worker, wait_until
 from tests.farm import (
     archive_deployment,
     build_path,
@@ -25,9 +25,6 @@ from tests.farm import (
 )
 
 pytestmark = pytest.mark.e2e
-
-# Short leases so that takeovers happen within seconds in tests (the default is 30 s).
-FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
 
 
 @pytest.fixture
