@@ -4,10 +4,7 @@ throughput (a 200,000-line build, end to end), and the archive checked line for 
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
-
-from websockets.sync.client import connect
 
 from bench.farm import BASE_IMAGE, LOGS, ROOT, Farm, context_archive, percentile
 
@@ -18,18 +15,6 @@ def stamp_binary() -> bytes:
     LOGS.mkdir(parents=True, exist_ok=True)
     subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(ROOT / "bench" / "stamp.c")], check=True)
     return out.read_bytes()
-
-
-def follow(farm: Farm, build: dict, on_line) -> None:
-    url = (
-        farm.url.replace("http://", "ws://")
-        + f"/api/v1/deployments/{build['deployment_id']}/builds/{build['id']}"
-    )
-    with connect(
-        url + "/logs/stream", additional_headers={"Authorization": f"Bearer {farm.token}"}, max_size=None
-    ) as ws:
-        for message in ws:
-            on_line(message, time.time_ns())
 
 
 def latency(farm: Farm, lines: int) -> tuple[float, float]:
@@ -43,7 +28,7 @@ def latency(farm: Farm, lines: int) -> tuple[float, float]:
         if rest.startswith("stamp-") and stamp.isdigit():
             delays.append((received_ns - int(stamp)) / 1e6)
 
-    follow(farm, build, on_line)
+    farm.follow(build, on_line)
     if len(delays) != lines:
         raise SystemExit(f"bench: {len(delays)} of {lines} stamped lines received")
     return percentile(delays, 50), percentile(delays, 99)
@@ -64,10 +49,7 @@ def throughput(farm: Farm, lines: int) -> tuple[float, bool]:
             last = received_ns
             seen.append(int(text.split(" ", 1)[0]))
 
-    thread = threading.Thread(target=follow, args=(farm, build, on_line))
-    thread.start()
-    thread.join()
-    done = farm.wait_done(build)
+    done = farm.follow(build, on_line)
     rate = len(seen) / ((last - first) / 1e9) if last > first else 0.0
     archived = _archived(farm, done)
     expected = [f"{i} {pad}" for i in range(1, lines + 1)]

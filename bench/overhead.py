@@ -26,8 +26,7 @@ CMD ["cat", "/app/numbers.txt"]
 
 def through_farm(farm: Farm, deployment: dict) -> float:
     start = time.perf_counter()
-    build = farm.deploy(deployment)
-    done = farm.wait_done(build, poll_s=0.001)
+    done = farm.follow(farm.deploy(deployment))
     elapsed = time.perf_counter() - start
     if done["status"] != "success":
         raise SystemExit(f"bench: farm build ended {done['status']}: {done['error']}")
@@ -52,9 +51,10 @@ def unpack(archive: bytes, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def pair(farm: Farm, warm: bool) -> tuple[float, float]:
-    """One farm build and one direct build of the same Dockerfile and files; each side gets
-    its own nonce, so that neither finds the other's layers in the engine's cache."""
+def pair(farm: Farm, warm: bool, farm_first: bool) -> tuple[float, float]:
+    """One farm build and one direct build of the same Dockerfile and files, in the order
+    given; each side gets its own nonce, so that neither finds the other's layers in the
+    engine's cache."""
     deployment = farm.archive_deployment(context_archive(DOCKERFILE, {"app.txt": b"x" * 4096}))
     tag = f"{farm.config.registry}/bench-direct:{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as context:
@@ -62,16 +62,20 @@ def pair(farm: Farm, warm: bool) -> tuple[float, float]:
         if warm:
             through_farm(farm, deployment)
             direct(farm.config.registry, Path(context), tag)
-        return through_farm(farm, deployment), direct(farm.config.registry, Path(context), tag)
+        if farm_first:
+            ours = through_farm(farm, deployment)
+            return ours, direct(farm.config.registry, Path(context), tag)
+        raw = direct(farm.config.registry, Path(context), tag)
+        return through_farm(farm, deployment), raw
 
 
 def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
     pairs = 3 if quick else 7
     farm.start_workers(processes=1, threads=2)
-    pair(farm, warm=False)  # warm-up: connections, the base image's layers in the registry
+    pair(farm, warm=False, farm_first=True)  # warm-up: connections, the base image's layers in the registry
     rows = []
     for warm in (False, True):
-        results = [pair(farm, warm) for _ in range(pairs)]
+        results = [pair(farm, warm, farm_first=i % 2 == 0) for i in range(pairs)]
         ours = statistics.median(r[0] for r in results)
         raw = statistics.median(r[1] for r in results)
         label = "warm layer cache" if warm else "no cache"
