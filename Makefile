@@ -62,6 +62,8 @@ BENCH_ENV := BUILDFARM_STATE=.local/bench BUILDFARM_REDIS_PORT=36379 BUILDFARM_R
 bench: install
 	@command -v wrk >/dev/null && command -v gcc >/dev/null && test -e /usr/lib/x86_64-linux-gnu/libc.a || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk gcc libc6-dev)
+	@# Every run starts from an empty Redis of its own: runs stay comparable.
+	@$(BENCH_ENV) deploy/local/services down >/dev/null && rm -rf .local/bench/redis
 	@$(BENCH_ENV) deploy/local/services up
 	@eval "$$($(BENCH_ENV) deploy/local/services env)" && $(BENCH_ENV) deploy/local/base-image
 	@status=0; eval "$$($(BENCH_ENV) deploy/local/services env)" && \

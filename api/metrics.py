@@ -104,21 +104,28 @@ class MetricsResource:
         resp.content_type = CONTENT_TYPE
         resp.data = await asyncio.to_thread(generate_latest, registry)
 
+    def _queue_lengths(self) -> list[int]:
+        """Read with the broker's own client: the queue has a Redis database of its own."""
+        queue, ns = self.config.queue_name, self.broker.namespace
+        with self.broker.client.pipeline(transaction=False) as pipe:
+            pipe.llen(f"{ns}:{queue}")
+            pipe.hlen(f"{ns}:{queue}.msgs")
+            pipe.hlen(f"{ns}:{dq_name(queue)}.msgs")
+            return pipe.execute()
+
     async def _queue_families(self) -> list:
         """The Dramatiq queue (dramatiq/brokers/redis/dispatch.lua: the list `ns:queue` holds
         the ids of messages waiting for a worker, the hash `ns:queue.msgs` every message not
         yet acknowledged, `ns:queue.DQ.msgs` the delayed ones) and the farm's active builds."""
-        queue, ns = self.config.queue_name, self.broker.namespace
+        queue = self.config.queue_name
         try:
+            waiting, unacked, delayed = await asyncio.wait_for(
+                asyncio.to_thread(self._queue_lengths), QUEUE_READ_TIMEOUT_S
+            )
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.llen(f"{ns}:{queue}")
-                pipe.hlen(f"{ns}:{queue}.msgs")
-                pipe.hlen(f"{ns}:{dq_name(queue)}.msgs")
                 pipe.zcard(keys.active_builds(BuildStatus.PENDING))
                 pipe.zcard(keys.active_builds(BuildStatus.BUILDING))
-                waiting, unacked, delayed, pending, building = await asyncio.wait_for(
-                    pipe.execute(), QUEUE_READ_TIMEOUT_S
-                )
+                pending, building = await asyncio.wait_for(pipe.execute(), QUEUE_READ_TIMEOUT_S)
         except (RedisError, TimeoutError) as e:
             logger.warning("queue gauges left out of /metrics: Redis: %s", e)
             return []

@@ -32,7 +32,7 @@ class MsgpackEncoder(dramatiq.Encoder):
 def create_broker(config: Config) -> RedisBroker:
     """A Redis broker without Dramatiq's TimeLimit: build timeouts are the farm's own."""
     middleware = [m() for m in default_middleware if m is not TimeLimit]
-    broker = RedisBroker(client=sync_redis(config.redis_url), middleware=middleware)
+    broker = RedisBroker(client=sync_redis(config.queue_redis_url), middleware=middleware)
     broker.declare_queue(config.queue_name)
     dramatiq.set_encoder(MsgpackEncoder())
     return broker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_S3_ENDPOINT = "127.0.0.1:9000"
@@ -11,6 +12,8 @@ DEFAULT_S3_ACCESS_KEY = "buildfarm"
 DEFAULT_S3_SECRET_KEY = "buildfarm-secret"
 DEFAULT_REGISTRY = "localhost:5000"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# Redis servers have 16 databases unless configured otherwise.
+LAST_DATABASE = 15
 
 
 class ConfigError(ValueError):
@@ -22,6 +25,9 @@ class Config:
     """Every tunable of the farm; `from_env` maps field `x_y` to `BUILDFARM_X_Y`."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    # Dramatiq's queue; empty: the next database of the same server. It must not share a
+    # database with the records: Dramatiq's maintenance runs KEYS over its whole database.
+    broker_url: str = ""
     s3_endpoint: str = DEFAULT_S3_ENDPOINT
     s3_access_key: str = DEFAULT_S3_ACCESS_KEY
     s3_secret_key: str = DEFAULT_S3_SECRET_KEY
@@ -78,9 +84,47 @@ class Config:
             values[field.name] = _parse(name, raw, type(field.default))
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        if _database(self.queue_redis_url) == _database(self.redis_url):
+            raise ConfigError(
+                "BUILDFARM_BROKER_URL must name another Redis database than BUILDFARM_REDIS_URL "
+                "(Dramatiq's maintenance scans its whole database with KEYS)"
+            )
+
+    @property
+    def queue_redis_url(self) -> str:
+        """Where Dramatiq's queue lives: BUILDFARM_BROKER_URL, or the records' server, next database."""
+        if self.broker_url:
+            return self.broker_url
+        parts = urlsplit(self.redis_url)
+        _, db = _database(self.redis_url)
+        if db >= LAST_DATABASE:
+            raise ConfigError(
+                f"BUILDFARM_REDIS_URL uses database {db}, the last: set BUILDFARM_BROKER_URL for the queue"
+            )
+        query = parse_qs(parts.query)
+        path = f"/{db + 1}"
+        if "db" in query or parts.scheme == "unix":
+            query["db"], path = [str(db + 1)], parts.path
+        tail = f"?{urlencode(query, doseq=True)}" if query else ""
+        return f"{parts.scheme}://{parts.netloc}{path}{tail}"
+
     @property
     def git_schemes(self) -> frozenset[str]:
         return frozenset(s.strip().lower() for s in self.allowed_git_schemes.split(",") if s.strip())
+
+
+def _database(url: str) -> tuple[str, int]:
+    """The server (scheme and address) and the database number a Redis URL names."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    unix = parts.scheme == "unix"
+    raw = query["db"][0] if "db" in query else "0" if unix else parts.path.strip("/") or "0"
+    try:
+        db = int(raw)
+    except ValueError:
+        raise ConfigError(f"{url!r}: the Redis database must be a number, not {raw!r}") from None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path if unix else ''}", db
 
 
 def _parse(name: str, raw: str, kind: type) -> object:

@@ -541,10 +541,10 @@ def test_the_worker_scales_on_the_dramatiq_queue_length(monkeypatch):
         f"redis.{kustomization()['namespace']}.svc.cluster.local",
     )
     assert int(port) in [p["port"] for p in service["spec"]["ports"]]
-    redis_url = container_env(
-        k8s_one("Deployment", "buildfarm-api"), container(k8s_one("Deployment", "buildfarm-api"), "api")
-    )["BUILDFARM_REDIS_URL"]
-    assert redis_url.endswith(f"@redis:{port}/{trigger['metadata'].get('databaseIndex', '0')}")
+    api = k8s_one("Deployment", "buildfarm-api")
+    env = {k: v for k, v in container_env(api, container(api, "api")).items() if isinstance(v, str)}
+    queue_url = Config.from_env(env).queue_redis_url
+    assert queue_url.endswith(f"@redis:{port}/{trigger['metadata'].get('databaseIndex', '0')}")
     assert k8s_one("TriggerAuthentication", trigger["authenticationRef"]["name"])
 
 

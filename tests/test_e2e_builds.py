@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import ROOT, free_port, rss_kib, wait_until
 from tests.farm import (
@@ -99,6 +100,22 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert client.get(f"/deployments/{deployment['id']}").json()["status"] == "success"
     listed = client.get(f"/deployments/{deployment['id']}/builds").json()
     assert [b["id"] for b in listed] == [build["id"]] and listed[0]["status"] == "success"
+
+
+def test_the_queue_lives_in_a_redis_database_apart_from_the_records(client, worker, config, redis_client):
+    """Dramatiq's maintenance runs KEYS over the queue's database (dispatch.lua): holding the
+    records there would block Redis for the scan of every build ever kept."""
+    deployment = archive_deployment(client, context_archive(dockerfile("echo queued apart")))
+    assert wait_for_status(client, deploy(client, deployment))["status"] == "success"
+    queue = redis.Redis.from_url(config.queue_redis_url)
+    seconds, _ = redis_client.time()
+    recent = (seconds - 30) * 1000  # Dramatiq's heartbeats are scored in milliseconds
+
+    def heartbeating(client: redis.Redis) -> int:
+        return client.zcount("dramatiq:__heartbeats__", recent, "+inf")
+
+    assert heartbeating(queue) >= 1 and heartbeating(redis_client) == 0
+    assert not list(queue.scan_iter("bf:*", count=1000))
 
 
 def test_a_late_websocket_client_gets_the_whole_archived_log_and_can_resume(

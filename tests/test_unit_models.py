@@ -61,11 +61,34 @@ def test_config_reads_typed_values_from_the_environment():
 
 
 @pytest.mark.parametrize(
+    ("redis_url", "broker_url", "queue_url"),
+    [
+        ("redis://127.0.0.1:6379/0", "", "redis://127.0.0.1:6379/1"),
+        ("redis://:secret@redis:6379/3", "", "redis://:secret@redis:6379/4"),
+        ("redis://redis:6379", "", "redis://redis:6379/1"),
+        ("rediss://redis:6380/0?ssl_cert_reqs=none", "", "rediss://redis:6380/1?ssl_cert_reqs=none"),
+        ("unix:///run/redis.sock", "", "unix:///run/redis.sock?db=1"),
+        ("unix:///run/redis.sock?db=4", "", "unix:///run/redis.sock?db=5"),
+        ("redis://redis:6379/15", "redis://redis:6379/14", "redis://redis:6379/14"),
+        ("redis://redis:6379/0", "redis://queue:6379/0", "redis://queue:6379/0"),
+    ],
+)
+def test_the_queue_gets_a_redis_database_of_its_own(redis_url, broker_url, queue_url):
+    """Dramatiq's maintenance runs KEYS over its database: never the one holding the records."""
+    config = Config.from_env({"BUILDFARM_REDIS_URL": redis_url, "BUILDFARM_BROKER_URL": broker_url})
+    assert config.queue_redis_url == queue_url
+
+
+@pytest.mark.parametrize(
     "env",
     [
         {"BUILDFARM_BUILD_TIMEOUT_S": "soon"},
         {"BUILDFARM_S3_SECURE": "maybe"},
         {"BUILDFARM_MAX_UPLOAD_BYTES": "-1"},
+        {"BUILDFARM_REDIS_URL": "redis://r:6379/x"},
+        {"BUILDFARM_REDIS_URL": "redis://r:6379/15"},  # no next database for the queue
+        {"BUILDFARM_REDIS_URL": "redis://r:6379/2", "BUILDFARM_BROKER_URL": "redis://:pw@r:6379/2"},
+        {"BUILDFARM_REDIS_URL": "redis://r:6379", "BUILDFARM_BROKER_URL": "redis://r:6379/0"},
     ],
 )
 def test_config_refuses_values_it_cannot_use(env):
