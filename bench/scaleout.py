@@ -1,5 +1,6 @@
 """Scale-out: throughput of many small builds with 1, 2 and 4 worker processes (2 threads
-each), as builds per minute, all builds queued at once, each of its own deployment."""
+each), and with one process of 1, 2 and 4 threads, as builds per minute, all builds queued at
+once, each of its own deployment."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ def cpu_seconds_by_group() -> dict[str, float]:
     return used
 
 
-def builds_per_minute(farm: Farm, processes: int, count: int) -> tuple[float, dict[str, float]]:
+def builds_per_minute(farm: Farm, processes: int, threads: int, count: int) -> tuple[float, dict[str, float]]:
     deployments = [farm.archive_deployment(context_archive(DOCKERFILE)) for _ in range(count)]
-    farm.start_workers(processes=processes, threads=2)
+    farm.start_workers(processes=processes, threads=threads)
     cpu_before = cpu_seconds_by_group()
     start = time.perf_counter()
     builds = [farm.deploy(d) for d in deployments]
@@ -102,9 +103,11 @@ def direct_builds_per_minute(farm: Farm, parallel: int, count: int) -> float:
 def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
     count = 24 if quick else 200
     direct = {n: direct_builds_per_minute(farm, n, 16 if quick else 48) for n in (1, 8)}
-    results = {p: builds_per_minute(farm, p, count) for p in (1, 2, 4)}
+    results = {p: builds_per_minute(farm, p, 2, count) for p in (1, 2, 4)}
     rates = {p: rate for p, (rate, _) in results.items()}
     shown = ", ".join(f"{p} process(es): **{rate:.0f}**" for p, rate in rates.items())
+    by_threads = {t: builds_per_minute(farm, 1, t, count)[0] for t in (1, 4)} | {2: rates[1]}
+    threads_shown = ", ".join(f"{t} thread(s): **{by_threads[t]:.0f}**" for t in (1, 2, 4))
     busiest = ", ".join(
         f"{group} {cores:.2f}" for group, cores in sorted(results[4][1].items(), key=lambda kv: -kv[1])
     )
@@ -112,6 +115,11 @@ def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
         (
             f"scale-out, {count} small builds, builds/min (2 threads per process)",
             f"{shown}; 4 vs 1: {rates[4] / rates[1]:.2f}×",
+            "report where it stops scaling",
+        ),
+        (
+            f"scale-out, {count} small builds, builds/min (1 process)",
+            f"{threads_shown}; 4 vs 1: {by_threads[4] / by_threads[1]:.2f}×",
             "report where it stops scaling",
         ),
         ("cores busy during the 4-process run", busiest, f"{os.cpu_count()} cores in all"),
