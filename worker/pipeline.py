@@ -118,14 +118,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     claimed_at = time.monotonic()
     metrics.build_claimed(build)
-    log = LogWriter(
-        ctx.redis,
-        build.id,
-        build.attempt,
-        config.log_max_bytes,
-        config.log_batch_lines,
-        config.log_flush_interval_s,
-    )
+    log = ctx.log_writer(build)
     if claim.took_over_from:
         previous = claim.took_over_from
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")

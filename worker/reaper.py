@@ -11,7 +11,6 @@ from common import keys
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus
 from worker.context import WorkerContext
-from worker.logwriter import LogWriter
 from worker.pipeline import conclude, expire
 
 logger = logging.getLogger("buildfarm.reaper")
@@ -65,14 +64,6 @@ def _end_abandoned(ctx: WorkerContext, build: Build) -> None:
         reason = f"Worker lost: {build.attempt} attempt(s) ended without their worker (last: {build.worker})"
     if not ctx.records.seize(build, ctx.worker_id):
         return
-    config = ctx.config
-    log = LogWriter(
-        ctx.redis,
-        build.id,
-        build.attempt,
-        config.log_max_bytes,
-        config.log_batch_lines,
-        config.log_flush_interval_s,
-    )
+    log = ctx.log_writer(build)
     logger.warning("build %s: %s", build.id, reason)
     conclude(ctx, build, log, status, reason, {})

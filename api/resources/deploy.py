@@ -52,21 +52,30 @@ class DeployResource:
         resp.media = build.to_public()
 
 
-def new_build(deployment: Deployment, commit_sha: str | None = None) -> Build:
-    """A pending build (not stored yet): git, of `commit_sha` or else the branch tip; archive,
-    of the last upload (422 with a commit, 409 before any upload)."""
-    build = Build(
+def pending_build(deployment: Deployment, **fields) -> Build:
+    """A pending build of `deployment`, not stored yet; `fields` (its source) override the
+    deployment's subdomain, source type and Dockerfile path."""
+    defaults = {
+        "subdomain": deployment.subdomain,
+        "source_type": deployment.source_type,
+        "dockerfile_path": deployment.dockerfile_path,
+    }
+    return Build(
         id=new_id(),
         deployment_id=deployment.id,
         tenant=deployment.tenant,
         number=0,
         status=BuildStatus.PENDING.value,
-        subdomain=deployment.subdomain,
-        source_type=deployment.source_type,
-        dockerfile_path=deployment.dockerfile_path,
         created_at=utc_now(),
         timeout_s=deployment.build_timeout_s,
+        **{**defaults, **fields},
     )
+
+
+def new_build(deployment: Deployment, commit_sha: str | None = None) -> Build:
+    """A pending build (not stored yet): git, of `commit_sha` or else the branch tip; archive,
+    of the last upload (422 with a commit, 409 before any upload)."""
+    build = pending_build(deployment)
     if deployment.source_type == SourceType.ARCHIVE:
         if commit_sha is not None:
             raise falcon.HTTPUnprocessableEntity(

@@ -9,9 +9,9 @@ import falcon
 from api.errors import conflict
 from api.queue import BuildQueue
 from api.resources.builds import find_build
+from api.resources.deploy import pending_build
 from api.resources.deployments import find_deployment
-from api.store import RecordStore, new_id
-from common.models import Build, BuildStatus, utc_now
+from api.store import RecordStore
 
 
 class RetryResource:
@@ -26,21 +26,15 @@ class RetryResource:
         old = await find_build(self.store, req, deployment_id, build_id)
         if not old.commit_sha:
             raise conflict("This build never resolved its commit, so there is no exact source to retry")
-        build = Build(
-            id=new_id(),
-            deployment_id=old.deployment_id,
-            tenant=old.tenant,
-            number=0,
-            status=BuildStatus.PENDING.value,
+        build = pending_build(
+            deployment,
             subdomain=old.subdomain,
             source_type=old.source_type,
             dockerfile_path=old.dockerfile_path,
-            created_at=utc_now(),
             repo_url=old.repo_url,
             branch=old.branch,
             commit_sha=old.commit_sha,
             inline_dockerfile=old.inline_dockerfile,
-            timeout_s=deployment.build_timeout_s,
         )
         await self.queue.submit(self.store, build)
         resp.status = falcon.HTTP_202
