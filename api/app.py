@@ -28,8 +28,9 @@ from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource,
 from api.store import RecordStore
 from common.broker import create_broker
 from common.config import Config
-from common.objects import create_s3, ensure_buckets
+from common.logging_json import SERVER_LOGGERS, use_json_logging
 from common.redis_clients import async_redis
+from common.s3 import create_s3, ensure_buckets
 
 DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
 BUILD = DEPLOYMENT + "/builds/{build_id}"
@@ -86,7 +87,7 @@ def routes(
 
 def create_app(config: Config | None = None) -> falcon.asgi.App:
     config = config or Config.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    use_json_logging(logging.INFO, SERVER_LOGGERS)
     redis = async_redis(config.redis_url)
     s3 = create_s3(config)
     broker = create_broker(config)

@@ -14,7 +14,7 @@ from common import keys
 from common.config import Config
 from common.logformat import END_FIELD, LINE_FIELD, line_number
 from common.models import Build, BuildStatus, LogState
-from common.objects import log_key
+from common.s3 import log_key
 
 PAGE = 1000
 CHUNK = 64 * 1024
@@ -29,7 +29,7 @@ class LogReader:
 
     async def has_output(self, build: Build) -> bool:
         """Whether any log exists to show: at least one live line, or an archive. Updates
-        `build.log_state`, which the archiver may have changed since the build was read."""
+        `build.log_state`, which the log archive may have changed since the build was read."""
         if build.log_state not in (LogState.ARCHIVED, LogState.EXPIRED):
             first = await self.redis.xrange(keys.build_log(build.id), count=1)
             if first and LINE_FIELD in first[0][1]:

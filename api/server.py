@@ -4,7 +4,8 @@ no per-message compression of WebSocket log lines.
 uvicorn's httptools parser accepts request headers of any size (20 MB was seen to pass), so
 a header flood could fill memory; h11 refuses a head over the cap before reading more.
 
-It also gives each server run its metrics directory (api/metrics.py, common/metrics_dir.py).
+It also gives each server run its metrics directory (api/metrics.py, common/metrics_dir.py),
+and makes gunicorn's own log lines JSON, like the app's and the workers'.
 
     gunicorn api.asgi:app --worker-class api.server.ApiWorker
 """
@@ -18,6 +19,7 @@ from typing import Any
 from uvicorn_worker import UvicornWorker
 
 from common import metrics_dir
+from common.logging_json import SERVER_LOGGERS, use_json_logging
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
@@ -39,6 +41,9 @@ def _metrics_run_dir() -> None:
 
 
 _metrics_run_dir()
+# gunicorn has set up its loggers by the time it imports the worker class (in the master,
+# before the workers fork): they inherit the JSON handlers.
+use_json_logging(servers=SERVER_LOGGERS)
 
 
 class ApiWorker(UvicornWorker):

@@ -64,7 +64,7 @@ def _archived(farm: Farm, build: dict) -> list[str]:
     deadline = time.monotonic() + 60
     while farm.redis.hget(key, "log_state") != b"archived" and time.monotonic() < deadline:
         time.sleep(0.1)
-    from common.objects import create_s3
+    from common.s3 import create_s3
 
     s3 = create_s3(farm.config)
     return (

@@ -59,9 +59,9 @@ class Config:
     queue_deadline_s: int = 24 * 3600
     worker_grace_s: float = 60.0
     one_build_per_deployment: bool = True
-    # Housekeeping: log retention and the Docker engine's disk.
+    # Cleanup jobs: log retention and Docker pruning.
     log_retention_days: int = 30
-    housekeeping_interval_s: float = 3600.0
+    cleanup_interval_s: float = 3600.0
     docker_disk_budget_bytes: int = 20 * 1024 * 1024 * 1024
     # Observability: each worker host serves its metrics here (port 0: off).
     metrics_port: int = 9191
@@ -70,7 +70,7 @@ class Config:
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500
     log_flush_interval_s: float = 0.02
-    archive_retry_interval_s: float = 5.0
+    log_archive_retry_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:

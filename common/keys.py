@@ -44,24 +44,25 @@ def build_log(build_id: str) -> str:
     return f"{PREFIX}log:{build_id}"
 
 
-def archive_pending() -> str:
-    """Sorted set: build ids whose log is finished but not yet archived, by finish time."""
-    return f"{PREFIX}archive:pending"
+def log_archive_pending() -> str:
+    """Sorted set: build ids whose log is finished but not yet in the log archive, by finish time."""
+    return f"{PREFIX}logarchive:pending"
 
 
-def archived_logs() -> str:
-    """Sorted set: build ids whose log is in the archive, scored by upload time (s)."""
-    return f"{PREFIX}archive:done"
+def log_archive_done() -> str:
+    """Sorted set: build ids whose log is in the log archive, scored by upload time (s)."""
+    return f"{PREFIX}logarchive:done"
 
 
-def housekeeping_lock(job: str, scope: str) -> str:
-    """String: taken by the one worker doing a housekeeping job for a scope, for an interval."""
-    return f"{PREFIX}housekeeping:{job}:{scope}"
+def cleanup_lock(job: str, scope: str) -> str:
+    """String: taken by the one worker running a cleanup job (log retention, Docker pruning)
+    for a scope, for one cleanup interval."""
+    return f"{PREFIX}cleanup:{job}:{scope}"
 
 
-def archive_lock(build_id: str) -> str:
-    """String: held by the one worker uploading a build's log."""
-    return f"{PREFIX}archive:lock:{build_id}"
+def log_archive_lock(build_id: str) -> str:
+    """String: held by the one worker uploading a build's log to the log archive."""
+    return f"{PREFIX}logarchive:lock:{build_id}"
 
 
 def active_builds(status: str = "") -> str:

@@ -24,6 +24,9 @@ from contextvars import ContextVar
 _build: ContextVar[tuple[str | None, str | None]] = ContextVar("buildfarm_log_build", default=(None, None))
 
 BUILD_FIELDS = ("build_id", "deployment_id")
+# The API server's loggers, which write through handlers of their own (gunicorn's, which the
+# uvicorn worker shares) and do not propagate to the root logger.
+SERVER_LOGGERS = ("gunicorn.error", "gunicorn.access", "uvicorn.error", "uvicorn.access")
 
 
 def bind_build(build_id: str | None, deployment_id: str | None = None) -> None:
@@ -86,15 +89,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def use_json_logging(level: int | None = None) -> None:
-    """Makes every handler of the root logger write JSON lines with the build binding (one
-    handler on stderr if there is none yet)."""
+def use_json_logging(level: int | None = None, servers: tuple[str, ...] = ()) -> None:
+    """Makes every handler of the root logger, and of the `servers`' own loggers (which do not
+    propagate to the root: gunicorn's, uvicorn's), write JSON lines with the build binding
+    (one root handler on stderr if there is none yet)."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
     if level is not None:
         root.setLevel(level)
-    for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
-        if not any(isinstance(f, BuildContextFilter) for f in handler.filters):
-            handler.addFilter(BuildContextFilter())
+    for logger in (root, *map(logging.getLogger, servers)):
+        for handler in logger.handlers:
+            handler.setFormatter(JsonFormatter())
+            if not any(isinstance(f, BuildContextFilter) for f in handler.filters):
+                handler.addFilter(BuildContextFilter())

@@ -22,7 +22,7 @@ import redis
 
 from cli.tokens import create_token
 from common.config import Config
-from common.objects import create_s3, ensure_buckets
+from common.s3 import create_s3, ensure_buckets
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -141,7 +141,7 @@ def process_env(**extra: str) -> dict[str, str]:
     env.update(
         {
             "dramatiq_worker_timeout": "100",
-            "BUILDFARM_ARCHIVE_RETRY_INTERVAL_S": "1",
+            "BUILDFARM_LOG_ARCHIVE_RETRY_INTERVAL_S": "1",
             "BUILDFARM_MAX_EXTRACTED_BYTES": str(EXTRACT_CAP),
             # Test workers start and stop all the time: only the metrics tests serve metrics.
             "BUILDFARM_METRICS_PORT": "0",

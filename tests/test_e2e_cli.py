@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from common.objects import archive_key
+from common.s3 import archive_key
 from tests.conftest import ROOT, free_port, unique_subdomain, wait_until
 from tests.farm import dockerfile, logs, wait_for_status
 

@@ -19,8 +19,8 @@ from tests.farm import (
     wait_for_status,
 )
 from worker.context import WorkerContext
-from worker.housekeeping import prune_docker
-from worker.retention import expire_logs
+from worker.docker_pruning import prune_docker
+from worker.log_retention import expire_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,7 @@ def test_logs_older_than_the_retention_are_deleted_and_then_not_available(
     deployment = archive_deployment(client, context_archive(dockerfile("echo kept for a while")))
     build = wait_for_status(client, deploy(client, deployment))
     key = f"{deployment['id']}/{build['id']}.log"
-    worker_ctx.redis.zadd(keys.archived_logs(), {build["id"]: 1}, xx=False)  # as if archived long ago
+    worker_ctx.redis.zadd(keys.log_archive_done(), {build["id"]: 1}, xx=False)  # as if archived long ago
     assert "kept for a while" in logs(client, build)
     # When retention runs
     assert expire_logs(worker_ctx) >= 1

@@ -15,8 +15,8 @@ from minio import Minio
 from common.broker import build_message
 from common.config import Config
 from common.models import Build
-from common.objects import create_s3, ensure_buckets
 from common.redis_clients import sync_redis
+from common.s3 import create_s3, ensure_buckets
 from worker.docker_build import AbortableAPIClient, create_docker
 from worker.logwriter import LogWriter
 from worker.records import BuildRecords

@@ -17,23 +17,17 @@ What differs from that middleware, and why it is not used as is:
   BUILDFARM_METRICS_HOST (default 0.0.0.0);
 - the series are the farm's (builds, not messages).
 
-The recording functions below never raise (a build must not fail over a metric) and do nothing
+The middleware that sets the series up and serves them is worker/middleware/metrics.py. The
+recording functions below never raise (a build must not fail over a metric) and do nothing
 where metrics are off or not set up (tests that call the pipeline in-process).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from datetime import datetime
 
-import dramatiq
-
-from common import metrics_dir
-from common.config import Config
-from common.logging_json import use_json_logging
 from common.models import TERMINAL_STATUSES, Build, BuildStatus
 
 logger = logging.getLogger("buildfarm.metrics")
@@ -41,15 +35,6 @@ logger = logging.getLogger("buildfarm.metrics")
 KIND = "worker"
 DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
-
-
-def metrics_port() -> int:
-    """BUILDFARM_METRICS_PORT (0 turns the endpoint off)."""
-    return Config.from_env().metrics_port
-
-
-def metrics_host() -> str:
-    return Config.from_env().metrics_host
 
 
 class _Series:
@@ -141,60 +126,15 @@ def log_archived(s: _Series, size: int) -> None:
 
 
 @_record
-def archive_failed(s: _Series) -> None:
+def log_archive_failed(s: _Series) -> None:
     s.archive_failures.inc()
 
 
-class WorkerMetrics(dramatiq.Middleware):
-    """Sets up each worker process's metrics and has the master fork the server."""
-
-    def __init__(self) -> None:
-        self.port = metrics_port()
-
-    @property
-    def forks(self):
-        return [serve_metrics] if self.port else []
-
-    def after_process_boot(self, broker) -> None:
-        global _series
-        if not self.port:
-            return
-        try:
-            path = metrics_dir.shared_run_dir(KIND, os.getppid())
-        except (OSError, RuntimeError) as e:
-            logger.warning("worker metrics are off: %s", e)
-            return
-        metrics_dir.use(path)
-        _series = _Series()
-
-    def after_worker_shutdown(self, broker, worker) -> None:
-        if _series is not None:
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(os.getpid())
+def start_series() -> None:
+    """Makes this process's series; call once the multiprocess directory is set."""
+    global _series
+    _series = _Series()
 
 
-def serve_metrics() -> int:
-    """The fork that serves the host's metrics; it removes the run's directory when it stops."""
-    use_json_logging()
-    metrics_dir.sweep(KIND)
-    path = metrics_dir.shared_run_dir(KIND, os.getppid())
-    metrics_dir.use(path)
-    from http.server import ThreadingHTTPServer
-
-    from prometheus_client import CollectorRegistry, MetricsHandler, multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(path))
-    host, port = metrics_host(), metrics_port()
-    try:
-        try:
-            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(registry))
-        except OSError as e:
-            logger.warning("worker metrics not served: %s:%s: %s", host, port, e)
-            threading.Event().wait()  # keep the directory until the master stops this fork
-        logger.info("worker metrics on http://%s:%s/metrics", host, port)
-        server.serve_forever()
-    finally:
-        metrics_dir.remove(path)
-    return 0
+def series_started() -> bool:
+    return _series is not None

@@ -14,9 +14,9 @@ import redis
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, image_tag, utc_now
 from worker import metrics
-from worker.archiver import archive_log
 from worker.context import WorkerContext
 from worker.docker_build import DockerError, build_image, push_image
+from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.records import LostClaim
 from worker.source import SourceError, fetch_source

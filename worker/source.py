@@ -18,7 +18,7 @@ from minio import Minio
 from common.archive import ArchiveError, extract_archive
 from common.config import Config
 from common.models import Build, SourceType
-from common.objects import archive_key, dockerfile_key
+from common.s3 import archive_key, dockerfile_key
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024

@@ -18,7 +18,7 @@ from api.store import RecordStore
 from common.archive import ArchiveError, inspect_archive
 from common.config import Config
 from common.models import SourceType
-from common.objects import archive_key, dockerfile_key
+from common.s3 import archive_key, dockerfile_key
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 256 * 1024

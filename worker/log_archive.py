@@ -14,11 +14,11 @@ from common import keys
 from common.logformat import LINE_FIELD
 from common.logging_json import bind_build, build_scope
 from common.models import Build, LogState
-from common.objects import log_key
+from common.s3 import log_key
 from worker import metrics
 from worker.context import WorkerContext
 
-logger = logging.getLogger("buildfarm.archiver")
+logger = logging.getLogger("buildfarm.log_archive")
 
 PAGE = 5000
 RETRY_BATCH = 20
@@ -29,12 +29,12 @@ LOCK_TTL_S = 300
 def archive_log(ctx: WorkerContext, build: Build) -> bool:
     """Uploads the log; on failure it stays in Redis and on the retry list. True if archived.
 
-    One archiver at a time per build (a lock): two concurrent uploads of one object, one of
+    One uploader at a time per build (a lock): two concurrent uploads of one object, one of
     them reading a stream the other has just dropped, would store a truncated log."""
     bind_build(build.id, build.deployment_id)
-    pending = keys.archive_pending()
+    pending = keys.log_archive_pending()
     ctx.redis.zadd(pending, {build.id: time.time()}, nx=True)
-    lock = keys.archive_lock(build.id)
+    lock = keys.log_archive_lock(build.id)
     if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
         return False
     try:
@@ -44,14 +44,14 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
         size = _upload(ctx, build)
     except (MinioException, HTTPError, OSError) as e:
         logger.warning("log of build %s not archived yet (%s); it stays in Redis", build.id, e)
-        metrics.archive_failed()
+        metrics.log_archive_failed()
         return False
     else:
         with ctx.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.build(build.id), "log_state", LogState.ARCHIVED.value)
             pipe.delete(keys.build_log(build.id))
             pipe.zrem(pending, build.id)
-            pipe.zadd(keys.archived_logs(), {build.id: time.time()})
+            pipe.zadd(keys.log_archive_done(), {build.id: time.time()})
             pipe.execute()
         metrics.log_archived(size)
         return True
@@ -94,11 +94,11 @@ def _metadata(build: Build) -> dict[str, str]:
     }
 
 
-def retry_archives(ctx: WorkerContext) -> None:
+def retry_log_archives(ctx: WorkerContext) -> None:
     """Retries the uploads that failed (storage down), oldest first."""
-    for raw in ctx.redis.zrange(keys.archive_pending(), 0, RETRY_BATCH - 1):
+    for raw in ctx.redis.zrange(keys.log_archive_pending(), 0, RETRY_BATCH - 1):
         build = ctx.records.load(raw.decode())
         if build is None:
-            ctx.redis.zrem(keys.archive_pending(), raw)
-        elif not archive_log(ctx, build) and not ctx.redis.exists(keys.archive_lock(build.id)):
+            ctx.redis.zrem(keys.log_archive_pending(), raw)
+        elif not archive_log(ctx, build) and not ctx.redis.exists(keys.log_archive_lock(build.id)):
             return  # storage still down: wait for the next round

@@ -2,7 +2,7 @@
 
 The Dramatiq thread that handles a build message is bound to its build id from the message's
 arrival to its end (Dramatiq's own lines about the message included); the pipeline adds the
-deployment id once it has loaded the record. The reaper and the archiver bind each build they
+deployment id once it has loaded the record. The reaper and the log archive bind each build they
 handle (common/logging_json.py).
 """
 

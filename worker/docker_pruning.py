@@ -13,7 +13,7 @@ from common import keys
 from common.models import BuildStatus
 from worker.context import WorkerContext
 
-logger = logging.getLogger("buildfarm.housekeeping")
+logger = logging.getLogger("buildfarm.docker_pruning")
 
 DF_ATTEMPTS = 10
 # Images younger than this are never removed: one may still be on its way to the registry.
@@ -54,7 +54,7 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
     Skipped while a build runs on this host: a classic build looks up its layer cache among
     the very images a prune removes."""
     if builds_running_on_this_host(ctx):
-        logger.info("a build runs on this host: Docker housekeeping waits for the next round")
+        logger.info("a build runs on this host: Docker pruning waits for the next round")
         return {"dangling": 0, "pushed": 0, "cache_bytes": 0}
     client = ctx.docker()
     budget = ctx.config.docker_disk_budget_bytes

@@ -11,7 +11,7 @@ from minio.error import S3Error
 
 from common import keys
 from common.models import LogState
-from common.objects import log_key
+from common.s3 import log_key
 from worker.context import WorkerContext
 
 logger = logging.getLogger("buildfarm.retention")
@@ -26,7 +26,7 @@ def expire_logs(ctx: WorkerContext, older_than_s: float | None = None) -> int:
         return 0  # 0 days: keep logs forever
     cutoff = time.time() - age
     expired = 0
-    while ids := ctx.redis.zrangebyscore(keys.archived_logs(), "-inf", cutoff, start=0, num=BATCH):
+    while ids := ctx.redis.zrangebyscore(keys.log_archive_done(), "-inf", cutoff, start=0, num=BATCH):
         for raw in ids:
             build_id = raw.decode()
             deployment_id = ctx.redis.hget(keys.build(build_id), "deployment_id")
@@ -37,7 +37,7 @@ def expire_logs(ctx: WorkerContext, older_than_s: float | None = None) -> int:
                     if e.code != "NoSuchKey":
                         raise
                 ctx.redis.hset(keys.build(build_id), "log_state", LogState.EXPIRED.value)
-            ctx.redis.zrem(keys.archived_logs(), raw)
+            ctx.redis.zrem(keys.log_archive_done(), raw)
             expired += 1
     if expired:
         logger.info("deleted %s archived log(s) older than %s days", expired, ctx.config.log_retention_days)

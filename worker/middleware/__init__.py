@@ -1,0 +1,1 @@
+"""Every Dramatiq middleware of the worker, one per module, as Dramatiq lays out its own."""

@@ -1,0 +1,23 @@
+"""Starts each worker process's timer (reaper, log archive retries, cleanup jobs) and gives
+running builds a grace period at shutdown."""
+
+from __future__ import annotations
+
+import time
+
+import dramatiq
+
+from worker.context import worker_context
+from worker.timer import TimerThread
+
+
+class WorkerLifecycle(dramatiq.Middleware):
+    def after_worker_boot(self, broker, worker) -> None:
+        self.timer = TimerThread(worker_context())
+        self.timer.start()
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        # Running builds may finish within the grace period; past it they are handed back.
+        ctx = worker_context()
+        ctx.shutdown_deadline = time.time() + ctx.config.worker_grace_s
+        self.timer.stopping.set()

@@ -1,0 +1,80 @@
+"""The worker's Prometheus middleware: sets up each worker process's series (worker/metrics.py
+says why and how) and has the Dramatiq master fork the process that serves them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import dramatiq
+
+from common import metrics_dir
+from common.config import Config
+from common.logging_json import use_json_logging
+from worker import metrics
+
+logger = logging.getLogger("buildfarm.metrics")
+
+
+def metrics_port() -> int:
+    """BUILDFARM_METRICS_PORT (0 turns the endpoint off)."""
+    return Config.from_env().metrics_port
+
+
+def metrics_host() -> str:
+    return Config.from_env().metrics_host
+
+
+class WorkerMetrics(dramatiq.Middleware):
+    """Sets up each worker process's metrics and has the master fork the server."""
+
+    def __init__(self) -> None:
+        self.port = metrics_port()
+
+    @property
+    def forks(self):
+        return [serve_metrics] if self.port else []
+
+    def after_process_boot(self, broker) -> None:
+        if not self.port:
+            return
+        try:
+            path = metrics_dir.shared_run_dir(metrics.KIND, os.getppid())
+        except (OSError, RuntimeError) as e:
+            logger.warning("worker metrics are off: %s", e)
+            return
+        metrics_dir.use(path)
+        metrics.start_series()
+
+    def after_worker_shutdown(self, broker, worker) -> None:
+        if metrics.series_started():
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def serve_metrics() -> int:
+    """The fork that serves the host's metrics; it removes the run's directory when it stops."""
+    use_json_logging()
+    metrics_dir.sweep(metrics.KIND)
+    path = metrics_dir.shared_run_dir(metrics.KIND, os.getppid())
+    metrics_dir.use(path)
+    from http.server import ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, MetricsHandler, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    host, port = metrics_host(), metrics_port()
+    try:
+        try:
+            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(registry))
+        except OSError as e:
+            logger.warning("worker metrics not served: %s:%s: %s", host, port, e)
+            threading.Event().wait()  # keep the directory until the master stops this fork
+        logger.info("worker metrics on http://%s:%s/metrics", host, port)
+        server.serve_forever()
+    finally:
+        metrics_dir.remove(path)
+    return 0
