@@ -7,6 +7,8 @@ import logging
 
 import falcon
 import falcon.asgi
+import falcon.media
+import msgspec
 import redis.asyncio as aioredis
 from falcon.routing import CompiledRouter
 
@@ -15,7 +17,6 @@ from api.errors import serialize_error
 from api.logreader import LogReader
 from api.metrics import MetricsMiddleware, MetricsResource
 from api.openapi import OpenApiResource
-from api.queue import BuildQueue
 from api.resources.builds import BuildsResource, CancelResource
 from api.resources.dashboard import DashboardResource
 from api.resources.deploy import DeployResource
@@ -26,6 +27,8 @@ from api.resources.retry import RetryResource
 from api.resources.uploads import UploadResource
 from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource, WebhookSecretResource
 from api.store import RecordStore
+from api.submission import BuildSubmission
+from common import contract
 from common.broker import create_broker
 from common.config import Config
 from common.logging_json import SERVER_LOGGERS, use_json_logging
@@ -60,7 +63,7 @@ def routes(
     deployments = DeploymentsResource(config, store)
     builds = BuildsResource(store)
     logs = LogsResource(store, LogReader(config, redis, s3))
-    queue = BuildQueue(config, broker)
+    submission = BuildSubmission(config, store, broker)
     dashboard = DashboardResource()
     return [
         ("/", dashboard, None),
@@ -72,16 +75,16 @@ def routes(
         (API_PREFIX + "/deployments", deployments, None),
         (DEPLOYMENT, deployments, "item"),
         (DEPLOYMENT + "/upload", UploadResource(config, store, s3), None),
-        (DEPLOYMENT + "/deploy", DeployResource(config, store, queue), None),
+        (DEPLOYMENT + "/deploy", DeployResource(config, store, submission), None),
         (DEPLOYMENT + "/builds", builds, None),
         (BUILD, builds, "item"),
         (BUILD + "/logs", logs, None),
         (BUILD + "/logs/stream", logs, "stream"),
         (BUILD + "/cancel", CancelResource(store), None),
-        (BUILD + "/retry", RetryResource(store, queue), None),
+        (BUILD + "/retry", RetryResource(store, submission), None),
         (DEPLOYMENT + "/webhook-secret", WebhookSecretResource(store), None),
-        (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, queue), None),
-        (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, queue), None),
+        (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
+        (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
     ]
 
 
@@ -102,6 +105,10 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
         router=router,
     )
     app.set_error_serializer(serialize_error)
+    # Bodies are the contract's Structs (common/contract.py), encoded by msgspec.
+    json_handler = falcon.media.JSONHandler(dumps=contract.encode, loads=msgspec.json.decode)
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.req_options.strip_url_path_trailing_slash = True
     for template, resource, suffix in routes(config, redis, s3, broker, store):
         app.add_route(template, resource, suffix=suffix) if suffix else app.add_route(template, resource)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import falcon
+
+from common.contract import Error, encode
 
 ERROR_CODES = {
     400: "bad_request",
@@ -23,14 +23,14 @@ ERROR_CODES = {
 }
 
 
-def error_body(status: int, message: str) -> dict[str, str]:
-    return {"error": ERROR_CODES.get(status, "error"), "message": message}
+def error_body(status: int, message: str) -> Error:
+    return Error(ERROR_CODES.get(status, "error"), message)
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     status = falcon.http_status_to_code(exc.status)
     message = exc.description or (exc.title or "").split(" ", 1)[-1] or "Error"
-    resp.data = json.dumps(error_body(status, message)).encode()
+    resp.data = encode(error_body(status, message))
     resp.content_type = falcon.MEDIA_JSON
 
 

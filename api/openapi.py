@@ -6,16 +6,17 @@ A test walks the app's routes and fails if a route or method is missing here.
 from __future__ import annotations
 
 import falcon
+import msgspec
 
-from common.models import DEPLOYMENT_CREATED, BuildStatus
+from api.paging import DEFAULT_LIMIT, MAX_LIMIT
+from common import contract
 
 UUID = {"type": "string", "format": "uuid"}
-TIME = {"type": "string", "format": "date-time", "nullable": True}
-STATUSES = [s.value for s in BuildStatus]
+REF = "#/components/schemas/{name}"
 
 
 def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(name=name)}
 
 
 def _json(schema: dict) -> dict:
@@ -61,7 +62,11 @@ def _query(name: str, schema: dict, description: str) -> dict:
 
 
 PAGING = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size"),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "Page size",
+    ),
     _query("cursor", {"type": "integer", "minimum": 1}, "From the previous page's Link: rel=next"),
 ]
 DEPLOYMENT_ID = _path_param("deployment_id")
@@ -70,120 +75,8 @@ LIST_HEADERS = {
     "Link": {"description": '<url>; rel="next" when more items follow', "schema": {"type": "string"}}
 }
 
-SCHEMAS = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "Build": {
-        "type": "object",
-        "required": ["id", "deployment_id", "status", "commit_sha", "image_tag", "started_at", "finished_at"],
-        "properties": {
-            "id": UUID,
-            "deployment_id": UUID,
-            "number": {"type": "integer", "description": "1, 2, … within the deployment"},
-            "status": {"type": "string", "enum": STATUSES},
-            "commit_sha": {
-                "type": "string",
-                "nullable": True,
-                "description": "git: the full 40-hex commit; archive: SHA-256 of the archive",
-            },
-            "image_tag": {
-                "type": "string",
-                "nullable": True,
-                "description": "{registry}/{subdomain}:{commit_sha[:8]}, once pushed",
-            },
-            "image_digest": {"type": "string", "nullable": True},
-            "created_at": TIME,
-            "started_at": TIME,
-            "finished_at": TIME,
-            "error": {
-                "type": "string",
-                "nullable": True,
-                "description": "Why the build failed or was cancelled",
-            },
-            "attempt": {"type": "integer", "description": "Runs started for this build (0 while pending)"},
-            "worker": {
-                "type": "string",
-                "nullable": True,
-                "description": "host:pid of the worker that ran it",
-            },
-        },
-    },
-    "Deployment": {
-        "type": "object",
-        "properties": {
-            "id": UUID,
-            "name": {"type": "string"},
-            "subdomain": {"type": "string"},
-            "source_type": {"type": "string", "enum": ["git", "archive"]},
-            "repo_url": {"type": "string", "nullable": True},
-            "branch": {"type": "string", "nullable": True},
-            "dockerfile_path": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": [DEPLOYMENT_CREATED, *STATUSES],
-                "description": "The latest build's status; 'created' before the first build",
-            },
-            "build_timeout_s": {
-                "type": "integer",
-                "nullable": True,
-                "description": "null: the farm's default",
-            },
-            "supersede_queued": {"type": "boolean"},
-            "webhook_secret": {
-                "type": "string",
-                "description": "Git deployments, in the create response only: the push webhooks' secret",
-            },
-            "latest_build_id": {**UUID, "nullable": True},
-            "archive": {"type": "object", "nullable": True},
-            "created_at": TIME,
-            "updated_at": TIME,
-        },
-    },
-    "NewDeployment": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name", "subdomain"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "subdomain": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
-            "source_type": {"type": "string", "enum": ["git", "archive"], "default": "git"},
-            "repo_url": {"type": "string", "maxLength": 2048, "description": "Required for git"},
-            "branch": {"type": "string", "maxLength": 255, "default": "main"},
-            "dockerfile_path": {"type": "string", "maxLength": 255, "default": "Dockerfile"},
-            "build_timeout_s": {"type": "integer", "minimum": 1, "maximum": 86400},
-            "supersede_queued": {
-                "type": "boolean",
-                "default": False,
-                "description": "A new deploy cancels this deployment's builds still in the queue",
-            },
-        },
-    },
-    "DeployRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"commit_sha": {"type": "string", "pattern": "^[0-9a-f]{40}$"}},
-    },
-    "WebhookAck": {
-        "type": "object",
-        "required": ["status", "message"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "ignored"]},
-            "message": {"type": "string"},
-        },
-    },
-    "PushPayload": {
-        "type": "object",
-        "description": "The provider's push payload; other fields are ignored",
-        "properties": {
-            "ref": {"type": "string", "description": "refs/heads/<branch>"},
-            "after": {"type": "string", "description": "The pushed commit (all zeros: branch deleted)"},
-            "checkout_sha": {"type": "string", "nullable": True, "description": "GitLab: the pushed commit"},
-        },
-    },
-}
+# The bodies, derived from the contract's Structs.
+_, SCHEMAS = msgspec.json.schema_components(contract.SCHEMAS, ref_template=REF)
 
 DASHBOARD_HEADERS = {
     "Content-Security-Policy": {
@@ -339,16 +232,7 @@ PATHS = {
             {
                 "200": {
                     "description": "Stored",
-                    "content": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "status": {"type": "string", "enum": ["uploaded"]},
-                                "size": {"type": "integer"},
-                                "sha256": {"type": "string"},
-                            },
-                        }
-                    ),
+                    "content": _json(_ref("Upload")),
                 }
             },
             "400",
@@ -409,7 +293,11 @@ PATHS = {
             "400",
             params=[
                 *PAGING,
-                _query("status", {"type": "string", "enum": STATUSES}, "Only builds in this status"),
+                _query(
+                    "status",
+                    {"type": "string", "enum": list(contract.STATUSES)},
+                    "Only builds in this status",
+                ),
             ],
         ),
     },
@@ -468,13 +356,7 @@ PATHS = {
             {
                 "200": {
                     "description": "The new secret",
-                    "content": _json(
-                        {
-                            "type": "object",
-                            "required": ["webhook_secret"],
-                            "properties": {"webhook_secret": {"type": "string"}},
-                        }
-                    ),
+                    "content": _json(_ref("WebhookSecret")),
                 }
             },
             "409",
@@ -513,7 +395,7 @@ PATHS = {
 }
 
 SPEC = {
-    "openapi": "3.0.3",
+    "openapi": "3.1.0",
     "info": {"title": "Build farm API", "version": "1.0.0"},
     "servers": [{"url": "/"}],
     "components": {

@@ -1,28 +1,25 @@
-"""Reading request bodies safely and checking their fields, with clear 4xx errors."""
+"""Reading request bodies into the contract's Structs (common/contract.py), with clear 4xx
+errors: 400 for what is not JSON, 413 past the size cap, 415 for another media type, 422 for a
+body that does not fit its Struct, with a message naming the field and what it must be."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import typing
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import falcon
+import msgspec
 
 from api.errors import bad_request, unprocessable
 
-_DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_GIT_REF = re.compile(r"^[A-Za-z0-9._/-]+$")
-_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself).
+_AT_FIELD = re.compile(r"^(?P<what>.*) - at `\$\.(?P<field>\w+)`$")
+_TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
 
-
-async def read_json(req: falcon.Request, max_bytes: int, *, allow_empty: bool = False) -> dict:
-    """The request's JSON object, read up to `max_bytes` (Falcon sets no limit of its own)."""
-    return parse_json(await read_body(req, max_bytes), req.content_type, allow_empty=allow_empty)
+T = TypeVar("T")
 
 
 async def read_body(req: falcon.Request, max_bytes: int) -> bytes:
@@ -35,119 +32,90 @@ async def read_body(req: falcon.Request, max_bytes: int) -> bytes:
     return raw
 
 
-def parse_json(raw: bytes, content_type: str | None, *, allow_empty: bool = False) -> dict:
-    """A body read by read_body as a JSON object (400, 415 or 422 otherwise)."""
+async def read_json(req: falcon.Request, max_bytes: int, kind: type[T], *, allow_empty: bool = False) -> T:
+    """The request's body as a `kind` Struct, read up to `max_bytes` (Falcon sets no limit)."""
+    return parse_json(await read_body(req, max_bytes), req.content_type, kind, allow_empty=allow_empty)
+
+
+def parse_json(raw: bytes, content_type: str | None, kind: type[T], *, allow_empty: bool = False) -> T:
+    """A body read by read_body as a `kind` Struct (400, 415 or 422 otherwise)."""
     if not raw.strip():
         if allow_empty:
-            return {}
+            return kind()
         raise bad_request("A JSON object body is required")
     if content_type is None or content_type.split(";")[0].strip() != falcon.MEDIA_JSON:
         raise falcon.HTTPUnsupportedMediaType(description="Content-Type must be application/json")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as e:
+        raise unprocessable(_field_problem(kind, str(e))) from None
+    except msgspec.DecodeError as e:
+        raise bad_request(_malformed(raw, e)) from None
+
+
+def _malformed(raw: bytes, error: msgspec.DecodeError) -> str:
+    try:
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise bad_request("Body is not valid UTF-8") from None
-    except RecursionError:
-        raise bad_request("JSON is nested too deeply") from None
-    except ValueError as e:
-        raise bad_request(f"Malformed JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise unprocessable("The JSON body must be an object")
-    return body
+        return "Body is not valid UTF-8"
+    return f"Malformed JSON: {error}"
 
 
-@dataclass(frozen=True)
-class Field:
-    """One accepted body field: its type, whether it is required, and a value check."""
-
-    kind: type
-    required: bool = False
-    max_length: int = 0
-    check: Callable[[Any], str | None] | None = None
-
-
-def validate(body: dict, schema: dict[str, Field]) -> dict[str, Any]:
-    """The body's fields after checking names, types, lengths and values (422 on the first fault)."""
-    unknown = sorted(set(body) - set(schema))
-    if unknown:
-        raise unprocessable(f"Unknown field(s): {', '.join(unknown)}")
-    out: dict[str, Any] = {}
-    for name, field in schema.items():
-        value = body.get(name)
-        if value is None:
-            if field.required:
-                raise unprocessable(f"Field '{name}' is required")
-            continue
-        if not isinstance(value, field.kind) or isinstance(value, bool) != (field.kind is bool):
-            raise unprocessable(f"Field '{name}' must be of type {_type_name(field.kind)}")
-        if field.max_length and len(value) > field.max_length:
-            raise unprocessable(f"Field '{name}' must be at most {field.max_length} characters")
-        if field.check is not None:
-            problem = field.check(value)
-            if problem:
-                raise unprocessable(f"Field '{name}' {problem}")
-        out[name] = value
-    return out
+def _field_problem(kind: type, text: str) -> str:
+    """msgspec's account of a body that does not fit `kind`, said in the API's words."""
+    if text == "Expected `object`, got `array`" or text.startswith("Expected `object`, got"):
+        return "The JSON body must be an object"
+    if missing := re.fullmatch(r"Object missing required field `(\w+)`", text):
+        return f"Field '{missing[1]}' is required"
+    if unknown := re.fullmatch(r"Object contains unknown field `(.+)`", text):
+        return f"Unknown field(s): {unknown[1]}"
+    at = _AT_FIELD.match(text)
+    if at is None:
+        return text  # a rule of the Struct's own (__post_init__), already in the API's words
+    what, field = at["what"], at["field"]
+    metas, choices = _declared(typing.get_type_hints(kind, include_extras=True)[field])
+    if what.endswith("got `null`"):
+        return f"Field '{field}' is required"
+    if expected := re.fullmatch(r"Expected `(\w+)(?: \| null)?`, got `\w+`", what):
+        return f"Field '{field}' must be of type {_TYPE_NAMES.get(expected[1], expected[1])}"
+    if "matching regex" in what:
+        [meta] = [m for m in metas if m.pattern]
+        return f"Field '{field}' must be {meta.description}"
+    if length := re.fullmatch(r"Expected `str` of length <= (\d+)", what):
+        return f"Field '{field}' must be at most {length[1]} characters"
+    if what.startswith("Invalid enum value"):
+        return f"Field '{field}' must be " + " or ".join(f"'{choice}'" for choice in choices)
+    if re.fullmatch(r"Expected `int` [<>]= -?\d+", what):
+        [meta] = [m for m in metas if m.ge is not None]
+        return f"Field '{field}' must be between {meta.ge} and {meta.le}"
+    return f"Field '{field}': {what}"
 
 
-def _type_name(kind: type) -> str:
-    return {str: "string", int: "integer", bool: "boolean"}.get(kind, kind.__name__)
+def _declared(annotation) -> tuple[list[msgspec.Meta], tuple]:
+    """The Meta constraints and the Literal choices a field's annotation declares, in the
+    order written (msgspec's own introspection sorts the choices)."""
+    metas: list[msgspec.Meta] = []
+    choices: tuple = ()
+    pending = [annotation]
+    while pending:
+        kind = pending.pop()
+        origin = typing.get_origin(kind)
+        if origin is Annotated:
+            pending.append(kind.__origin__)
+            metas += [m for m in kind.__metadata__ if isinstance(m, msgspec.Meta)]
+        elif origin is Literal:
+            choices = typing.get_args(kind)
+        else:
+            pending += typing.get_args(kind)
+    return metas, choices
 
 
-def check_name(value: str) -> str | None:
-    if not value.strip():
-        return "must not be blank"
-    if _CONTROL.search(value):
-        return "must not contain control characters"
-    return None
-
-
-def check_subdomain(value: str) -> str | None:
-    if not _DNS_LABEL.match(value):
-        return "must be a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'"
-    return None
-
-
-def git_url_checker(allowed_schemes: frozenset[str]) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        if value.startswith("-") or _CONTROL.search(value) or " " in value:
-            return "must be a URL without spaces, control characters or a leading '-'"
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in allowed_schemes or not parts.netloc:
-            schemes = ", ".join(sorted(allowed_schemes))
-            return f"must be a URL with one of the schemes: {schemes}"
-        return None
-
-    return check
-
-
-def check_branch(value: str) -> str | None:
-    if (
-        not _GIT_REF.match(value)
-        or value.startswith(("-", "/", "."))
-        or value.endswith(("/", ".", ".lock"))
-        or ".." in value
-        or "//" in value
-        or "/." in value
-    ):
-        return "must be a valid git branch name (letters, digits, '.', '_', '-', '/'; no '..')"
-    return None
-
-
-def check_dockerfile_path(value: str) -> str | None:
-    if not value or value.startswith("/") or "\\" in value or _CONTROL.search(value):
-        return "must be a relative path inside the build context"
-    if any(part in ("..", "") for part in value.split("/")):
-        return "must stay inside the build context (no '..' or empty segments)"
-    return None
-
-
-def check_commit_sha(value: str) -> str | None:
-    return None if _COMMIT_SHA.match(value) else "must be a full 40-character lowercase hex SHA"
-
-
-def check_range(low: int, high: int) -> Callable[[int], str | None]:
-    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+def check_git_url(value: str, allowed_schemes: frozenset[str]) -> None:
+    """The farm's own rule on top of the contract's pattern: one of the allowed schemes."""
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in allowed_schemes or not parts.netloc:
+        schemes = ", ".join(sorted(allowed_schemes))
+        raise unprocessable(f"Field 'repo_url' must be a URL with one of the schemes: {schemes}")
 
 
 def is_uuid(value: str) -> bool:

@@ -5,22 +5,9 @@ from __future__ import annotations
 import sys
 
 from cli.errors import EXIT_BUILD_FAILED
+from common.contract import Build
 
-BUILD_FIELDS = (
-    "id",
-    "number",
-    "deployment_id",
-    "status",
-    "commit_sha",
-    "image_tag",
-    "image_digest",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "attempt",
-    "worker",
-    "error",
-)
+BUILD_FIELDS = Build.__struct_fields__
 COLUMNS = ("number", "id", "status", "created_at", "finished_at", "image_tag")
 
 

@@ -101,34 +101,9 @@ class Deployment(_RedisHash):
     # A new deploy cancels this deployment's builds still waiting in the queue.
     supersede_queued: bool = False
     # Git deployments: the shared secret of push webhooks (docs/WEBHOOKS.md). Kept as is, since
-    # GitHub's HMAC needs the secret itself; never in to_public() nor in a repr.
+    # GitHub's HMAC needs the secret itself; never in a repr, nor in the public deployment
+    # (common/contract.py) but for the create response.
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)
-
-    def to_public(self, status: str) -> dict[str, Any]:
-        archive = None
-        if self.archive_sha256:
-            archive = {
-                "sha256": self.archive_sha256,
-                "size": self.archive_size,
-                "inline_dockerfile": self.archive_has_dockerfile,
-                "uploaded_at": self.archive_uploaded_at,
-            }
-        return {
-            "id": self.id,
-            "name": self.name,
-            "subdomain": self.subdomain,
-            "source_type": self.source_type,
-            "repo_url": self.repo_url,
-            "branch": self.branch,
-            "dockerfile_path": self.dockerfile_path,
-            "status": status,
-            "build_timeout_s": self.build_timeout_s or None,
-            "supersede_queued": self.supersede_queued,
-            "latest_build_id": self.latest_build_id,
-            "archive": archive,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
 
 
 @dataclasses.dataclass
@@ -159,23 +134,6 @@ class Build(_RedisHash):
     lease_expires_ms: int = 0
     timeout_s: int = 0
     log_state: str | None = None
-
-    def to_public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "deployment_id": self.deployment_id,
-            "number": self.number,
-            "status": self.status,
-            "commit_sha": self.commit_sha,
-            "image_tag": self.image_tag,
-            "image_digest": self.image_digest,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "error": self.error,
-            "attempt": self.attempt,
-            "worker": self.worker,
-        }
 
 
 class LogState(StrEnum):

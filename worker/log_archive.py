@@ -7,10 +7,12 @@ import logging
 import tempfile
 import time
 
+import msgspec
 from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
 from common import keys
+from common.contract import public_build
 from common.logformat import LINE_FIELD
 from common.logging_json import bind_build, build_scope
 from common.models import Build, LogState
@@ -86,7 +88,7 @@ def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
 
 def _metadata(build: Build) -> dict[str, str]:
     """The public build record as object metadata (S3 metadata must be ASCII)."""
-    record = build.to_public()
+    record = msgspec.structs.asdict(public_build(build))
     return {
         key: str(value).encode("ascii", "replace").decode()
         for key, value in record.items()

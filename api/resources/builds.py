@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import falcon
 
-from api.errors import conflict, not_found
+from api.auth import principal
+from api.errors import conflict
+from api.lookups import find_build, find_deployment
 from api.paging import next_link, paging_params
-from api.resources.deployments import find_deployment
 from api.store import RecordStore
-from api.validation import is_uuid
-from common.models import Build, BuildStatus, utc_now
-
-STATUSES = [s.value for s in BuildStatus]
-
-
-async def find_build(store: RecordStore, req: falcon.Request, deployment_id: str, build_id: str) -> Build:
-    deployment = await find_deployment(store, req, deployment_id)
-    build = await store.get_build(deployment.id, build_id) if is_uuid(build_id) else None
-    if build is None:
-        raise not_found("Build not found")
-    return build
+from common.contract import STATUSES, public_build
+from common.models import BuildStatus, utc_now
 
 
 class BuildsResource:
@@ -27,20 +18,21 @@ class BuildsResource:
         self.store = store
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
-        deployment = await find_deployment(self.store, req, deployment_id)
+        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
         limit, before = paging_params(req)
         status = req.get_param("status")
         if status is not None and status not in STATUSES:
             raise falcon.HTTPBadRequest(description=f"Invalid 'status': use one of {', '.join(STATUSES)}")
         builds, next_cursor = await self.store.list_builds(deployment.id, status, limit, before)
-        resp.media = [build.to_public() for build in builds]
+        resp.media = [public_build(build) for build in builds]
         if next_cursor is not None:
             resp.append_link(next_link(req, limit, next_cursor), "next")
 
     async def on_get_item(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
     ) -> None:
-        resp.media = (await find_build(self.store, req, deployment_id, build_id)).to_public()
+        build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
+        resp.media = public_build(build)
 
 
 class CancelResource:
@@ -53,8 +45,8 @@ class CancelResource:
     async def on_post(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
     ) -> None:
-        build = await find_build(self.store, req, deployment_id, build_id)
-        who = req.context.principal.token_name
+        tenant, who = principal(req).tenant, principal(req).token_name
+        build = await find_build(self.store, tenant, deployment_id, build_id)
         while True:
             if build.status == BuildStatus.CANCELLED:
                 break
@@ -70,7 +62,7 @@ class CancelResource:
             else:
                 await self.store.request_cancel(build, who)
                 break
-            build = await find_build(self.store, req, deployment_id, build_id)
-        build = await find_build(self.store, req, deployment_id, build_id)
+            build = await find_build(self.store, tenant, deployment_id, build_id)
+        build = await find_build(self.store, tenant, deployment_id, build_id)
         resp.status = falcon.HTTP_200 if build.status == BuildStatus.CANCELLED else falcon.HTTP_202
-        resp.media = build.to_public()
+        resp.media = public_build(build)

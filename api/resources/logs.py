@@ -5,10 +5,10 @@ from __future__ import annotations
 import falcon
 from falcon.asgi import WebSocket
 
-from api.auth import WS_BEARER_SUBPROTOCOL, subprotocol_token
+from api.auth import WS_BEARER_SUBPROTOCOL, principal, subprotocol_token
 from api.errors import not_found
 from api.logreader import LogReader
-from api.resources.builds import find_build
+from api.lookups import find_build
 from api.store import RecordStore
 from common.models import Build, BuildStatus
 
@@ -23,7 +23,7 @@ class LogsResource:
     async def on_get(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
     ) -> None:
-        build = await find_build(self.store, req, deployment_id, build_id)
+        build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
         await self._require_logs(build)
         resp.content_type = falcon.MEDIA_TEXT
         if build.log_state == "archived":
@@ -48,7 +48,7 @@ class LogsResource:
     ) -> None:
         """One text message per line from line `after + 1` (default: the first), then live;
         closed with 1000 when the build ends. Resume with `?after=N`, N the lines seen."""
-        build = await find_build(self.store, req, deployment_id, build_id)
+        build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
         after = req.get_param_as_int("after", min_value=0) or 0
         subprotocol = WS_BEARER_SUBPROTOCOL if subprotocol_token(req) else None
         await ws.accept(subprotocol=subprotocol)

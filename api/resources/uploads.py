@@ -12,11 +12,13 @@ from pathlib import Path
 import falcon
 from minio import Minio
 
+from api.auth import principal
 from api.errors import bad_request, conflict
-from api.resources.deployments import find_deployment
+from api.lookups import find_deployment
 from api.store import RecordStore
 from common.archive import ArchiveError, inspect_archive
 from common.config import Config
+from common.contract import Upload
 from common.models import SourceType
 from common.s3 import archive_key, dockerfile_key
 
@@ -31,7 +33,7 @@ class UploadResource:
         self.s3 = s3
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
-        deployment = await find_deployment(self.store, req, deployment_id)
+        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
         if deployment.source_type != SourceType.ARCHIVE:
             raise conflict("Only archive deployments take uploads; this one builds from git")
         if (req.content_type or "").split(";")[0].strip() != falcon.MEDIA_MULTIPART:
@@ -49,7 +51,7 @@ class UploadResource:
             await self._inspect(Path(spool.name))
             await asyncio.to_thread(self._store, deployment.id, spool, sha256, size, dockerfile)
         await self.store.record_upload(deployment.id, sha256, size, dockerfile is not None)
-        resp.media = {"status": "uploaded", "size": size, "sha256": sha256}
+        resp.media = Upload("uploaded", size, sha256)
 
     async def _read_parts(self, req: falcon.Request, spool) -> tuple[str, int, bytes | None]:
         form = await req.get_media()

@@ -19,17 +19,18 @@ import re
 
 import falcon
 
-from api.auth import API_PREFIX
+from api.auth import API_PREFIX, principal
 from api.errors import bad_request, conflict, not_found, unprocessable
-from api.queue import BuildQueue
-from api.resources.deploy import new_build, start_build
-from api.resources.deployments import find_deployment
+from api.lookups import find_deployment
 from api.store import RecordStore, new_webhook_secret
-from api.validation import check_commit_sha, is_uuid, parse_json, read_body
+from api.submission import BuildSubmission
+from api.validation import is_uuid, parse_json, read_body
 from common.config import Config
+from common.contract import CommitSha, PushPayload, WebhookAck, WebhookSecret, public_build
 from common.models import Deployment, SourceType
 
 _DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+_COMMIT = CommitSha.__metadata__[0]  # the contract's commit pattern, and what it says
 _BRANCH_REF = "refs/heads/"
 _NO_COMMIT = "0" * 40  # the "after" of a branch deletion
 
@@ -40,7 +41,7 @@ def _unauthorized(message: str) -> falcon.HTTPError:
 
 def _acknowledge(resp: falcon.Response, status: str, message: str) -> None:
     resp.status = falcon.HTTP_200 if status == "ok" else falcon.HTTP_202
-    resp.media = {"status": status, "message": message}
+    resp.media = WebhookAck(status, message)
 
 
 class _PushWebhook:
@@ -53,10 +54,10 @@ class _PushWebhook:
     # Headers that stay the same when the provider redelivers an event, in order of preference.
     delivery_headers: tuple[str, ...]
 
-    def __init__(self, config: Config, store: RecordStore, queue: BuildQueue) -> None:
+    def __init__(self, config: Config, store: RecordStore, submission: BuildSubmission) -> None:
         self.config = config
         self.store = store
-        self.queue = queue
+        self.submission = submission
 
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         raise NotImplementedError
@@ -64,7 +65,7 @@ class _PushWebhook:
     def is_ping(self, event: str) -> bool:
         return False
 
-    def pushed_commit(self, payload: dict) -> tuple[str, object]:
+    def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
         """(field name, value) of the commit a push leaves at the tip of its ref."""
         raise NotImplementedError
 
@@ -79,23 +80,21 @@ class _PushWebhook:
         event = req.get_header(self.event_header)
         if not event:
             raise bad_request(f"Missing {self.event_header} header")
-        payload = parse_json(raw, req.content_type)
-        if self.is_ping(event):
-            _acknowledge(resp, "ok", f"Webhook verified for deployment {deployment.id}")
-            return
         if event != self.push_event:
-            _acknowledge(resp, "ignored", f"Event '{event}' ignored: only pushes start builds")
+            parse_json(raw, req.content_type, dict)  # still a JSON object
+            if self.is_ping(event):
+                _acknowledge(resp, "ok", f"Webhook verified for deployment {deployment.id}")
+            else:
+                _acknowledge(resp, "ignored", f"Event '{event}' ignored: only pushes start builds")
             return
-        ref = payload.get("ref")
-        if not isinstance(ref, str):
-            raise unprocessable("Field 'ref' must be a string")
+        payload = parse_json(raw, req.content_type, PushPayload)
         field, sha = self.pushed_commit(payload)
-        skipped = _skip_reason(deployment, ref, sha, payload)
+        skipped = _skip_reason(deployment, payload.ref, sha, payload)
         if skipped:
             _acknowledge(resp, "ignored", skipped)
             return
-        if not isinstance(sha, str) or check_commit_sha(sha):
-            raise unprocessable(f"Field '{field}' must be a full 40-character lowercase hex SHA")
+        if sha is None or not re.search(_COMMIT.pattern, sha):
+            raise unprocessable(f"Field '{field}' must be {_COMMIT.description}")
         await self._build(req, resp, deployment, sha)
 
     async def _authenticate(self, deployment_id: str, raw: bytes, credential: str) -> Deployment:
@@ -115,7 +114,7 @@ class _PushWebhook:
         if delivery is not None:
             claim = functools.partial(self.store.claim_webhook_delivery, deployment, self.provider, delivery)
         try:
-            build = await start_build(self.store, self.queue, deployment, new_build(deployment, sha), claim)
+            build = await self.submission.deploy(deployment, sha, claim)
         except falcon.HTTPServiceUnavailable:
             # The build was marked failed: a redelivery must try again, not get that build.
             if delivery is not None:
@@ -123,7 +122,7 @@ class _PushWebhook:
             raise
         resp.status = falcon.HTTP_202
         resp.location = f"{API_PREFIX}/deployments/{deployment.id}/builds/{build.id}"
-        resp.media = build.to_public()
+        resp.media = public_build(build)
 
     def _delivery_id(self, req: falcon.Request) -> str | None:
         for header in self.delivery_headers:
@@ -135,14 +134,14 @@ class _PushWebhook:
         return None  # no dedupe: every delivery builds
 
 
-def _skip_reason(deployment: Deployment, ref: str, sha: object, payload: dict) -> str | None:
+def _skip_reason(deployment: Deployment, ref: str, sha: str | None, payload: PushPayload) -> str | None:
     """Why a push starts no build, or None when it builds."""
     if not ref.startswith(_BRANCH_REF):
         return f"Push to '{ref}' ignored: only branch pushes are built"
     branch = ref.removeprefix(_BRANCH_REF)
     if branch != deployment.branch:
         return f"Push to branch '{branch}' ignored: this deployment builds '{deployment.branch}'"
-    if sha == _NO_COMMIT or payload.get("deleted") is True:
+    if sha == _NO_COMMIT or payload.deleted:
         return f"Branch '{branch}' was deleted: nothing to build"
     return None
 
@@ -162,8 +161,8 @@ class GitHubWebhookResource(_PushWebhook):
     def is_ping(self, event: str) -> bool:
         return event == "ping"  # sent when the webhook is created: proves the URL and the secret
 
-    def pushed_commit(self, payload: dict) -> tuple[str, object]:
-        return "after", payload.get("after")
+    def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
+        return "after", payload.after
 
 
 class GitLabWebhookResource(_PushWebhook):
@@ -177,11 +176,11 @@ class GitLabWebhookResource(_PushWebhook):
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         return hmac.compare_digest(secret.encode(), credential.encode())
 
-    def pushed_commit(self, payload: dict) -> tuple[str, object]:
+    def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
         # checkout_sha is null when the push deleted the branch; "after" is then all zeros.
-        if payload.get("checkout_sha") is not None:
-            return "checkout_sha", payload["checkout_sha"]
-        return "after", payload.get("after")
+        if payload.checkout_sha is not None:
+            return "checkout_sha", payload.checkout_sha
+        return "after", payload.after
 
 
 class WebhookSecretResource:
@@ -192,10 +191,10 @@ class WebhookSecretResource:
         self.store = store
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
-        deployment = await find_deployment(self.store, req, deployment_id)
+        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
         if deployment.source_type != SourceType.GIT:
             raise conflict("Archive deployments have no webhooks: only git deployments build on push")
         secret = new_webhook_secret()
         if not await self.store.set_webhook_secret(deployment.id, secret):
             raise not_found("Deployment not found")
-        resp.media = {"webhook_secret": secret}
+        resp.media = WebhookSecret(secret)

@@ -1,0 +1,24 @@
+"""What a request names, looked up for its tenant: a deployment, a build of it. Another tenant's
+deployment is answered exactly like a missing one (404), and so is an id that is not a UUID."""
+
+from __future__ import annotations
+
+from api.errors import not_found
+from api.store import RecordStore
+from api.validation import is_uuid
+from common.models import Build, Deployment
+
+
+async def find_deployment(store: RecordStore, tenant: str, deployment_id: str) -> Deployment:
+    deployment = await store.get_deployment(tenant, deployment_id) if is_uuid(deployment_id) else None
+    if deployment is None:
+        raise not_found("Deployment not found")
+    return deployment
+
+
+async def find_build(store: RecordStore, tenant: str, deployment_id: str, build_id: str) -> Build:
+    deployment = await find_deployment(store, tenant, deployment_id)
+    build = await store.get_build(deployment.id, build_id) if is_uuid(build_id) else None
+    if build is None:
+        raise not_found("Build not found")
+    return build

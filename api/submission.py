@@ -1,0 +1,119 @@
+"""Submitting a build, the one way every route does it (deploy, retry, push webhooks): a new
+pending build is stored, handed to the workers through Dramatiq (the API never imports the
+worker's actors), and, when its deployment supersedes queued builds, the older builds still
+waiting in the queue are cancelled."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import falcon
+from dramatiq.brokers.redis import RedisBroker
+
+from api.errors import conflict, not_found
+from api.store import RecordStore, new_id
+from common.broker import build_message
+from common.config import Config
+from common.models import Build, BuildStatus, Deployment, SourceType, utc_now
+
+logger = logging.getLogger("buildfarm.api")
+
+# Records a new build's id under a request's key (Idempotency-Key, webhook delivery id) and
+# returns the build id an earlier request with the same key recorded, if any.
+Claim = Callable[[str], Awaitable[str | None]]
+
+
+class BuildSubmission:
+    def __init__(self, config: Config, store: RecordStore, broker: RedisBroker) -> None:
+        self.config = config
+        self.store = store
+        self.broker = broker
+
+    async def deploy(
+        self, deployment: Deployment, commit_sha: str | None = None, claim: Claim | None = None
+    ) -> Build:
+        """A build of the deployment's source: git, of `commit_sha` or else the branch tip;
+        archive, of the last upload (422 with a commit, 409 before any upload). With `claim`, a
+        request repeating an earlier one's key gets the build the earlier one created."""
+        build = _pending_build(deployment)
+        if deployment.source_type == SourceType.ARCHIVE:
+            if commit_sha is not None:
+                raise falcon.HTTPUnprocessableEntity(
+                    description="Archive deployments build their uploaded archive: no 'commit_sha'"
+                )
+            if not deployment.archive_sha256:
+                raise conflict("No archive uploaded yet: POST one to /upload first")
+            build.commit_sha = deployment.archive_sha256
+            build.inline_dockerfile = deployment.archive_has_dockerfile
+        else:
+            build.repo_url = deployment.repo_url
+            build.branch = deployment.branch
+            build.commit_sha = commit_sha
+        if claim is not None:
+            earlier = await claim(build.id)
+            if earlier is not None:
+                found = await self.store.get_build(deployment.id, earlier)
+                if found is None:
+                    raise conflict("An earlier request with this key is still being processed")
+                return found
+        return await self._submit(deployment, build)
+
+    async def retry(self, deployment: Deployment, old: Build) -> Build:
+        """A new build of exactly `old`'s source — the same commit (git), or the same archive and
+        inline Dockerfile — whatever the deployment got since (409 if it never had one)."""
+        if not old.commit_sha:
+            raise conflict("This build never resolved its commit, so there is no exact source to retry")
+        build = _pending_build(
+            deployment,
+            subdomain=old.subdomain,
+            source_type=old.source_type,
+            dockerfile_path=old.dockerfile_path,
+            repo_url=old.repo_url,
+            branch=old.branch,
+            commit_sha=old.commit_sha,
+            inline_dockerfile=old.inline_dockerfile,
+        )
+        return await self._submit(deployment, build)
+
+    async def _submit(self, deployment: Deployment, build: Build) -> Build:
+        """Stores and queues `build` (404 if the deployment went meanwhile). If the queue is
+        unreachable the build is marked failed (nothing waits for a message that was never sent)
+        and the caller gets 503."""
+        if await self.store.create_build(build) is None:
+            raise not_found("Deployment not found")
+        try:
+            # A sub-millisecond Redis call: cheaper inline than a hop to a thread.
+            self.broker.enqueue(build_message(self.config, build.id))
+        except Exception:
+            logger.exception("could not queue build %s", build.id)
+            fields = {"finished_at": utc_now(), "error": "The build could not be queued: try again"}
+            await self.store.transition(
+                build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})
+            )
+            raise falcon.HTTPServiceUnavailable(
+                description="The build queue is unavailable: try again"
+            ) from None
+        if deployment.supersede_queued:
+            await self.store.supersede_queued(build)
+        return build
+
+
+def _pending_build(deployment: Deployment, **fields) -> Build:
+    """A pending build of `deployment`, not stored yet; `fields` (its source) override the
+    deployment's subdomain, source type and Dockerfile path."""
+    defaults = {
+        "subdomain": deployment.subdomain,
+        "source_type": deployment.source_type,
+        "dockerfile_path": deployment.dockerfile_path,
+    }
+    return Build(
+        id=new_id(),
+        deployment_id=deployment.id,
+        tenant=deployment.tenant,
+        number=0,
+        status=BuildStatus.PENDING.value,
+        created_at=utc_now(),
+        timeout_s=deployment.build_timeout_s,
+        **{**defaults, **fields},
+    )
