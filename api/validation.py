@@ -45,12 +45,18 @@ def parse_json(raw: bytes, content_type: str | None, kind: type[T], *, allow_emp
         raise bad_request("A JSON object body is required")
     if content_type is None or content_type.split(";")[0].strip() != falcon.MEDIA_JSON:
         raise falcon.HTTPUnsupportedMediaType(description="Content-Type must be application/json")
+    # Parsed, then fitted to `kind`: a body that is not JSON at all (or nested too deeply to
+    # parse) is a 400 whatever its fields, a JSON body that does not fit is a 422.
     try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as e:
-        raise unprocessable(_field_problem(kind, str(e))) from None
+        body = msgspec.json.decode(raw)
+    except RecursionError:
+        raise bad_request("JSON is nested too deeply") from None
     except msgspec.DecodeError as e:
         raise bad_request(_malformed(raw, e)) from None
+    try:
+        return msgspec.convert(body, kind)
+    except msgspec.ValidationError as e:
+        raise unprocessable(_field_problem(kind, str(e))) from None
 
 
 def _malformed(raw: bytes, error: msgspec.DecodeError) -> str:
