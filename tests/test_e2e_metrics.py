@@ -204,6 +204,20 @@ def test_a_successful_build_moves_the_worker_series_by_exactly_one_build(
     assert value(worker.scrape(), "buildfarm_builds_running") == 0
 
 
+def test_every_line_the_api_server_logs_is_json_like_the_workers(api_url, logs_dir):
+    # Given the real API (gunicorn master, two uvicorn workers), up and answering
+    assert httpx.get(f"{api_url}/healthz").status_code == 200
+    # Then every line it has logged is one JSON object: gunicorn's master, uvicorn's workers
+    records = [json.loads(line) for line in (logs_dir / "api.log").read_text().splitlines() if line]
+    loggers = {record["logger"] for record in records}
+    assert {"gunicorn.error", "uvicorn.error"} <= loggers, loggers
+    messages = [record["message"] for record in records]
+    assert any(m.startswith("Booting worker") for m in messages)
+    assert sum(m == "Application startup complete." for m in messages) == 2
+    for record in records:
+        assert {"time", "level", "logger", "message", "process", "thread"} <= set(record)
+
+
 def test_every_worker_log_line_about_a_build_is_json_with_its_build_and_deployment_ids(
     api_url, client, metrics_workers
 ):
