@@ -52,7 +52,9 @@ def test_relative_dockerfile_paths_inside_the_context_are_accepted(path):
     assert refusal(dockerfile_path=path) is None
 
 
-@pytest.mark.parametrize("path", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a\\b", "a\x00b", "a/", ".."])
+@pytest.mark.parametrize(
+    "path", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a\\b", "a\x00b", "a/", ".."]
+)
 def test_dockerfile_paths_escaping_the_context_are_refused(path):
     assert "context" in refusal(dockerfile_path=path)
 
