@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from cli.main import main as buildfarm
-from common import keys
+from common.records import keys
 from common.tokens import token_hash
 from tests.conftest import unique_subdomain
 
@@ -45,7 +45,7 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(api_url, method, path,
 
 
 def test_a_deployment_is_invisible_to_another_tenant(api_url, client, redis_client):
-    from cli.tokens import create_token
+    from common.tokens import create_token
 
     created = client.post(
         "/deployments",

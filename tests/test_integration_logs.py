@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from common import keys
 from common.logformat import END_FIELD, LINE_FIELD, line_number
+from common.records import keys
 from worker.logwriter import LogWriter
 
 

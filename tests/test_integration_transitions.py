@@ -5,10 +5,10 @@ import time
 import uuid
 
 import pytest
-
-from common import keys
-from common.models import Build, BuildStatus, utc_now
 from common.transitions import TRANSITION_LUA, parse_transition, transition_call
+
+from common.models import Build, BuildStatus, utc_now
+from common.records import keys
 from worker.records import BuildRecords, Claim, LostClaim
 
 
