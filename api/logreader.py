@@ -10,10 +10,10 @@ import redis.asyncio as aioredis
 from minio import Minio
 from minio.error import S3Error
 
-from common import keys
 from common.config import Config
 from common.logformat import END_FIELD, LINE_FIELD, line_number
 from common.models import Build, BuildStatus, LogState
+from common.records import fields, keys
 from common.s3 import log_key
 
 PAGE = 1000
@@ -34,7 +34,7 @@ class LogReader:
             first = await self.redis.xrange(keys.build_log(build.id), count=1)
             if first and LINE_FIELD in first[0][1]:
                 return True
-            state = await self.redis.hget(keys.build(build.id), "log_state")
+            state = await self.redis.hget(keys.build(build.id), fields.LOG_STATE)
             build.log_state = state.decode() if state else None
         return build.log_state == LogState.ARCHIVED
 
@@ -51,7 +51,7 @@ class LogReader:
         while True:
             entries = await self.redis.xrange(stream, min=f"{last + 1}-0", count=PAGE)
             if not entries:
-                state, status = await self.redis.hmget(keys.build(build.id), "log_state", "status")
+                state, status = await self.redis.hmget(keys.build(build.id), fields.LOG_STATE, fields.STATUS)
                 if state == LogState.ARCHIVED.value.encode():
                     async for number, line in self.archived_lines(build):
                         if number > last:
@@ -62,11 +62,11 @@ class LogReader:
                     return
                 found = await self.redis.xread({stream: f"{last}-0"}, count=PAGE, block=FOLLOW_BLOCK_MS)
                 entries = found[0][1] if found else []
-            for entry_id, fields in entries:
-                if END_FIELD in fields:
+            for entry_id, entry in entries:
+                if END_FIELD in entry:
                     return
                 last = line_number(entry_id)
-                yield last, fields[LINE_FIELD].decode("utf-8", "replace")
+                yield last, entry[LINE_FIELD].decode("utf-8", "replace")
             if not follow and len(entries) < PAGE:
                 return
 

@@ -25,9 +25,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 
-from common import keys
 from common.config import Config
 from common.models import BuildStatus
+from common.records import keys
 
 logger = logging.getLogger("buildfarm.api.metrics")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 from websockets.sync.client import connect
 
-from cli.tokens import create_token
 from common.config import Config
 from common.redis_clients import sync_redis
+from common.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

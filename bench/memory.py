@@ -8,7 +8,7 @@ import time
 import uuid
 
 from bench.farm import BASE_IMAGE, Farm, children, context_archive, rss_kib
-from common import keys
+from common.records import keys
 from worker.logwriter import LogWriter
 
 LINE = "x" * 99  # 100 bytes with its newline

@@ -1,11 +1,28 @@
-"""API tokens: created once, shown once, stored only as a SHA-256 hash."""
+"""API tokens: created once, shown once, stored only as a SHA-256 hash. The one module that
+writes and reads token records."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from dataclasses import dataclass
+
+import redis
+
+from common.models import utc_now
+from common.records import fields, keys
+from common.records.call import Call, SyncRunner, first, pairs, text
 
 TOKEN_PREFIX = "bf_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant a token belongs to, and the token's name."""
+
+    tenant: str
+    token_name: str
 
 
 def new_token() -> str:
@@ -15,3 +32,54 @@ def new_token() -> str:
 def token_hash(token: str) -> str:
     """Tokens are high-entropy, so a plain SHA-256 is enough (no password-style stretching)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def lookup(token: str) -> Call[Principal | None]:
+    """Who a token belongs to; None for a token never issued or revoked."""
+    digest = token_hash(token)
+
+    def parse(replies: list[dict[bytes, bytes]]) -> Principal | None:
+        record = replies[0]
+        stored = text(record.get(fields.TOKEN_HASH.encode())) or ""
+        if not record or not hmac.compare_digest(stored, digest):
+            return None
+        return Principal(
+            record[fields.TOKEN_TENANT.encode()].decode(), record[fields.TOKEN_NAME.encode()].decode()
+        )
+
+    return Call(parse, commands=[("HGETALL", keys.token(digest))])
+
+
+def create_token(client: redis.Redis, tenant: str, name: str) -> str:
+    """Stores a new token's hash and returns the token itself, which is never stored."""
+    token = new_token()
+    digest = token_hash(token)
+    record = {
+        fields.TOKEN_HASH: digest,
+        fields.TOKEN_TENANT: tenant,
+        fields.TOKEN_NAME: name,
+        fields.TOKEN_CREATED_AT: utc_now(),
+    }
+    SyncRunner(client).run(
+        Call(
+            first,
+            commands=[("HSET", keys.token(digest), *pairs(record)), ("SADD", keys.token_index(), digest)],
+        )
+    )
+    return token
+
+
+def list_tokens(client: redis.Redis) -> list[dict[str, str]]:
+    """Every token's record (hash, tenant, name, created_at), by hash."""
+    runner = SyncRunner(client)
+    digests = sorted(runner.run(Call(first, commands=[("SMEMBERS", keys.token_index())])))
+    records = runner.run(Call(list, commands=[("HGETALL", keys.token(d.decode())) for d in digests]))
+    return [{k.decode(): v.decode() for k, v in record.items()} for record in records if record]
+
+
+def revoke_token(client: redis.Redis, token: str) -> bool:
+    digest = token_hash(token)
+    deleted = SyncRunner(client).run(
+        Call(first, commands=[("DEL", keys.token(digest)), ("SREM", keys.token_index(), digest)])
+    )
+    return bool(deleted)

@@ -7,6 +7,7 @@ not a pass.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -19,10 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from cli.tokens import create_token
 from common.config import Config
+from common.records.call import AsyncRunner, SyncRunner
 from common.s3 import create_s3, ensure_buckets
+from common.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -55,6 +58,21 @@ def redis_client(config: Config) -> redis.Redis:
     except redis.ConnectionError:
         missing(f"Redis at {config.redis_url}")
     return client
+
+
+@pytest.fixture(params=["sync", "async"])
+def run(request, config: Config, redis_client: redis.Redis):
+    """Runs a data-model operation (common.records) through one adapter, then the other: the
+    model's tests are written once and hold for the worker (sync) and the API (async)."""
+    if request.param == "sync":
+        yield SyncRunner(redis_client).run
+        return
+    loop = asyncio.new_event_loop()
+    client = aioredis.Redis.from_url(config.redis_url)
+    runner = AsyncRunner(client)
+    yield lambda operation: loop.run_until_complete(runner.run(operation))
+    loop.run_until_complete(client.aclose())
+    loop.close()
 
 
 @pytest.fixture(scope="session")

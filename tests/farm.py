@@ -10,7 +10,7 @@ import uuid
 import httpx
 from websockets.sync.client import connect
 
-from common import keys
+from common.records import keys
 from tests.conftest import BASE_IMAGE, unique_subdomain, wait_until
 
 TERMINAL = ("success", "failed", "cancelled")

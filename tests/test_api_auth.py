@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from cli.main import main as buildfarm
-from common import keys
+from common.records import fields, keys
 from common.tokens import token_hash
 from tests.conftest import unique_subdomain
 
@@ -45,7 +45,7 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(api_url, method, path,
 
 
 def test_a_deployment_is_invisible_to_another_tenant(api_url, client, redis_client):
-    from cli.tokens import create_token
+    from common.tokens import create_token
 
     created = client.post(
         "/deployments",
@@ -68,7 +68,7 @@ def test_the_cli_creates_a_token_shown_once_and_stored_only_as_a_hash(api_url, r
     assert buildfarm(["token", "create", "--tenant", "acme", "--name", "ci"]) == 0
     token = capsys.readouterr().out.strip()
     stored = redis_client.hgetall(keys.token(token_hash(token)))
-    assert stored[b"tenant"] == b"acme" and stored[b"name"] == b"ci"
+    assert stored[fields.TOKEN_TENANT.encode()] == b"acme" and stored[fields.TOKEN_NAME.encode()] == b"ci"
     assert token.encode() not in b"".join(
         redis_client.dump(k) or b"" for k in redis_client.keys(keys.token("*"))
     )

@@ -133,12 +133,11 @@ def test_a_pending_build_is_cancelled_at_once_and_cancel_is_idempotent(
 
 
 def test_cancelling_a_finished_build_is_a_conflict(client, config, deployment, tenant_token, redis_client):
-    from common.transitions import TRANSITION_LUA, transition_call
+    from common.records import builds
+    from common.records.call import SyncRunner
 
     [build_id] = insert_builds(config, deployment, tenant_token[0], 1)
-    script = redis_client.register_script(TRANSITION_LUA)
     for to in (BuildStatus.BUILDING, BuildStatus.SUCCESS):
-        call_keys, argv = transition_call(build_id, deployment["id"], to)
-        assert script(keys=call_keys, args=argv)[0] == 1
+        assert SyncRunner(redis_client).run(builds.transition(build_id, deployment["id"], to)).ok
     response = client.post(f"/deployments/{deployment['id']}/builds/{build_id}/cancel")
     assert response.status_code == 409 and response.json()["error"] == "conflict"

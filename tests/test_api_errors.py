@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from common import keys
+from common.records import keys
 from tests.conftest import unique_subdomain
 
 NIL = "00000000-0000-4000-8000-000000000000"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from common import keys
+from common.records import keys
 from tests.conftest import FAST_LEASES, free_port, start_worker, unique_subdomain, wait_until
 from tests.farm import archive_deployment, build_path, context_archive, deploy, dockerfile, wait_for_status
 

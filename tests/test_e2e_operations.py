@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from common import keys
 from common.config import Config
+from common.records import keys
 from tests.farm import (
     archive_deployment,
     build_path,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from common import keys
+from common.records import keys
 from tests.conftest import unique_subdomain
 from tests.farm import archive_deployment, build_path, context_archive, dockerfile, logs, wait_for_status
 
@@ -313,7 +313,7 @@ def test_the_webhook_secret_is_shown_once_and_a_rotated_one_replaces_it_at_once(
 
 
 def test_rotating_needs_the_owning_tenant(api_url, client, git_deployment, redis_client):
-    from cli.tokens import create_token
+    from common.tokens import create_token
 
     deployment = git_deployment()
     other = {"Authorization": f"Bearer {create_token(redis_client, 'other-tenant', 'x')}"}

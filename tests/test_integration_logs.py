@@ -4,15 +4,15 @@ import uuid
 
 import pytest
 
-from common import keys
 from common.logformat import END_FIELD, LINE_FIELD, line_number
+from common.records import fields, keys
 from worker.logwriter import LogWriter
 
 
 @pytest.fixture
 def build_id(redis_client):
     build_id = str(uuid.uuid4())
-    redis_client.hset(keys.build(build_id), mapping={"attempt": "1", "status": "building"})
+    redis_client.hset(keys.build(build_id), mapping={fields.ATTEMPT: "1", fields.STATUS: "building"})
     return build_id
 
 
@@ -53,7 +53,7 @@ def test_a_writer_whose_attempt_was_superseded_writes_nothing_more(redis_client,
     log = writer(redis_client, build_id)
     log.line("from attempt 1")
     log.drain()
-    redis_client.hset(keys.build(build_id), "attempt", "2")
+    redis_client.hset(keys.build(build_id), fields.ATTEMPT, "2")
     stale = writer(redis_client, build_id, attempt=1)
     stale.line("stale line")
     stale.drain()
@@ -67,7 +67,7 @@ def test_a_takeover_continues_the_line_numbers(redis_client, build_id):
     first.line("a")
     first.line("b")
     first.drain()
-    redis_client.hset(keys.build(build_id), "attempt", "2")
+    redis_client.hset(keys.build(build_id), fields.ATTEMPT, "2")
     second = writer(redis_client, build_id, attempt=2)
     second.line("c")
     second.drain()

@@ -8,9 +8,9 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from common import keys
 from common.config import Config
 from common.models import Build, BuildStatus, utc_now
+from common.records import keys
 from worker.context import WorkerContext
 from worker.reaper import reap_once
 

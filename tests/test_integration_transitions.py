@@ -1,4 +1,6 @@
-"""Status transitions are compare-and-set in Redis: the rules hold, and racers get one winner."""
+"""Status transitions are compare-and-set in Redis: the rules hold, and racers get one winner.
+The model's operations run through both adapters (`run`: sync and async); the claim, lease and
+fencing through the worker's."""
 
 import threading
 import time
@@ -6,9 +8,9 @@ import uuid
 
 import pytest
 
-from common import keys
 from common.models import Build, BuildStatus, utc_now
-from common.transitions import TRANSITION_LUA, parse_transition, transition_call
+from common.records import builds, fields, keys
+from common.records.call import SyncRunner
 from worker.records import BuildRecords, Claim, LostClaim
 
 
@@ -48,10 +50,8 @@ def make_build(redis_client):
     return make
 
 
-def move(redis_client, build: Build, to: BuildStatus, attempt: int | None = None):
-    script = redis_client.register_script(TRANSITION_LUA)
-    call_keys, argv = transition_call(build.id, build.deployment_id, to, {"x": "1"}, attempt=attempt)
-    return parse_transition(script(keys=call_keys, args=argv))
+def move(run, build: Build, to: BuildStatus, attempt: int | None = None):
+    return run(builds.transition(build.id, build.deployment_id, to, {"x": "1"}, attempt=attempt))
 
 
 ALLOWED = [
@@ -65,31 +65,40 @@ ALLOWED = [
 
 
 @pytest.mark.parametrize("start,to", ALLOWED)
-def test_allowed_transitions_change_the_status_and_the_status_index(redis_client, make_build, start, to):
+def test_allowed_transitions_change_the_status_and_the_status_index(run, redis_client, make_build, start, to):
     build = make_build(start)
-    result = move(redis_client, build, to)
+    result = move(run, build, to)
     assert result.ok and result.previous == start
-    assert redis_client.hget(keys.build(build.id), "status").decode() == to
+    assert redis_client.hget(keys.build(build.id), fields.STATUS).decode() == to
     assert redis_client.zscore(keys.deployment_builds(build.deployment_id, to), build.id) == 1
     assert redis_client.zscore(keys.deployment_builds(build.deployment_id, start), build.id) is None
 
 
 @pytest.mark.parametrize("start", list(BuildStatus))
 @pytest.mark.parametrize("to", list(BuildStatus))
-def test_every_other_transition_is_refused_and_changes_nothing(redis_client, make_build, start, to):
+def test_every_other_transition_is_refused_and_changes_nothing(run, redis_client, make_build, start, to):
     if (start, to) in ALLOWED:
         return
     build = make_build(start)
     before = redis_client.hgetall(keys.build(build.id))
-    result = move(redis_client, build, to)
+    result = move(run, build, to)
     assert not result.ok and result.reason == "invalid_transition" and result.previous == start
     assert redis_client.hgetall(keys.build(build.id)) == before
 
 
-def test_a_missing_build_cannot_transition(redis_client, make_build):
+def test_a_missing_build_cannot_transition(run, redis_client, make_build):
     build = make_build()
     redis_client.delete(keys.build(build.id))
-    assert move(redis_client, build, BuildStatus.BUILDING).reason == "not_found"
+    assert move(run, build, BuildStatus.BUILDING).reason == "not_found"
+
+
+def test_a_transition_under_a_lost_claim_is_fenced_and_changes_nothing(run, redis_client, make_build):
+    build = make_build(BuildStatus.BUILDING, attempt=2)
+    before = redis_client.hgetall(keys.build(build.id))
+    result = move(run, build, BuildStatus.SUCCESS, attempt=1)
+    assert (result.ok, result.reason, result.previous) == (False, "fenced", BuildStatus.BUILDING)
+    assert redis_client.hgetall(keys.build(build.id)) == before
+    assert move(run, build, BuildStatus.SUCCESS, attempt=2).ok
 
 
 def test_two_workers_racing_to_claim_a_build_get_exactly_one_winner(records, make_build):
@@ -124,7 +133,7 @@ def test_cancel_racing_a_claim_leaves_one_consistent_outcome(redis_client, recor
 
         def cancel(build=build, barrier=barrier, outcome=outcome):
             barrier.wait()
-            outcome["cancelled"] = move(redis_client, build, BuildStatus.CANCELLED).ok
+            outcome["cancelled"] = move(SyncRunner(redis_client).run, build, BuildStatus.CANCELLED).ok
 
         threads = [threading.Thread(target=take), threading.Thread(target=cancel)]
         [t.start() for t in threads]
@@ -142,7 +151,7 @@ def test_a_worker_that_lost_its_claim_cannot_write_the_record(records, make_buil
     assert claim(records, build, "old-worker").outcome == "claimed"
     stale = records.load(build.id)
     # Another attempt takes the build over.
-    records.redis.hset(keys.build(build.id), "attempt", stale.attempt + 1)
+    records.redis.hset(keys.build(build.id), fields.ATTEMPT, stale.attempt + 1)
     with pytest.raises(LostClaim):
         records.update(stale, commit_sha="f" * 40)
     assert not records.finish(stale, BuildStatus.SUCCESS, image_tag="x")
@@ -170,7 +179,7 @@ def test_a_build_whose_lease_expired_is_taken_over_under_the_next_attempt(redis_
     build = make_build()
     assert claim(records, build, "first").outcome == "claimed"
     first = records.load(build.id)
-    redis_client.hset(keys.build(build.id), "lease_expires_ms", 1)
+    redis_client.hset(keys.build(build.id), fields.LEASE_EXPIRES_MS, 1)
     taken = claim(records, build, "second")
     assert (taken.outcome, taken.attempt, taken.took_over_from) == ("claimed", 2, "first")
     # The first worker can neither renew its lease nor write any more.
@@ -182,7 +191,7 @@ def test_a_build_whose_lease_expired_is_taken_over_under_the_next_attempt(redis_
 def test_a_build_out_of_attempts_is_not_taken_over(redis_client, records, make_build):
     build = make_build()
     claim(records, build)
-    redis_client.hset(keys.build(build.id), mapping={"lease_expires_ms": 1, "attempt": 3})
+    redis_client.hset(keys.build(build.id), mapping={fields.LEASE_EXPIRES_MS: 1, fields.ATTEMPT: 3})
     assert claim(records, build, max_attempts=3).outcome == "exhausted"
 
 

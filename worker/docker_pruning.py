@@ -9,8 +9,8 @@ import time
 
 import docker.errors
 
-from common import keys
 from common.models import BuildStatus
+from common.records import fields, keys
 from worker.context import WorkerContext
 
 logger = logging.getLogger("buildfarm.docker_pruning")
@@ -39,11 +39,10 @@ def disk_usage(client) -> tuple[int, list[dict]]:
 def builds_running_on_this_host(ctx: WorkerContext) -> int:
     """Builds held under a live lease by a worker of this host."""
     host = ctx.worker_id.rsplit(":", 1)[0]
-    seconds, micros = ctx.redis.time()
-    now_ms = seconds * 1000 + micros // 1000
+    now_ms = ctx.records.now_ms()
     running = 0
     for raw in ctx.redis.zrange(keys.active_builds(BuildStatus.BUILDING), 0, -1):
-        worker, lease = ctx.redis.hmget(keys.build(raw.decode()), "worker", "lease_expires_ms")
+        worker, lease = ctx.redis.hmget(keys.build(raw.decode()), fields.WORKER, fields.LEASE_EXPIRES_MS)
         if worker and lease and int(lease) > now_ms and worker.decode().rsplit(":", 1)[0] == host:
             running += 1
     return running

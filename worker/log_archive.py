@@ -11,11 +11,11 @@ import msgspec
 from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
-from common import keys
 from common.contract import public_build
 from common.logformat import LINE_FIELD
 from common.logging_json import bind_build, build_scope
 from common.models import Build, LogState
+from common.records import fields, keys
 from common.s3 import log_key
 from worker import metrics
 from worker.context import WorkerContext
@@ -40,7 +40,7 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
     if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
         return False
     try:
-        if ctx.redis.hget(keys.build(build.id), "log_state") == LogState.ARCHIVED.value.encode():
+        if ctx.redis.hget(keys.build(build.id), fields.LOG_STATE) == LogState.ARCHIVED.value.encode():
             ctx.redis.zrem(pending, build.id)
             return True
         size = _upload(ctx, build)
@@ -50,7 +50,7 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
         return False
     else:
         with ctx.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.build(build.id), "log_state", LogState.ARCHIVED.value)
+            pipe.hset(keys.build(build.id), fields.LOG_STATE, LogState.ARCHIVED.value)
             pipe.delete(keys.build_log(build.id))
             pipe.zrem(pending, build.id)
             pipe.zadd(keys.log_archive_done(), {build.id: time.time()})
@@ -80,9 +80,9 @@ def _upload(ctx: WorkerContext, build: Build) -> int:
 def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
     stream, start = keys.build_log(build_id), "-"
     while entries := ctx.redis.xrange(stream, min=start, count=PAGE):
-        for _, fields in entries:
-            if LINE_FIELD in fields:
-                spool.write(fields[LINE_FIELD] + b"\n")
+        for _, entry in entries:
+            if LINE_FIELD in entry:
+                spool.write(entry[LINE_FIELD] + b"\n")
         start = "(" + entries[-1][0].decode()
 
 

@@ -9,8 +9,8 @@ import time
 
 from minio.error import S3Error
 
-from common import keys
 from common.models import LogState
+from common.records import fields, keys
 from common.s3 import log_key
 from worker.context import WorkerContext
 
@@ -29,14 +29,14 @@ def expire_logs(ctx: WorkerContext, older_than_s: float | None = None) -> int:
     while ids := ctx.redis.zrangebyscore(keys.log_archive_done(), "-inf", cutoff, start=0, num=BATCH):
         for raw in ids:
             build_id = raw.decode()
-            deployment_id = ctx.redis.hget(keys.build(build_id), "deployment_id")
+            deployment_id = ctx.redis.hget(keys.build(build_id), fields.DEPLOYMENT_ID)
             if deployment_id is not None:
                 try:
                     ctx.s3.remove_object(ctx.config.logs_bucket, log_key(deployment_id.decode(), build_id))
                 except S3Error as e:
                     if e.code != "NoSuchKey":
                         raise
-                ctx.redis.hset(keys.build(build_id), "log_state", LogState.EXPIRED.value)
+                ctx.redis.hset(keys.build(build_id), fields.LOG_STATE, LogState.EXPIRED.value)
             ctx.redis.zrem(keys.log_archive_done(), raw)
             expired += 1
     if expired:

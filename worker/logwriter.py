@@ -8,18 +8,10 @@ import time
 
 import redis
 
-from common import keys
 from common.logformat import END_FIELD, LINE_FIELD, entry_id, line_number
-
-# Appends a batch of (id, line) entries only while the writer's attempt owns the build.
-_APPEND_LUA = """
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return -1 end
-local field = ARGV[2]
-for i = 3, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], ARGV[i], field, ARGV[i + 1])
-end
-return (#ARGV - 2) / 2
-"""
+from common.records import builds as build_ops
+from common.records import keys
+from common.records.call import SyncRunner
 
 # Lines held in memory at most, in batches, before the build thread waits for Redis.
 MAX_BUFFERED_BATCHES = 4
@@ -40,13 +32,12 @@ class LogWriter:
         flush_interval_s: float,
     ) -> None:
         self.redis = client
-        self.build_key = keys.build(build_id)
-        self.stream = keys.build_log(build_id)
+        self.build_id = build_id
         self.attempt = attempt
         self.max_bytes = max_bytes
         self.batch_lines = batch_lines
         self.flush_interval_s = flush_interval_s
-        self._append = client.register_script(_APPEND_LUA)
+        self._run = SyncRunner(client).run
         self._buffer: list[tuple[str, str]] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -54,7 +45,7 @@ class LogWriter:
         self.lost_claim = False
         self.bytes_written = 0
         # A takeover continues the numbering of the lines an earlier attempt wrote.
-        last = client.xrevrange(self.stream, count=1)
+        last = client.xrevrange(keys.build_log(build_id), count=1)
         self.last_line = line_number(last[0][0]) if last else 0
         self._flusher = threading.Thread(target=self._flush_loop, name=f"log-{build_id[:8]}", daemon=True)
         self._flusher.start()
@@ -110,12 +101,10 @@ class LogWriter:
     def _send(self, entries: list[tuple[str, str]], field: bytes) -> None:
         if not entries or self.lost_claim:
             return
-        args: list[str | bytes] = [str(self.attempt), field]
-        for ident, text in entries:
-            args += [ident, text]
+        append = build_ops.append_log(self.build_id, self.attempt, field, entries)
         for delay in (0.1, 0.5, 2.0, None):
             try:
-                if self._append(keys=[self.build_key, self.stream], args=args) == -1:
+                if not self._run(append):
                     self.lost_claim = True
                 return
             except redis.ConnectionError:

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import logging
 
-from common import keys
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus
+from common.records import keys
 from worker.context import WorkerContext
 from worker.pipeline import conclude, expire
 
 logger = logging.getLogger("buildfarm.reaper")
 
 
-def redis_now_ms(ctx: WorkerContext) -> int:
-    seconds, micros = ctx.redis.time()
-    return seconds * 1000 + micros // 1000
-
-
 @build_scope
 def reap_once(ctx: WorkerContext) -> None:
     config = ctx.config
-    now = redis_now_ms(ctx)
+    now = ctx.records.now_ms()
     for raw in ctx.redis.zrange(keys.active_builds(BuildStatus.BUILDING), 0, -1):
         build = ctx.records.load(raw.decode())
         if build is None or build.status != BuildStatus.BUILDING:

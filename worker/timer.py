@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from common import keys
+from common.records import keys
 from worker.context import WorkerContext
 from worker.docker_pruning import prune_docker
 from worker.log_archive import retry_log_archives

@@ -1,11 +1,23 @@
 """Every Redis key name the farm uses, in one place."""
 
+from common.models import BuildStatus
+
 PREFIX = "bf:"
 
 
 def token(token_hash: str) -> str:
     """Hash: tenant, name, created_at of one API token, keyed by the token's SHA-256."""
     return f"{PREFIX}token:{token_hash}"
+
+
+def token_index() -> str:
+    """Set: the SHA-256 of every API token (what `buildfarm token list` walks)."""
+    return f"{PREFIX}tokens"
+
+
+def deployment_seq() -> str:
+    """Counter: orders deployments in their tenant's sorted set."""
+    return f"{PREFIX}deployment:seq"
 
 
 def deployment(deployment_id: str) -> str:
@@ -32,6 +44,11 @@ def deployment_builds(deployment_id: str, status: str | None = None) -> str:
     """Sorted set: a deployment's build ids scored by build number, all or of one status."""
     suffix = f":{status}" if status else ""
     return f"{PREFIX}deployment:{deployment_id}:builds{suffix}"
+
+
+def deployment_builds_by_status(deployment_id: str) -> list[str]:
+    """The per-status sorted sets of a deployment, in BuildStatus order."""
+    return [deployment_builds(deployment_id, status) for status in BuildStatus]
 
 
 def build(build_id: str) -> str:
@@ -65,12 +82,14 @@ def log_archive_lock(build_id: str) -> str:
     return f"{PREFIX}logarchive:lock:{build_id}"
 
 
-def active_builds(status: str = "") -> str:
+def active_builds(status: str) -> str:
     """Sorted set: farm-wide ids of the builds in a non-terminal status, scored by the time
-    (ms) they entered it; the reaper scans these. Without a status: the common prefix."""
+    (ms) they entered it; the reaper scans these."""
     return f"{PREFIX}active:{status}"
 
 
+ACTIVE_STATUSES = (BuildStatus.PENDING, BuildStatus.BUILDING)
+DEPLOYMENT_PREFIX = deployment("")
 BUILD_PREFIX = build("")
 
 

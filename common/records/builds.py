@@ -1,0 +1,207 @@
+"""The operations on build records, written once: create, read, list, move between statuses,
+claim under a lease, and the writes fenced by the claim's attempt number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from common.models import ALLOWED_TRANSITIONS, Build, BuildStatus, LogState, utc_now
+from common.records import fields, keys, scripts
+from common.records.call import Call, Steps, first, flat_hash, pairs, text
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    ok: bool
+    # The status before the call: the one replaced on success, the one kept on refusal.
+    previous: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of a claim: `claimed`, or why not (held, busy, expired, terminal, …)."""
+
+    outcome: str
+    attempt: int = 0
+    took_over_from: str | None = None
+
+
+def status_keys(build_id: str, deployment_id: str) -> list[str]:
+    """KEYS of the scripts that change a build's status (see scripts._SET_STATUS)."""
+    active = [keys.active_builds(status) for status in keys.ACTIVE_STATUSES]
+    return [keys.build(build_id), *keys.deployment_builds_by_status(deployment_id), *active]
+
+
+def load(build_id: str) -> Call[Build | None]:
+    return Call(
+        parse=lambda replies: Build.from_redis(replies[0]) if replies[0] else None,
+        commands=[("HGETALL", keys.build(build_id))],
+    )
+
+
+def create(build: Build) -> Call[Build | None]:
+    """Stores a new build numbered next in its deployment; None if the deployment is gone."""
+    values = build.to_redis()
+    del values[fields.NUMBER], values[fields.STATUS]
+
+    def parse(number: int) -> Build | None:
+        if not number:
+            return None
+        build.number = int(number)
+        return build
+
+    return Call(
+        parse,
+        script=scripts.CREATE_BUILD,
+        keys=[
+            *status_keys(build.id, build.deployment_id),
+            keys.deployment(build.deployment_id),
+            keys.deployment_build_seq(build.deployment_id),
+            keys.deployment_builds(build.deployment_id),
+        ],
+        args=[build.id, build.created_at, build.status, *pairs(values)],
+    )
+
+
+def page_args(before: int | None, limit: int) -> list[Any]:
+    return [f"({before}" if before is not None else "+inf", limit]
+
+
+def page(
+    deployment_id: str, status: str | None, limit: int, before: int | None
+) -> Call[tuple[list[Build], int | None]]:
+    """One page of a deployment's builds, newest first below the cursor, in one round trip."""
+
+    def parse(reply: list[Any]) -> tuple[list[Build], int | None]:
+        rows, cursor = reply[: len(reply) // 4 * 4], reply[len(reply) // 4 * 4 :]
+        found = [Build.from_redis(flat_hash(raw)) for raw in rows[2::4] if raw]
+        return found, int(float(cursor[0])) if cursor else None
+
+    return Call(
+        parse,
+        script=scripts.PAGE,
+        keys=[keys.deployment_builds(deployment_id, status)],
+        args=[*page_args(before, limit), keys.BUILD_PREFIX],
+    )
+
+
+def _parse_transition(raw: list[Any]) -> TransitionResult:
+    code, previous = int(raw[0]), text(raw[1])
+    if code == 1:
+        return TransitionResult(True, previous)
+    if code == -1:
+        return TransitionResult(False, None, "not_found")
+    if code == -2:
+        return TransitionResult(False, previous, "fenced")
+    return TransitionResult(False, previous, "invalid_transition")
+
+
+def transition(
+    build_id: str,
+    deployment_id: str,
+    to: BuildStatus,
+    values: dict[str, str] | None = None,
+    *,
+    expected: frozenset[BuildStatus] | None = None,
+    attempt: int | None = None,
+) -> Call[TransitionResult]:
+    """Moves the build to `to` with `values` set, if the move is allowed from its current
+    status (and that status is in `expected`); with `attempt`, only under that claim."""
+    sources = [s for s, targets in ALLOWED_TRANSITIONS.items() if to in targets]
+    if expected is not None:
+        sources = [s for s in sources if s in expected]
+    args = [",".join(sources), to.value, "" if attempt is None else str(attempt), *pairs(values or {})]
+    return Call(
+        _parse_transition, script=scripts.TRANSITION, keys=status_keys(build_id, deployment_id), args=args
+    )
+
+
+def claim(
+    build: Build,
+    worker_id: str,
+    lease_ms: int,
+    max_attempts: int,
+    one_per_deployment: bool,
+    queue_deadline_ms: int,
+) -> Call[Claim]:
+    """Claims the build under a new attempt number and a fresh lease; on success `build`
+    shows the claim."""
+
+    def parse(raw: list[bytes]) -> Claim:
+        outcome = raw[0].decode()
+        if outcome != "claimed":
+            return Claim(outcome)
+        attempt, previous_status, previous_worker = int(raw[1]), raw[2].decode(), raw[3].decode()
+        build.status, build.attempt, build.worker = BuildStatus.BUILDING.value, attempt, worker_id
+        build.log_state = LogState.LIVE.value
+        took_over = previous_worker if previous_status == BuildStatus.BUILDING else None
+        return Claim(outcome, attempt, took_over)
+
+    return Call(
+        parse,
+        script=scripts.CLAIM,
+        keys=status_keys(build.id, build.deployment_id),
+        args=[
+            worker_id,
+            lease_ms,
+            max_attempts,
+            "1" if one_per_deployment else "0",
+            queue_deadline_ms,
+            keys.BUILD_PREFIX,
+            utc_now(),
+        ],
+    )
+
+
+def renew(build: Build, lease_ms: int) -> Call[bool]:
+    """Extends the lease; False once another attempt owns the build or it has ended."""
+    return Call(bool, script=scripts.RENEW, keys=[keys.build(build.id)], args=[str(build.attempt), lease_ms])
+
+
+def fenced_set(build: Build, values: dict[str, str]) -> Call[bool]:
+    """Sets fields while the build's attempt is still `build.attempt`; False otherwise."""
+    args = [str(build.attempt), *pairs(values)]
+    return Call(bool, script=scripts.FENCED_HSET, keys=[keys.build(build.id)], args=args)
+
+
+def append_log(build_id: str, attempt: int, field: bytes, entries: list[tuple[str, str]]) -> Call[bool]:
+    """Appends (entry id, text) entries to the build's log; False if `attempt` lost its claim."""
+    args: list[Any] = [str(attempt), field]
+    for ident, line in entries:
+        args += [ident, line]
+    return Call(
+        lambda written: written != -1,
+        script=scripts.APPEND_LOG,
+        keys=[keys.build(build_id), keys.build_log(build_id)],
+        args=args,
+    )
+
+
+def request_cancel(build: Build, requested_by: str) -> Call[None]:
+    return Call(
+        lambda _: None, commands=[("HSET", keys.build(build.id), fields.CANCEL_REQUESTED_BY, requested_by)]
+    )
+
+
+def cancel_requested_by(build: Build) -> Call[str | None]:
+    return Call(
+        lambda replies: text(replies[0]),
+        commands=[("HGET", keys.build(build.id), fields.CANCEL_REQUESTED_BY)],
+    )
+
+
+def supersede_queued(newer: Build) -> Steps[None]:
+    """Cancels the builds of the deployment still waiting in the queue behind `newer`."""
+    index = keys.deployment_builds(newer.deployment_id, BuildStatus.PENDING)
+    older_ids = yield Call(first, commands=[("ZRANGEBYSCORE", index, "-inf", f"({newer.number}")])
+    for raw in older_ids:
+        values = {fields.FINISHED_AT: utc_now(), fields.ERROR: f"Superseded by build #{newer.number}"}
+        pending = frozenset({BuildStatus.PENDING})
+        yield transition(raw.decode(), newer.deployment_id, BuildStatus.CANCELLED, values, expected=pending)
+
+
+def redis_now_ms() -> Call[int]:
+    """The Redis clock, which every host shares, in milliseconds."""
+    return Call(lambda replies: replies[0][0] * 1000 + replies[0][1] // 1000, commands=[("TIME",)])

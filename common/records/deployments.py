@@ -1,0 +1,141 @@
+"""The operations on deployment records, written once: create, read, list, change, delete,
+and the one-shot keys that make a deploy request or a webhook delivery create one build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.models import DEPLOYMENT_CREATED, BuildStatus, Deployment, utc_now
+from common.records import fields, keys, scripts
+from common.records.builds import page_args
+from common.records.call import Call, Steps, first, flat_hash, pairs, text
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+# Builds deleted per round trip when a deployment goes.
+DELETE_BATCH = 500
+
+
+class SubdomainTaken(Exception):
+    """Raised when a deployment is created with a subdomain another deployment owns."""
+
+
+class ActiveBuilds(Exception):
+    """Raised when a deployment cannot be deleted because builds of it are queued or running."""
+
+
+def create(deployment: Deployment) -> Call[Deployment]:
+    def parse(created: int) -> Deployment:
+        if not created:
+            raise SubdomainTaken(deployment.subdomain)
+        return deployment
+
+    return Call(
+        parse,
+        script=scripts.CREATE_DEPLOYMENT,
+        keys=[
+            keys.subdomain(deployment.subdomain),
+            keys.deployment_seq(),
+            keys.deployment(deployment.id),
+            keys.tenant_deployments(deployment.tenant),
+        ],
+        args=[deployment.id, *pairs(deployment.to_redis())],
+    )
+
+
+def load(deployment_id: str) -> Call[Deployment | None]:
+    return Call(
+        lambda replies: Deployment.from_redis(replies[0]) if replies[0] else None,
+        commands=[("HGETALL", keys.deployment(deployment_id))],
+    )
+
+
+def set_webhook_secret(deployment_id: str, secret: str) -> Call[bool]:
+    """Replaces a deployment's webhook secret; False if the deployment is gone."""
+    return Call(
+        bool,
+        script=scripts.HSET_IF_EXISTS,
+        keys=[keys.deployment(deployment_id)],
+        args=[fields.WEBHOOK_SECRET, secret, fields.UPDATED_AT, utc_now()],
+    )
+
+
+def record_upload(deployment_id: str, sha256: str, size: int, has_dockerfile: bool) -> Call[None]:
+    now = utc_now()
+    values = {
+        fields.ARCHIVE_SHA256: sha256,
+        fields.ARCHIVE_SIZE: str(size),
+        fields.ARCHIVE_HAS_DOCKERFILE: "1" if has_dockerfile else "0",
+        fields.ARCHIVE_UPLOADED_AT: now,
+        fields.UPDATED_AT: now,
+    }
+    return Call(lambda _: None, commands=[("HSET", keys.deployment(deployment_id), *pairs(values))])
+
+
+def page(
+    tenant: str, limit: int, before: int | None
+) -> Call[tuple[list[tuple[Deployment, str]], int | None]]:
+    """One page of a tenant's deployments, newest first below the cursor, each with its
+    status (its latest build's), in one round trip."""
+
+    def parse(reply: list[Any]) -> tuple[list[tuple[Deployment, str]], int | None]:
+        rows, cursor = reply[: len(reply) // 4 * 4], reply[len(reply) // 4 * 4 :]
+        found = [
+            (Deployment.from_redis(flat_hash(raw)), status.decode() or DEPLOYMENT_CREATED)
+            for raw, status in zip(rows[2::4], rows[3::4], strict=True)
+            if raw
+        ]
+        return found, int(float(cursor[0])) if cursor else None
+
+    return Call(
+        parse,
+        script=scripts.PAGE,
+        keys=[keys.tenant_deployments(tenant)],
+        args=[*page_args(before, limit), keys.DEPLOYMENT_PREFIX, keys.BUILD_PREFIX],
+    )
+
+
+def statuses(deployments: list[Deployment]) -> Call[list[str]]:
+    """Each deployment's status: its latest build's status, or "created"."""
+    return Call(
+        lambda replies: [text(status) or DEPLOYMENT_CREATED for status in replies],
+        commands=[("HGET", keys.build(d.latest_build_id or "-"), fields.STATUS) for d in deployments],
+    )
+
+
+def delete(deployment: Deployment) -> Steps[None]:
+    """Deletes the deployment with its builds and logs, unless builds of it are active."""
+    by_status = keys.deployment_builds_by_status(deployment.id)
+    active = yield Call(
+        int,
+        script=scripts.DELETE_DEPLOYMENT,
+        keys=[
+            keys.deployment(deployment.id),
+            keys.deployment_builds(deployment.id, BuildStatus.PENDING),
+            keys.deployment_builds(deployment.id, BuildStatus.BUILDING),
+            keys.tenant_deployments(deployment.tenant),
+            keys.subdomain(deployment.subdomain),
+        ],
+        args=[deployment.id],
+    )
+    if active:
+        raise ActiveBuilds(active)
+    # The deployment is gone, so no new build can join; clear its builds in batches.
+    index = keys.deployment_builds(deployment.id)
+    while build_ids := (yield Call(first, commands=[("ZRANGE", index, 0, DELETE_BATCH - 1)])):
+        doomed = [
+            name for raw in build_ids for name in (keys.build(raw.decode()), keys.build_log(raw.decode()))
+        ]
+        yield Call(lambda _: None, commands=[("DEL", *doomed), ("ZREM", index, *build_ids)])
+    yield Call(lambda _: None, commands=[("DEL", *by_status, keys.deployment_build_seq(deployment.id))])
+
+
+def claim_once(name: str, build_id: str) -> Call[str | None]:
+    """Records `build_id` under a one-shot key (24 h); returns the build id recorded earlier, if any."""
+    return Call(
+        lambda replies: None if replies[0] else text(replies[1]),
+        commands=[("SET", name, build_id, "NX", "EX", IDEMPOTENCY_TTL_S), ("GET", name)],
+    )
+
+
+def forget(name: str) -> Call[None]:
+    return Call(lambda _: None, commands=[("DEL", name)])

@@ -1,0 +1,243 @@
+"""Every Lua script of the farm, each written once and assembled from the fragments they
+share: Redis time in milliseconds, the fence check of a worker's claim, and the one writer
+of a build's status and of the sorted sets indexed by it.
+
+A script touches the keys it is given in KEYS (the Redis Cluster rule), with the exceptions
+said where they are: scripts that read other records by an id found inside the script."""
+
+from __future__ import annotations
+
+from string import Template
+
+from common.models import BuildStatus
+from common.records import fields
+from common.records.keys import ACTIVE_STATUSES
+
+_NOW_MS = """
+local function now_ms()
+  local now = redis.call('TIME')
+  return now[1] * 1000 + math.floor(now[2] / 1000)
+end
+"""
+
+# A worker's write counts only while its attempt number is still the build's: a worker that
+# lost its claim (a takeover or the reaper bumped the attempt) is fenced out.
+_HOLDS_CLAIM = """
+local function holds_claim(build, attempt)
+  return redis.call('HGET', build, '$attempt') == attempt
+end
+"""
+
+# Scripts that change a build's status take STATUS_KEYS: KEYS[1] the build's hash, then its
+# deployment's per-status sets (BuildStatus order), then the farm-wide active sets.
+_SET_STATUS = Template("""
+local BY_STATUS = {$by_status}
+local ACTIVE = {$active}
+local function set_status(id, number, from, to, ms)
+  redis.call('HSET', KEYS[1], '$$status', to)
+  if from then
+    redis.call('ZREM', KEYS[BY_STATUS[from]], id)
+    if ACTIVE[from] then redis.call('ZREM', KEYS[ACTIVE[from]], id) end
+  end
+  redis.call('ZADD', KEYS[BY_STATUS[to]], number, id)
+  if ACTIVE[to] then redis.call('ZADD', KEYS[ACTIVE[to]], ms, id) end
+end
+""").substitute(
+    by_status=", ".join(f"{status} = {slot}" for slot, status in enumerate(BuildStatus, start=2)),
+    active=", ".join(
+        f"{status} = {slot}" for slot, status in enumerate(ACTIVE_STATUSES, start=2 + len(BuildStatus))
+    ),
+)
+STATUS_KEY_COUNT = 1 + len(BuildStatus) + len(ACTIVE_STATUSES)
+
+
+def _script(*parts: str) -> str:
+    """Joins fragments and a body; `$name` stands for the hash field `fields.NAME`."""
+    names = {name.lower(): value for name, value in vars(fields).items() if name.isupper()}
+    return Template("".join(parts)).substitute(names)
+
+
+# Compare-and-set of a build's status. ARGV: the allowed current statuses (comma-separated),
+# the new status, the caller's attempt ('' for a caller that holds no claim), then field pairs.
+TRANSITION = _script(
+    _NOW_MS,
+    _HOLDS_CLAIM,
+    _SET_STATUS,
+    """
+local current = redis.call('HGET', KEYS[1], '$status')
+if not current then return {-1, ''} end
+local allowed = false
+for from in string.gmatch(ARGV[1], '[^,]+') do
+  if from == current then allowed = true end
+end
+if not allowed then return {0, current} end
+if ARGV[3] ~= '' and not holds_claim(KEYS[1], ARGV[3]) then return {-2, current} end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+local id, number = redis.call('HGET', KEYS[1], '$id'), redis.call('HGET', KEYS[1], '$number')
+set_status(id, number, current, ARGV[2], now_ms())
+return {1, current}
+""",
+)
+
+# Claims a pending build, or takes over a building one whose lease expired. Refuses a build
+# held under a live lease, one that ran out of attempts, a build waiting behind an older or
+# running build of its deployment (when builds of a deployment run one at a time), and a
+# pending build past the queue deadline. Times come from the Redis clock, shared by all hosts.
+# ARGV: worker, lease (ms), max attempts, one per deployment ('1'), queue deadline (ms, 0:
+# none), the build key prefix, started_at.
+CLAIM = _script(
+    _NOW_MS,
+    _SET_STATUS,
+    """
+local ms = now_ms()
+local status = redis.call('HGET', KEYS[1], '$status')
+if not status then return {'missing'} end
+local attempt = tonumber(redis.call('HGET', KEYS[1], '$attempt') or '0') or 0
+local id = redis.call('HGET', KEYS[1], '$id')
+if status == 'building' then
+  local lease = tonumber(redis.call('HGET', KEYS[1], '$lease_expires_ms') or '0') or 0
+  if lease > ms then return {'held'} end
+  if attempt >= tonumber(ARGV[3]) then return {'exhausted'} end
+elseif status == 'pending' then
+  local queued = redis.call('ZSCORE', KEYS[ACTIVE.pending], id)
+  if queued and tonumber(ARGV[5]) > 0 and ms - tonumber(queued) > tonumber(ARGV[5]) then
+    return {'expired'}
+  end
+else
+  return {'terminal'}
+end
+if ARGV[4] == '1' then
+  local number = tonumber(redis.call('HGET', KEYS[1], '$number'))
+  local older = redis.call('ZRANGE', KEYS[BY_STATUS.pending], 0, 0, 'WITHSCORES')
+  if older[1] and older[1] ~= id and tonumber(older[2]) < number then return {'busy'} end
+  -- The other running builds are known only here, read in the same atomic step as their
+  -- leases, so their hashes are named from their ids (on Redis Cluster a deployment's keys
+  -- would need one hash tag).
+  for _, other in ipairs(redis.call('ZRANGE', KEYS[BY_STATUS.building], 0, -1)) do
+    if other ~= id then
+      local lease = tonumber(redis.call('HGET', ARGV[6] .. other, '$lease_expires_ms') or '0') or 0
+      if lease > ms then return {'busy'} end
+    end
+  end
+end
+local previous_worker = redis.call('HGET', KEYS[1], '$worker') or ''
+redis.call('HSET', KEYS[1], '$attempt', attempt + 1, '$worker', ARGV[1],
+  '$lease_expires_ms', ms + tonumber(ARGV[2]), '$log_state', 'live')
+if status == 'pending' then
+  redis.call('HSET', KEYS[1], '$started_at', ARGV[7])
+  set_status(id, redis.call('HGET', KEYS[1], '$number'), status, 'building', ms)
+end
+return {'claimed', tostring(attempt + 1), status, previous_worker}
+""",
+)
+
+# Stores a new build only if its deployment still exists, numbering it in the same step.
+# KEYS: STATUS_KEYS, the deployment, its build counter, its set of all builds.
+# ARGV: id, the deployment's new updated_at, the build's status, then the build's field pairs.
+CREATE_BUILD = _script(
+    _NOW_MS,
+    _SET_STATUS,
+    f"""
+local deployment = KEYS[{STATUS_KEY_COUNT + 1}]
+local seq, all_builds = KEYS[{STATUS_KEY_COUNT + 2}], KEYS[{STATUS_KEY_COUNT + 3}]
+if redis.call('EXISTS', deployment) == 0 then return 0 end
+local n = redis.call('INCR', seq)
+redis.call('HSET', KEYS[1], '$number', n, unpack(ARGV, 4))
+redis.call('ZADD', all_builds, n, ARGV[1])
+set_status(ARGV[1], n, false, ARGV[3], now_ms())
+redis.call('HSET', deployment, '$latest_build_id', ARGV[1], '$updated_at', ARGV[2])
+return n
+""",
+)
+
+# Extends the lease while the caller's attempt still owns the running build.
+RENEW = _script(
+    _NOW_MS,
+    _HOLDS_CLAIM,
+    """
+if not holds_claim(KEYS[1], ARGV[1]) then return 0 end
+if redis.call('HGET', KEYS[1], '$status') ~= 'building' then return 0 end
+redis.call('HSET', KEYS[1], '$lease_expires_ms', now_ms() + tonumber(ARGV[2]))
+return 1
+""",
+)
+
+# Sets fields on a build only while the caller's claim (attempt) is still the current one.
+FENCED_HSET = _script(
+    _HOLDS_CLAIM,
+    """
+if not holds_claim(KEYS[1], ARGV[1]) then return 0 end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+return 1
+""",
+)
+
+# Appends a batch of (id, line) entries to a build's log stream (KEYS[2]) only while the
+# writer's attempt owns the build. ARGV: attempt, the entry field, then (id, text) pairs.
+APPEND_LOG = _script(
+    _HOLDS_CLAIM,
+    """
+if not holds_claim(KEYS[1], ARGV[1]) then return -1 end
+local field = ARGV[2]
+for i = 3, #ARGV, 2 do
+  redis.call('XADD', KEYS[2], ARGV[i], field, ARGV[i + 1])
+end
+return (#ARGV - 2) / 2
+""",
+)
+
+# Creates a deployment only if its subdomain is free (subdomains are unique farm-wide).
+# KEYS: the subdomain, the deployment counter, the deployment, its tenant's deployments.
+# ARGV: id, then the deployment's field pairs.
+CREATE_DEPLOYMENT = _script("""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], unpack(ARGV, 2))
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+return 1
+""")
+
+# Deletes a deployment's record only while none of its builds is pending or building.
+# KEYS: the deployment, its pending and building builds, its tenant's deployments, its subdomain.
+DELETE_DEPLOYMENT = _script("""
+local active = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+if active > 0 then return active end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+return 0
+""")
+
+# Sets hash fields only on a record that still exists (a concurrent delete must not leave a stub).
+HSET_IF_EXISTS = _script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+""")
+
+# One page of a sorted set of ids (KEYS[1]), newest (highest score) first below ARGV[1],
+# with each record's hash: ARGV[2] rows at most, ARGV[3] the records' key prefix. With
+# ARGV[4] (the build key prefix), also each record's latest build's status. Replies
+# id, score, hash, status for each row, then, when more rows follow, the score of the
+# page's last row (the next cursor).
+# The ids are known only once the page is read: the hashes are named from them so that a
+# page costs one round trip (on Redis Cluster a tenant's keys would need one hash tag).
+PAGE = _script("""
+local limit = tonumber(ARGV[2])
+local rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
+local out = {}
+for i = 1, math.min(#rows, 2 * limit), 2 do
+  local id = rows[i]
+  local status = ''
+  if ARGV[4] then
+    local latest = redis.call('HGET', ARGV[3] .. id, '$latest_build_id')
+    if latest then status = redis.call('HGET', ARGV[4] .. latest, '$status') or '' end
+  end
+  table.insert(out, id)
+  table.insert(out, rows[i + 1])
+  table.insert(out, redis.call('HGETALL', ARGV[3] .. id))
+  table.insert(out, status)
+end
+if #rows > 2 * limit then table.insert(out, rows[2 * limit]) end
+return out
+""")
