@@ -1,6 +1,6 @@
 """Log retention: archived logs older than BUILDFARM_LOG_RETENTION_DAYS are deleted from the
-logs bucket with their JSON records; their builds keep their records, and the API answers 404 "Build logs not
-available" for them."""
+logs bucket, each with the JSON build record beside it; the builds themselves stay, and the
+API answers 404 "Build logs not available" for them."""
 
 from __future__ import annotations
 
