@@ -36,5 +36,11 @@ def dockerfile_key(deployment_id: str, sha256: str) -> str:
 
 
 def log_key(deployment_id: str, build_id: str) -> str:
-    """A build's archived log: plain UTF-8 text, the build record as object metadata."""
+    """A build's archived log: plain UTF-8 text."""
     return f"{deployment_id}/{build_id}.log"
+
+
+def record_key(deployment_id: str, build_id: str) -> str:
+    """The public build record of an archived log, as JSON beside it; written after the log,
+    so a record found means its log is whole."""
+    return f"{deployment_id}/{build_id}.json"

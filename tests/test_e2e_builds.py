@@ -3,21 +3,26 @@ S3 (and a git server on loopback). Nothing here is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 import redis
 
-from tests.conftest import ROOT, free_port, rss_kib, wait_until
+from tests.conftest import BIN, ROOT, Process, free_port, missing, process_env, rss_kib, wait_until
 from tests.farm import (
     archive_deployment,
     archived_log,
@@ -92,14 +97,86 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert text.index("Step 1/") < text.index("Successfully built") < text.index("Pushing")
     assert streamed["code"] == 1000
     assert streamed["lines"] == text.splitlines()
-    # ...the log archived as plain text with the build record as metadata
+    # ...the log archived as plain text (its build record: the test below)
     assert archived_log(redis_client, s3, config, build, 30) == text
-    stat = s3.stat_object(config.logs_bucket, f"{deployment['id']}/{build['id']}.log")
-    assert stat.metadata["x-amz-meta-status"] == "success"
     # ...and the deployment's status follows its latest build
     assert client.get(f"/deployments/{deployment['id']}").json()["status"] == "success"
     listed = client.get(f"/deployments/{deployment['id']}/builds").json()
     assert [b["id"] for b in listed] == [build["id"]] and listed[0]["status"] == "success"
+
+
+def boto3_s3(config, endpoint: str):
+    """An S3 client other than the farm's own (minio), as an archive reader would bring."""
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{endpoint}",
+        aws_access_key_id=config.s3_access_key,
+        aws_secret_access_key=config.s3_secret_key,
+        region_name=config.s3_region,
+    )
+
+
+@contextlib.contextmanager
+def restarted_s3_server(config, logs_dir: Path) -> Iterator[str]:
+    """A second rclone S3 server on the farm's S3 data directory: it holds only what the disk
+    holds, as the farm's server after a restart, which other tests still use."""
+    data = Path(os.environ.get("BUILDFARM_STATE", ROOT / ".local")) / "s3"
+    if not (data / config.logs_bucket).is_dir():
+        missing(f"the rclone S3 data directory {data}")
+    endpoint = f"127.0.0.1:{free_port()}"
+    server = Process(
+        [
+            str(BIN / "rclone"),
+            "serve",
+            "s3",
+            "--auth-key",
+            f"{config.s3_access_key},{config.s3_secret_key}",
+            "--addr",
+            endpoint,
+            str(data),
+        ],
+        process_env(),
+        logs_dir / "restarted-s3.log",
+    )
+
+    def listening() -> bool:
+        assert server.alive(), f"the second S3 server exited:\n{server.tail()}"
+        host, port = endpoint.split(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_until(listening, 20, what="the second S3 server")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def test_an_archived_log_and_its_build_record_are_read_by_another_s3_client_even_after_an_s3_restart(
+    client, worker, config, s3, redis_client, logs_dir
+):
+    """rclone's S3 server keeps object metadata only in memory: the build record is an object of
+    its own beside the log, `{deployment_id}/{build_id}.json`, which any S3 client can read."""
+    # Given a finished build whose log is archived
+    deployment = archive_deployment(client, context_archive(dockerfile("echo read without the API")))
+    build = wait_for_status(client, deploy(client, deployment))
+    text = archived_log(redis_client, s3, config, build, 30)
+    public = client.get(build_path(build)).json()
+    assert public["status"] == "success" and public["finished_at"] and public["image_tag"]
+    log, record = (f"{deployment['id']}/{build['id']}.{ext}" for ext in ("log", "json"))
+    # When boto3 reads the bucket, from the farm's S3 server and from one started afresh
+    with restarted_s3_server(config, logs_dir) as restarted:
+        for endpoint in (config.s3_endpoint, restarted):
+            reader = boto3_s3(config, endpoint)
+            listed = reader.list_objects_v2(Bucket=config.logs_bucket, Prefix=f"{deployment['id']}/")
+            # Then it finds the log and, beside it, the build record as the API returns it
+            assert sorted(o["Key"] for o in listed["Contents"]) == [record, log], endpoint
+            assert reader.get_object(Bucket=config.logs_bucket, Key=log)["Body"].read().decode() == text
+            body = reader.get_object(Bucket=config.logs_bucket, Key=record)["Body"].read()
+            assert json.loads(body) == public, endpoint
 
 
 def test_the_queue_lives_in_a_redis_database_apart_from_the_records(client, worker, config, redis_client):

@@ -11,6 +11,7 @@ from common.config import Config
 from common.records import keys
 from tests.farm import (
     archive_deployment,
+    archived_log,
     build_path,
     context_archive,
     deploy,
@@ -64,19 +65,23 @@ def worker_ctx(config, redis_client, s3):
     return WorkerContext(config, redis_client, s3, worker_id="ops-test:1")
 
 
-def test_logs_older_than_the_retention_are_deleted_and_then_not_available(
+def test_logs_older_than_the_retention_are_deleted_with_their_records_and_then_not_available(
     client, worker, worker_ctx, s3, config
 ):
     deployment = archive_deployment(client, context_archive(dockerfile("echo kept for a while")))
     build = wait_for_status(client, deploy(client, deployment))
-    key = f"{deployment['id']}/{build['id']}.log"
+    assert "kept for a while" in archived_log(worker_ctx.redis, s3, config, build, 30)
+    archived = [f"{deployment['id']}/{build['id']}.{ext}" for ext in ("log", "json")]
+    for key in archived:
+        s3.stat_object(config.logs_bucket, key)
     worker_ctx.redis.zadd(keys.log_archive_done(), {build["id"]: 1}, xx=False)  # as if archived long ago
     assert "kept for a while" in logs(client, build)
     # When retention runs
     assert expire_logs(worker_ctx) >= 1
-    # Then the archive is gone and the API says so
-    with pytest.raises(Exception, match="NoSuchKey|does not exist"):
-        s3.stat_object(config.logs_bucket, key)
+    # Then the log and its record are gone and the API says so
+    for key in archived:
+        with pytest.raises(Exception, match="NoSuchKey|does not exist"):
+            s3.stat_object(config.logs_bucket, key)
     response = client.get(build_path(build) + "/logs")
     assert response.status_code == 404 and response.json()["message"] == "Build logs not available"
     assert client.get(build_path(build)).json()["status"] == "success"

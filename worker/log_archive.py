@@ -1,22 +1,23 @@
-"""Moves a finished build's log from its Redis stream to the logs bucket; the stream is
-dropped only after a confirmed upload, and failed uploads are retried until they succeed."""
+"""Moves a finished build's log from its Redis stream to the logs bucket, with the build's
+public record as a JSON object beside it; the stream is dropped only after both uploads are
+confirmed, and failed uploads are retried until they succeed."""
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 import time
 
-import msgspec
 from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
-from common.contract import public_build
+from common.contract import encode, public_build
 from common.logformat import LINE_FIELD
 from common.logging_json import bind_build, build_scope
 from common.models import Build, LogState
 from common.records import fields, keys
-from common.s3 import log_key
+from common.s3 import log_key, record_key
 from worker import metrics
 from worker.context import WorkerContext
 
@@ -40,10 +41,14 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
     if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
         return False
     try:
-        if ctx.redis.hget(keys.build(build.id), fields.LOG_STATE) == LogState.ARCHIVED.value.encode():
+        # The stored build, not the caller's copy (which lacks the started_at its claim wrote
+        # in Redis): the archived record is the one the API returns.
+        stored = ctx.records.load(build.id)
+        if stored is None or stored.log_state == LogState.ARCHIVED.value:
+            # Archived already, or deleted with its deployment (and its stream with it).
             ctx.redis.zrem(pending, build.id)
-            return True
-        size = _upload(ctx, build)
+            return stored is not None
+        size = _upload(ctx, stored)
     except (MinioException, HTTPError, OSError) as e:
         logger.warning("log of build %s not archived yet (%s); it stays in Redis", build.id, e)
         metrics.log_archive_failed()
@@ -62,18 +67,28 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
 
 
 def _upload(ctx: WorkerContext, build: Build) -> int:
+    """The log first, then its record: S3 servers such as rclone show an object while it is
+    still being written, so a reader that finds the record knows the log beside it is whole."""
+    bucket = ctx.config.logs_bucket
     with tempfile.TemporaryFile() as spool:
         _spool_stream(ctx, build.id, spool)
         size = spool.tell()
         spool.seek(0)
         ctx.s3.put_object(
-            ctx.config.logs_bucket,
+            bucket,
             log_key(build.deployment_id, build.id),
             spool,
             size,
             content_type="text/plain; charset=utf-8",
-            metadata=_metadata(build),
         )
+    record = _record(build)
+    ctx.s3.put_object(
+        bucket,
+        record_key(build.deployment_id, build.id),
+        io.BytesIO(record),
+        len(record),
+        content_type="application/json",
+    )
     return size
 
 
@@ -86,14 +101,10 @@ def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
         start = "(" + entries[-1][0].decode()
 
 
-def _metadata(build: Build) -> dict[str, str]:
-    """The public build record as object metadata (S3 metadata must be ASCII)."""
-    record = msgspec.structs.asdict(public_build(build))
-    return {
-        key: str(value).encode("ascii", "replace").decode()
-        for key, value in record.items()
-        if value is not None
-    }
+def _record(build: Build) -> bytes:
+    """The build as the API returns it. A JSON object rather than object metadata, which
+    rclone's S3 server keeps only in memory (lost on restart) and which caps at 2 KB."""
+    return encode(public_build(build))
 
 
 def retry_log_archives(ctx: WorkerContext) -> None:
