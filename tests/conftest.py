@@ -1,5 +1,7 @@
 """Fixtures on real services: Redis, S3, the Docker engine and registry that `make test`
 starts, plus the API (gunicorn + uvicorn) and a Dramatiq worker started here as processes.
+Contract tests, marked `in_process`, get the same API app in this process instead of the
+server (tests/in_process.py).
 
 A missing service skips a test on a laptop but fails it in CI (CI=true): a skipped test is
 not a pass.
@@ -26,6 +28,7 @@ from common.config import Config
 from common.records.call import AsyncRunner, SyncRunner
 from common.s3 import create_s3, ensure_buckets
 from common.tokens import create_token
+from tests.in_process import InProcessTransport, serve_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -34,6 +37,8 @@ BASE_IMAGE = "buildfarm/busybox:latest"
 UPLOAD_CAP = 96 * 1024 * 1024
 # The test farm's cap on an archive's expanded size: small enough to bomb quickly.
 EXTRACT_CAP = 256 * 1024 * 1024
+# Where in-process clients send their requests (no name lookup happens).
+IN_PROCESS_URL = "http://api.test"
 # Short leases so that takeovers happen within seconds in tests (the default is 30 s).
 FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
 
@@ -169,6 +174,11 @@ def process_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def api_env() -> dict[str, str]:
+    """The environment of the API, in a server process or in this one."""
+    return process_env(BUILDFARM_MAX_UPLOAD_BYTES=str(UPLOAD_CAP))
+
+
 @pytest.fixture(scope="session")
 def logs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("process-logs")
@@ -189,7 +199,7 @@ def api_url(redis_client, s3, logs_dir) -> str:
             "--bind",
             f"127.0.0.1:{port}",
         ],
-        process_env(BUILDFARM_MAX_UPLOAD_BYTES=str(UPLOAD_CAP)),
+        api_env(),
         logs_dir / "api.log",
     )
     url = f"http://127.0.0.1:{port}"
@@ -204,6 +214,13 @@ def api_url(redis_client, s3, logs_dir) -> str:
     wait_until(ready, 30, what="the API to be ready")
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def in_process_api(redis_client, s3) -> InProcessTransport:
+    """The API app in this process, with the server's settings, started once."""
+    with serve_in_process(Config.from_env(api_env())) as transport:
+        yield transport
 
 
 def start_worker(logs_dir: Path, name: str = "worker", processes: int = 1, threads: int = 2, **env):
@@ -241,13 +258,26 @@ def tenant_token(redis_client) -> tuple[str, str]:
     return tenant, create_token(redis_client, tenant, "tests")
 
 
+def api_client(request: pytest.FixtureRequest, path: str, headers: dict[str, str]) -> httpx.Client:
+    """A client of the API at `path`: the app in this process for a test marked `in_process`,
+    else the gunicorn server."""
+    if request.node.get_closest_marker("in_process"):
+        transport = request.getfixturevalue("in_process_api")
+        return httpx.Client(base_url=IN_PROCESS_URL + path, headers=headers, transport=transport)
+    return httpx.Client(base_url=request.getfixturevalue("api_url") + path, headers=headers, timeout=30)
+
+
 @pytest.fixture
-def client(api_url, tenant_token) -> httpx.Client:
-    with httpx.Client(
-        base_url=f"{api_url}/api/v1",
-        headers={"Authorization": f"Bearer {tenant_token[1]}"},
-        timeout=30,
-    ) as c:
+def client(request, tenant_token) -> httpx.Client:
+    """The API's /api/v1 with a fresh tenant's token."""
+    with api_client(request, "/api/v1", {"Authorization": f"Bearer {tenant_token[1]}"}) as c:
+        yield c
+
+
+@pytest.fixture
+def anonymous_client(request) -> httpx.Client:
+    """The API from its root, without a token."""
+    with api_client(request, "", {}) as c:
         yield c
 
 

@@ -37,6 +37,15 @@ def dockerfile(*run_steps: str) -> str:
     return f'FROM {BASE_IMAGE}\nWORKDIR /app\nCOPY . .\n{steps}EXPOSE 3000\nCMD ["cat", "/app/Dockerfile"]\n'
 
 
+def create_archive_deployment(client, **extra) -> dict:
+    response = client.post(
+        "/deployments",
+        json={"name": "app", "subdomain": unique_subdomain(), "source_type": "archive", **extra},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 def archive_deployment(client: httpx.Client, archive: bytes, **fields) -> dict:
     created = client.post(
         "/deployments",

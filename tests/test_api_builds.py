@@ -11,6 +11,8 @@ from api.store import RecordStore
 from common.models import Build, BuildStatus, utc_now
 from tests.conftest import unique_subdomain
 
+pytestmark = pytest.mark.in_process
+
 MANY = 1200
 
 

@@ -1,14 +1,15 @@
-"""The Deployments API: create, list, get, delete, upload (streamed, capped)."""
+"""The Deployments API: create, list, get, delete, upload (checked, capped)."""
 
 import hashlib
 import io
-import os
 import tarfile
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXTRACT_CAP, UPLOAD_CAP, rss_kib, unique_subdomain
+from tests.conftest import EXTRACT_CAP, unique_subdomain
+from tests.farm import create_archive_deployment
+
+pytestmark = pytest.mark.in_process
 
 
 def small_archive(files: dict[str, bytes] | None = None) -> bytes:
@@ -20,15 +21,6 @@ def small_archive(files: dict[str, bytes] | None = None) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def create_archive_deployment(client, **extra) -> dict:
-    response = client.post(
-        "/deployments",
-        json={"name": "app", "subdomain": unique_subdomain(), "source_type": "archive", **extra},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def test_a_git_deployment_is_created_with_defaults_and_listed(client):
@@ -126,75 +118,6 @@ def test_an_inline_dockerfile_is_stored_beside_the_archive(client, s3, config):
         s3.get_object(config.sources_bucket, f"{deployment['id']}/{digest}.Dockerfile").read()
         == b"FROM scratch\n"
     )
-
-
-def api_rss_kib(api_url) -> int:
-    """Total resident memory of the API server's processes (gunicorn master and workers)."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"gunicorn" in cmdline and api_url.rsplit(":", 1)[1].encode() in cmdline:
-                total += rss_kib(pid)
-        except (OSError, IndexError):
-            continue
-    return total
-
-
-def test_a_large_upload_is_streamed_not_held_in_memory(client, api_url, tmp_path):
-    deployment = create_archive_deployment(client)
-    payload = tmp_path / "big.bin"
-    with payload.open("wb") as out:
-        for _ in range(80):
-            out.write(os.urandom(1024 * 1024))
-    archive = tmp_path / "big.tar.gz"
-    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
-        tar.add(payload, arcname="big.bin")
-    size = archive.stat().st_size
-    before = api_rss_kib(api_url)
-
-    def chunks():
-        with archive.open("rb") as f:
-            while chunk := f.read(1024 * 1024):
-                yield chunk
-
-    response = client.post(
-        f"/deployments/{deployment['id']}/upload",
-        content=multipart_stream(chunks()),
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["size"] == size
-    growth_mib = (api_rss_kib(api_url) - before) / 1024
-    print(f"API RSS growth for a {size >> 20} MiB upload: {growth_mib:.1f} MiB")
-    assert growth_mib < 40
-
-
-BOUNDARY = "buildfarm-test-boundary"
-
-
-def multipart_stream(chunks):
-    yield (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="archive"; filename="a.tar.gz"\r\n'
-        "Content-Type: application/gzip\r\n\r\n"
-    ).encode()
-    yield from chunks
-    yield f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def test_an_upload_over_the_cap_is_refused_with_413_and_not_recorded(client):
-    deployment = create_archive_deployment(client)
-    chunks = [b"\x1f\x8b" + bytes(1024 * 1024 - 2)] + [bytes(1024 * 1024)] * (UPLOAD_CAP // (1024 * 1024) + 1)
-    response = client.post(
-        f"/deployments/{deployment['id']}/upload",
-        content=multipart_stream(iter(chunks)),
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-    )
-    assert response.status_code == 413
-    assert response.json()["error"] == "payload_too_large"
-    assert client.get(f"/deployments/{deployment['id']}").json()["archive"] is None
 
 
 @pytest.mark.parametrize(
