@@ -2,7 +2,11 @@
 (api/submission.py): the same queueing, the same superseding of queued builds. No worker runs
 here, so the builds stay pending."""
 
+import pytest
+
 from tests.farm import archive_deployment, build_path, context_archive, deploy, dockerfile
+
+pytestmark = pytest.mark.in_process
 
 
 def test_a_retry_supersedes_queued_builds_when_the_deployment_asks_for_it(client):
