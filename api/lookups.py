@@ -1,4 +1,5 @@
-"""What a request names, looked up for its tenant: a deployment, a build of it. Another tenant's
+"""What a request names, looked up for its tenant: a deployment, a build of it, a page of its
+builds. Another tenant's
 deployment is answered exactly like a missing one (404), and so is an id that is not a UUID."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 from api.errors import not_found
 from api.store import RecordStore
 from api.validation import is_uuid
+from common import contract
 from common.models import Build, Deployment
 
 
@@ -14,6 +16,21 @@ async def find_deployment(store: RecordStore, tenant: str, deployment_id: str) -
     if deployment is None:
         raise not_found("Deployment not found")
     return deployment
+
+
+async def find_builds(
+    store: RecordStore, tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
+) -> tuple[list[contract.Build], int | None]:
+    """A page of a deployment's builds (and the next cursor), with the deployment checked in the
+    same round trip."""
+    page = (
+        await store.list_builds(tenant, deployment_id, status, limit, before)
+        if is_uuid(deployment_id)
+        else None
+    )
+    if page is None:
+        raise not_found("Deployment not found")
+    return page
 
 
 async def find_build(store: RecordStore, tenant: str, deployment_id: str, build_id: str) -> Build:

@@ -8,6 +8,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from common import contract
 from common.models import Build, BuildStatus, Deployment
 from common.records import builds as build_ops
 from common.records import deployments as deployment_ops
@@ -75,10 +76,11 @@ class RecordStore:
         return build if build is not None and build.deployment_id == deployment_id else None
 
     async def list_builds(
-        self, deployment_id: str, status: str | None, limit: int, before: int | None
-    ) -> tuple[list[Build], int | None]:
-        """One page of a deployment's builds, in one round trip."""
-        return await self._run(build_ops.page(deployment_id, status, limit, before))
+        self, tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
+    ) -> tuple[list[contract.Build], int | None] | None:
+        """One page of the tenant's deployment's builds as clients see them, in one round trip;
+        None if the deployment is not the tenant's."""
+        return await self._run(build_ops.page(tenant, deployment_id, status, limit, before))
 
     async def transition(
         self,

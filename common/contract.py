@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from common.models import DEPLOYMENT_CREATED, BuildStatus
@@ -216,6 +217,23 @@ SCHEMAS = (
 
 def public_build(record: BuildRecord) -> Build:
     return Build(**{name: getattr(record, name) for name in Build.__struct_fields__})
+
+
+# Where Build's integer fields stand among its fields; every other public field is text.
+_INTEGER_POSITIONS = [
+    position
+    for position, field in enumerate(msgspec.inspect.type_info(Build).fields)
+    if isinstance(getattr(field.type, "type", field.type), msgspec.inspect.IntType)
+]
+
+
+def build_from_values(values: list[bytes | None]) -> Build:
+    """A public build from its hash's values, read in the order of Build's fields (the hot path
+    of listing builds: no intermediate record)."""
+    texts = [value.decode() if value is not None else None for value in values]
+    for position in _INTEGER_POSITIONS:
+        texts[position] = int(texts[position] or 0)
+    return Build(*texts)
 
 
 def public_deployment(record: DeploymentRecord, status: str) -> Deployment:

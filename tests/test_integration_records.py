@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from api.store import RecordStore
 from common import tokens
+from common.contract import public_build
 from common.models import Build, BuildStatus, Deployment, utc_now
 from common.records import builds, deployments, fields, keys
 from common.records.call import SyncRunner
@@ -55,19 +56,27 @@ def deployment(run) -> Deployment:
 def test_builds_are_numbered_and_paged_newest_first_below_the_cursor(run, deployment):
     created = [run(builds.create(new_build(deployment))) for _ in range(5)]
     assert [b.number for b in created] == [1, 2, 3, 4, 5]
-    first, cursor = run(builds.page(deployment.id, None, 2, None))
+    first, cursor = run(builds.page(deployment.tenant, deployment.id, None, 2, None))
     assert [b.number for b in first] == [5, 4] and cursor == 4
-    second, cursor = run(builds.page(deployment.id, None, 2, cursor))
-    third, cursor = run(builds.page(deployment.id, None, 2, cursor))
+    second, cursor = run(builds.page(deployment.tenant, deployment.id, None, 2, cursor))
+    third, cursor = run(builds.page(deployment.tenant, deployment.id, None, 2, cursor))
     assert [b.number for b in second + third] == [3, 2, 1] and cursor is None
-    assert third[0] == run(builds.load(created[0].id))
+    assert third[0] == public_build(run(builds.load(created[0].id)))
+
+
+def test_a_page_of_builds_is_read_only_for_the_tenant_that_owns_the_deployment(run, deployment):
+    run(builds.create(new_build(deployment)))
+    assert run(builds.page("another-tenant", deployment.id, None, 10, None)) is None
+    assert run(builds.page(deployment.tenant, str(uuid.uuid4()), None, 10, None)) is None
+    page, _ = run(builds.page(deployment.tenant, deployment.id, None, 10, None))
+    assert len(page) == 1
 
 
 def test_a_page_of_one_status_lists_only_builds_in_it(run, deployment):
     older, newer = (run(builds.create(new_build(deployment))) for _ in range(2))
     assert run(builds.transition(older.id, deployment.id, BuildStatus.CANCELLED)).ok
-    cancelled, _ = run(builds.page(deployment.id, BuildStatus.CANCELLED, 10, None))
-    pending, _ = run(builds.page(deployment.id, BuildStatus.PENDING, 10, None))
+    cancelled, _ = run(builds.page(deployment.tenant, deployment.id, BuildStatus.CANCELLED, 10, None))
+    pending, _ = run(builds.page(deployment.tenant, deployment.id, BuildStatus.PENDING, 10, None))
     assert [b.id for b in cancelled] == [older.id] and [b.id for b in pending] == [newer.id]
 
 
@@ -162,7 +171,9 @@ def test_the_api_reads_a_page_in_one_round_trip(config, redis_client, listing):
 
     def read_page():
         if listing == "builds":
-            return loop.run_until_complete(store.list_builds(deployment.id, None, 50, None))
+            return loop.run_until_complete(
+                store.list_builds(deployment.tenant, deployment.id, None, 50, None)
+            )
         return loop.run_until_complete(store.list_deployments(deployment.tenant, 50, None))
 
     read_page()  # loads the script into Redis: later pages send EVALSHA alone

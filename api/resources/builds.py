@@ -6,7 +6,7 @@ import falcon
 
 from api.auth import principal
 from api.errors import conflict
-from api.lookups import find_build, find_deployment
+from api.lookups import find_build, find_builds
 from api.paging import next_link, paging_params
 from api.store import RecordStore
 from common.contract import STATUSES, public_build
@@ -18,13 +18,12 @@ class BuildsResource:
         self.store = store
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
-        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
         limit, before = paging_params(req)
         status = req.get_param("status")
         if status is not None and status not in STATUSES:
             raise falcon.HTTPBadRequest(description=f"Invalid 'status': use one of {', '.join(STATUSES)}")
-        builds, next_cursor = await self.store.list_builds(deployment.id, status, limit, before)
-        resp.media = [public_build(build) for build in builds]
+        tenant = principal(req).tenant
+        resp.media, next_cursor = await find_builds(self.store, tenant, deployment_id, status, limit, before)
         if next_cursor is not None:
             resp.append_link(next_link(req, limit, next_cursor), "next")
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common import contract
 from common.models import ALLOWED_TRANSITIONS, Build, BuildStatus, LogState, utc_now
 from common.records import fields, keys, scripts
-from common.records.call import Call, Steps, first, flat_hash, pairs, text
+from common.records.call import Call, Steps, first, pairs, text
 
 
 @dataclass(frozen=True)
@@ -70,20 +71,24 @@ def page_args(before: int | None, limit: int) -> list[Any]:
 
 
 def page(
-    deployment_id: str, status: str | None, limit: int, before: int | None
-) -> Call[tuple[list[Build], int | None]]:
-    """One page of a deployment's builds, newest first below the cursor, in one round trip."""
+    tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
+) -> Call[tuple[list[contract.Build], int | None] | None]:
+    """One page of a deployment's builds as clients see them, newest first below the cursor,
+    in one round trip that also checks the deployment is the tenant's (None if it is not, or
+    is gone) and reads only the public fields."""
 
-    def parse(reply: list[Any]) -> tuple[list[Build], int | None]:
+    def parse(reply: list[Any] | int) -> tuple[list[contract.Build], int | None] | None:
+        if reply == 0:
+            return None
         rows, cursor = reply[: len(reply) // 4 * 4], reply[len(reply) // 4 * 4 :]
-        found = [Build.from_redis(flat_hash(raw)) for raw in rows[2::4] if raw]
+        found = [contract.build_from_values(values) for values in rows[2::4] if values[0] is not None]
         return found, int(float(cursor[0])) if cursor else None
 
     return Call(
         parse,
-        script=scripts.PAGE,
-        keys=[keys.deployment_builds(deployment_id, status)],
-        args=[*page_args(before, limit), keys.BUILD_PREFIX],
+        script=scripts.PAGE_OF_PUBLIC_BUILDS,
+        keys=[keys.deployment_builds(deployment_id, status), keys.deployment(deployment_id)],
+        args=[*page_args(before, limit), keys.BUILD_PREFIX, "", tenant],
     )
 
 

@@ -90,7 +90,7 @@ def page(
         parse,
         script=scripts.PAGE,
         keys=[keys.tenant_deployments(tenant)],
-        args=[*page_args(before, limit), keys.DEPLOYMENT_PREFIX, keys.BUILD_PREFIX],
+        args=[*page_args(before, limit), keys.DEPLOYMENT_PREFIX, keys.BUILD_PREFIX, ""],
     )
 
 

@@ -16,6 +16,7 @@ LOG_STATE = "log_state"
 CANCEL_REQUESTED_BY = "cancel_requested_by"
 
 # A deployment's hash (keys.deployment)
+TENANT = "tenant"
 LATEST_BUILD_ID = "latest_build_id"
 UPDATED_AT = "updated_at"
 WEBHOOK_SECRET = "webhook_secret"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from string import Template
 
+from common.contract import Build
 from common.models import BuildStatus
 from common.records import fields
 from common.records.keys import ACTIVE_STATUSES
@@ -215,29 +216,42 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """)
 
+
 # One page of a sorted set of ids (KEYS[1]), newest (highest score) first below ARGV[1],
-# with each record's hash: ARGV[2] rows at most, ARGV[3] the records' key prefix. With
-# ARGV[4] (the build key prefix), also each record's latest build's status. Replies
-# id, score, hash, status for each row, then, when more rows follow, the score of the
-# page's last row (the next cursor).
+# with each record: ARGV[2] rows at most, ARGV[3] the records' key prefix. With ARGV[4] (the
+# build key prefix; '' for none), also each record's latest build's status. With KEYS[2] (the
+# deployment whose builds are paged), the page is read only if that deployment belongs to the
+# tenant ARGV[5], else the reply is 0. Replies id, score, record, status for each row, then,
+# when more rows follow, the score of the page's last row (the next cursor). A record is its
+# whole hash, or only the fields the script was made for (named in it, not sent each call).
 # The ids are known only once the page is read: the hashes are named from them so that a
 # page costs one round trip (on Redis Cluster a tenant's keys would need one hash tag).
-PAGE = _script("""
+def _page(record_fields: tuple[str, ...] = ()) -> str:
+    wanted = ", ".join(f"'{name}'" for name in record_fields)
+    read = (
+        f"redis.call('HMGET', ARGV[3] .. id, {wanted})" if wanted else "redis.call('HGETALL', ARGV[3] .. id)"
+    )
+    return _script(f"""
+if KEYS[2] and redis.call('HGET', KEYS[2], '$tenant') ~= ARGV[5] then return 0 end
 local limit = tonumber(ARGV[2])
 local rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
-local out = {}
+local out = {{}}
 for i = 1, math.min(#rows, 2 * limit), 2 do
   local id = rows[i]
   local status = ''
-  if ARGV[4] then
+  if ARGV[4] ~= '' then
     local latest = redis.call('HGET', ARGV[3] .. id, '$latest_build_id')
     if latest then status = redis.call('HGET', ARGV[4] .. latest, '$status') or '' end
   end
   table.insert(out, id)
   table.insert(out, rows[i + 1])
-  table.insert(out, redis.call('HGETALL', ARGV[3] .. id))
+  table.insert(out, {read})
   table.insert(out, status)
 end
 if #rows > 2 * limit then table.insert(out, rows[2 * limit]) end
 return out
 """)
+
+
+PAGE = _page()
+PAGE_OF_PUBLIC_BUILDS = _page(Build.__struct_fields__)
