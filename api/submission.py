@@ -89,7 +89,11 @@ class BuildSubmission:
             logger.exception("could not queue build %s", build.id)
             fields = {"finished_at": utc_now(), "error": "The build could not be queued: try again"}
             await self.store.transition(
-                build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})
+                build.id,
+                build.deployment_id,
+                BuildStatus.FAILED,
+                fields,
+                expected=frozenset({BuildStatus.PENDING}),
             )
             raise falcon.HTTPServiceUnavailable(
                 description="The build queue is unavailable: try again"

@@ -34,7 +34,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def lookup(token: str) -> Call[Principal | None]:
+def authenticate(token: str) -> Call[Principal | None]:
     """Who a token belongs to; None for a token never issued or revoked."""
     digest = token_hash(token)
 

@@ -54,7 +54,11 @@ class CancelResource:
             if build.status == BuildStatus.PENDING:
                 fields = {"finished_at": utc_now(), "error": f"cancelled by {who} before it started"}
                 result = await self.store.transition(
-                    build, BuildStatus.CANCELLED, fields, expected=frozenset({BuildStatus.PENDING})
+                    build.id,
+                    build.deployment_id,
+                    BuildStatus.CANCELLED,
+                    fields,
+                    expected=frozenset({BuildStatus.PENDING}),
                 )
                 if result.ok:
                     break

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -49,63 +49,69 @@ def flat_hash(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-class SyncRunner:
+def _steps(operation: Operation[T]) -> Steps[T]:
+    """The operation as steps: a lone call is one step."""
+    if isinstance(operation, Call):
+        return (yield operation)
+    return (yield from operation)
+
+
+class _Runner:
+    """What both runners share: the request a call makes, and the operations of `operations`
+    (in a subclass, an adapter) run as methods of their names."""
+
+    operations: ClassVar[tuple[Callable[..., Operation[Any]], ...]] = ()
+    _by_name: ClassVar[dict[str, Callable[..., Operation[Any]]]] = {}
+
+    def __init_subclass__(cls) -> None:
+        cls._by_name = {operation.__name__: operation for operation in cls.operations}
+
+    def __init__(self, client: redis.Redis | aioredis.Redis) -> None:
+        self.redis = client
+        self._scripts: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        try:
+            operation = self._by_name[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return lambda *args, **kwargs: self.run(operation(*args, **kwargs))
+
+    def _request(self, call: Call[Any]) -> Any:
+        """Sends the call: its script, or its commands in one pipeline (a MULTI/EXEC transaction
+        when there are several) whose reply is the list of theirs. Returns the reply, or on the
+        asyncio client an awaitable of it."""
+        if call.script is not None:
+            if call.script not in self._scripts:
+                self._scripts[call.script] = self.redis.register_script(call.script)
+            return self._scripts[call.script](keys=call.keys, args=call.args)
+        pipe = self.redis.pipeline(transaction=len(call.commands) > 1)
+        for command in call.commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
+
+
+class SyncRunner(_Runner):
     """Runs operations on a blocking client (worker, CLI)."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.redis = client
-        self._scripts: dict[str, Any] = {}
-
     def run(self, operation: Operation[T]) -> T:
-        if isinstance(operation, Call):
-            return self._round_trip(operation)
-        reply = None
+        steps, reply = _steps(operation), None
         while True:
             try:
-                call = operation.send(reply)
+                call = steps.send(reply)
             except StopIteration as done:
                 return done.value
-            reply = self._round_trip(call)
-
-    def _round_trip(self, call: Call[T]) -> T:
-        if call.script is not None:
-            if call.script not in self._scripts:
-                self._scripts[call.script] = self.redis.register_script(call.script)
-            return call.parse(self._scripts[call.script](keys=call.keys, args=call.args))
-        if len(call.commands) == 1:
-            return call.parse([self.redis.execute_command(*call.commands[0])])
-        with self.redis.pipeline(transaction=True) as pipe:
-            for command in call.commands:
-                pipe.execute_command(*command)
-            return call.parse(pipe.execute())
+            reply = call.parse(self._request(call))
 
 
-class AsyncRunner:
+class AsyncRunner(_Runner):
     """Runs operations on an asyncio client (API)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.redis = client
-        self._scripts: dict[str, Any] = {}
-
     async def run(self, operation: Operation[T]) -> T:
-        if isinstance(operation, Call):
-            return await self._round_trip(operation)
-        reply = None
+        steps, reply = _steps(operation), None
         while True:
             try:
-                call = operation.send(reply)
+                call = steps.send(reply)
             except StopIteration as done:
                 return done.value
-            reply = await self._round_trip(call)
-
-    async def _round_trip(self, call: Call[T]) -> T:
-        if call.script is not None:
-            if call.script not in self._scripts:
-                self._scripts[call.script] = self.redis.register_script(call.script)
-            return call.parse(await self._scripts[call.script](keys=call.keys, args=call.args))
-        if len(call.commands) == 1:
-            return call.parse([await self.redis.execute_command(*call.commands[0])])
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for command in call.commands:
-                pipe.execute_command(*command)
-            return call.parse(await pipe.execute())
+            reply = call.parse(await self._request(call))
