@@ -105,15 +105,13 @@ def list_builds(
     )
 
 
+# Why TRANSITION refused, by its reply code (1: moved).
+_REFUSALS = {-1: "not_found", -2: "fenced", 0: "invalid_transition"}
+
+
 def _parse_transition(raw: list[Any]) -> TransitionResult:
-    code, previous = int(raw[0]), text(raw[1])
-    if code == 1:
-        return TransitionResult(True, previous)
-    if code == -1:
-        return TransitionResult(False, None, "not_found")
-    if code == -2:
-        return TransitionResult(False, previous, "fenced")
-    return TransitionResult(False, previous, "invalid_transition")
+    code = int(raw[0])
+    return TransitionResult(code == 1, text(raw[1]) or None, _REFUSALS.get(code, ""))
 
 
 def transition(
