@@ -88,8 +88,9 @@ class BuildSubmission:
         except Exception:
             logger.exception("could not queue build %s", build.id)
             fields = {"finished_at": utc_now(), "error": "The build could not be queued: try again"}
+            pending = frozenset({BuildStatus.PENDING})
             await self.store.transition(
-                build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})
+                build.id, build.deployment_id, BuildStatus.FAILED, fields, expected=pending
             )
             raise falcon.HTTPServiceUnavailable(
                 description="The build queue is unavailable: try again"

@@ -25,16 +25,12 @@ class Principal:
     token_name: str
 
 
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
 def token_hash(token: str) -> str:
     """Tokens are high-entropy, so a plain SHA-256 is enough (no password-style stretching)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def lookup(token: str) -> Call[Principal | None]:
+def authenticate(token: str) -> Call[Principal | None]:
     """Who a token belongs to; None for a token never issued or revoked."""
     digest = token_hash(token)
 
@@ -52,7 +48,7 @@ def lookup(token: str) -> Call[Principal | None]:
 
 def create_token(client: redis.Redis, tenant: str, name: str) -> str:
     """Stores a new token's hash and returns the token itself, which is never stored."""
-    token = new_token()
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     digest = token_hash(token)
     record = {
         fields.TOKEN_HASH: digest,

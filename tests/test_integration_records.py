@@ -12,7 +12,7 @@ from api.store import RecordStore
 from common import tokens
 from common.contract import public_build
 from common.models import Build, BuildStatus, Deployment, utc_now
-from common.records import builds, deployments, fields, keys
+from common.records import builds, deployments, fields
 from common.records.call import SyncRunner
 
 END_OF_COUNT = "end-of-count"
@@ -50,42 +50,42 @@ def new_build(deployment: Deployment) -> Build:
 
 @pytest.fixture
 def deployment(run) -> Deployment:
-    return run(deployments.create(new_deployment(f"t-{uuid.uuid4().hex[:12]}")))
+    return run(deployments.create_deployment(new_deployment(f"t-{uuid.uuid4().hex[:12]}")))
 
 
 def test_builds_are_numbered_and_paged_newest_first_below_the_cursor(run, deployment):
-    created = [run(builds.create(new_build(deployment))) for _ in range(5)]
+    created = [run(builds.create_build(new_build(deployment))) for _ in range(5)]
     assert [b.number for b in created] == [1, 2, 3, 4, 5]
-    first, cursor = run(builds.page(deployment.tenant, deployment.id, None, 2, None))
+    first, cursor = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, None))
     assert [b.number for b in first] == [5, 4] and cursor == 4
-    second, cursor = run(builds.page(deployment.tenant, deployment.id, None, 2, cursor))
-    third, cursor = run(builds.page(deployment.tenant, deployment.id, None, 2, cursor))
+    second, cursor = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, cursor))
+    third, cursor = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, cursor))
     assert [b.number for b in second + third] == [3, 2, 1] and cursor is None
     assert third[0] == public_build(run(builds.load(created[0].id)))
 
 
 def test_a_page_of_builds_is_read_only_for_the_tenant_that_owns_the_deployment(run, deployment):
-    run(builds.create(new_build(deployment)))
-    assert run(builds.page("another-tenant", deployment.id, None, 10, None)) is None
-    assert run(builds.page(deployment.tenant, str(uuid.uuid4()), None, 10, None)) is None
-    page, _ = run(builds.page(deployment.tenant, deployment.id, None, 10, None))
+    run(builds.create_build(new_build(deployment)))
+    assert run(builds.list_builds("another-tenant", deployment.id, None, 10, None)) is None
+    assert run(builds.list_builds(deployment.tenant, str(uuid.uuid4()), None, 10, None)) is None
+    page, _ = run(builds.list_builds(deployment.tenant, deployment.id, None, 10, None))
     assert len(page) == 1
 
 
 def test_a_page_of_one_status_lists_only_builds_in_it(run, deployment):
-    older, newer = (run(builds.create(new_build(deployment))) for _ in range(2))
+    older, newer = (run(builds.create_build(new_build(deployment))) for _ in range(2))
     assert run(builds.transition(older.id, deployment.id, BuildStatus.CANCELLED)).ok
-    cancelled, _ = run(builds.page(deployment.tenant, deployment.id, BuildStatus.CANCELLED, 10, None))
-    pending, _ = run(builds.page(deployment.tenant, deployment.id, BuildStatus.PENDING, 10, None))
+    cancelled, _ = run(builds.list_builds(deployment.tenant, deployment.id, BuildStatus.CANCELLED, 10, None))
+    pending, _ = run(builds.list_builds(deployment.tenant, deployment.id, BuildStatus.PENDING, 10, None))
     assert [b.id for b in cancelled] == [older.id] and [b.id for b in pending] == [newer.id]
 
 
 def test_deployments_are_paged_with_the_status_of_their_latest_build(run):
     tenant = f"t-{uuid.uuid4().hex[:12]}"
-    never_built, built = (run(deployments.create(new_deployment(tenant))) for _ in range(2))
-    build = run(builds.create(new_build(built)))
+    never_built, built = (run(deployments.create_deployment(new_deployment(tenant))) for _ in range(2))
+    build = run(builds.create_build(new_build(built)))
     run(builds.transition(build.id, built.id, BuildStatus.BUILDING))
-    page, cursor = run(deployments.page(tenant, 10, None))
+    page, cursor = run(deployments.list_deployments(tenant, 10, None))
     assert [(d.id, status) for d, status in page] == [(built.id, "building"), (never_built.id, "created")]
     assert page[0][0].latest_build_id == build.id and cursor is None
 
@@ -94,45 +94,49 @@ def test_a_subdomain_belongs_to_one_deployment(run, deployment):
     taken = new_deployment("another-tenant")
     taken.subdomain = deployment.subdomain
     with pytest.raises(deployments.SubdomainTaken):
-        run(deployments.create(taken))
-    assert run(deployments.load(taken.id)) is None
+        run(deployments.create_deployment(taken))
+    assert run(deployments.get_any_deployment(taken.id)) is None
 
 
 def test_a_deployment_with_an_active_build_is_kept_and_an_idle_one_goes_whole(run, redis_client, deployment):
-    build = run(builds.create(new_build(deployment)))
+    build = run(builds.create_build(new_build(deployment)))
     with pytest.raises(deployments.ActiveBuilds):
-        run(deployments.delete(deployment))
+        run(deployments.delete_deployment(deployment))
     run(builds.transition(build.id, deployment.id, BuildStatus.CANCELLED))
-    run(deployments.delete(deployment))
-    assert run(deployments.load(deployment.id)) is None and run(builds.load(build.id)) is None
+    run(deployments.delete_deployment(deployment))
+    assert run(deployments.get_any_deployment(deployment.id)) is None and run(builds.load(build.id)) is None
     left = redis_client.keys(f"*{deployment.id}*") + redis_client.keys(f"*{deployment.subdomain}*")
     assert left == []
 
 
-def test_a_one_shot_key_returns_the_build_recorded_first(run):
-    name = keys.idempotency("t", str(uuid.uuid4()), "key")
-    assert run(deployments.claim_once(name, "first")) is None
-    assert run(deployments.claim_once(name, "second")) == "first"
-    run(deployments.forget(name))
-    assert run(deployments.claim_once(name, "third")) is None
+def test_a_one_shot_key_returns_the_build_recorded_first(run, deployment):
+    delivery = str(uuid.uuid4())
+    assert run(deployments.claim_webhook_delivery(deployment, "github", delivery, "first")) is None
+    assert run(deployments.claim_webhook_delivery(deployment, "github", delivery, "second")) == "first"
+    run(deployments.release_webhook_delivery(deployment, "github", delivery))
+    assert run(deployments.claim_webhook_delivery(deployment, "github", delivery, "third")) is None
+    assert run(deployments.claim_idempotency_key(deployment, delivery, "fourth")) is None
+    assert run(deployments.claim_idempotency_key(deployment, delivery, "fifth")) == "fourth"
 
 
 def test_a_token_is_looked_up_by_its_hash_listed_and_revoked(run, redis_client):
     tenant = f"t-{uuid.uuid4().hex[:12]}"
     token = tokens.create_token(redis_client, tenant, "ci")
-    assert run(tokens.lookup(token)) == tokens.Principal(tenant, "ci")
-    assert run(tokens.lookup(token + "x")) is None
+    assert run(tokens.authenticate(token)) == tokens.Principal(tenant, "ci")
+    assert run(tokens.authenticate(token + "x")) is None
     [row] = [row for row in tokens.list_tokens(redis_client) if row[fields.TOKEN_TENANT] == tenant]
     assert row[fields.TOKEN_HASH] == tokens.token_hash(token) and token not in row.values()
     assert tokens.revoke_token(redis_client, token)
     assert not tokens.revoke_token(redis_client, token)
-    assert run(tokens.lookup(token)) is None
+    assert run(tokens.authenticate(token)) is None
     assert tenant not in [row[fields.TOKEN_TENANT] for row in tokens.list_tokens(redis_client)]
 
 
 def test_the_field_names_are_those_of_the_records():
-    assert set(fields.BUILD_FIELDS) <= set(Build.__dataclass_fields__)
-    assert set(fields.DEPLOYMENT_FIELDS) <= set(Deployment.__dataclass_fields__)
+    names = {
+        value for name, value in vars(fields).items() if name.isupper() and not name.startswith("TOKEN_")
+    }
+    assert names <= set(Build.__dataclass_fields__) | set(Deployment.__dataclass_fields__)
 
 
 def commands_sent(redis_client, client_port: int, action) -> list[str]:
@@ -162,9 +166,9 @@ def commands_sent(redis_client, client_port: int, action) -> list[str]:
 @pytest.mark.parametrize("listing", ["builds", "deployments"])
 def test_the_api_reads_a_page_in_one_round_trip(config, redis_client, listing):
     run = SyncRunner(redis_client).run
-    deployment = run(deployments.create(new_deployment(f"t-{uuid.uuid4().hex[:12]}")))
+    deployment = run(deployments.create_deployment(new_deployment(f"t-{uuid.uuid4().hex[:12]}")))
     for _ in range(60):
-        run(builds.create(new_build(deployment)))
+        run(builds.create_build(new_build(deployment)))
     loop = asyncio.new_event_loop()
     client = aioredis.Redis.from_url(config.redis_url, single_connection_client=True)
     store = RecordStore(client)

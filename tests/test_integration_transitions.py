@@ -10,17 +10,26 @@ import pytest
 
 from common.models import Build, BuildStatus, utc_now
 from common.records import builds, fields, keys
+from common.records.builds import Claim, LostClaim
 from common.records.call import SyncRunner
-from worker.records import BuildRecords, Claim, LostClaim
+from worker.records import BuildRecords
+
+LEASE_S = 30
 
 
 @pytest.fixture
 def records(redis_client):
-    return BuildRecords(redis_client, lease_ttl_s=30)
+    return BuildRecords(redis_client)
 
 
 def claim(records: BuildRecords, build: Build, worker: str = "w", **options) -> Claim:
-    settings = {"max_attempts": 3, "one_per_deployment": False, "queue_deadline_s": 3600, **options}
+    settings = {
+        "lease_s": LEASE_S,
+        "max_attempts": 3,
+        "one_per_deployment": False,
+        "queue_deadline_s": 3600,
+        **options,
+    }
     return records.claim(records.load(build.id), worker, **settings)
 
 
@@ -110,7 +119,7 @@ def test_two_workers_racing_to_claim_a_build_get_exactly_one_winner(records, mak
         def race(n: int, build=build, barrier=barrier, winners=winners):
             mine = records.load(build.id)
             barrier.wait()
-            if records.claim(mine, f"worker-{n}", 3, False, 3600).outcome == "claimed":
+            if records.claim(mine, f"worker-{n}", LEASE_S, 3, False, 3600).outcome == "claimed":
                 winners.append(n)
 
         threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
@@ -129,7 +138,7 @@ def test_cancel_racing_a_claim_leaves_one_consistent_outcome(redis_client, recor
         def take(build=build, barrier=barrier, outcome=outcome):
             mine = records.load(build.id)
             barrier.wait()
-            outcome["claimed"] = records.claim(mine, "w", 3, False, 3600).outcome == "claimed"
+            outcome["claimed"] = records.claim(mine, "w", LEASE_S, 3, False, 3600).outcome == "claimed"
 
         def cancel(build=build, barrier=barrier, outcome=outcome):
             barrier.wait()
@@ -183,7 +192,7 @@ def test_a_build_whose_lease_expired_is_taken_over_under_the_next_attempt(redis_
     taken = claim(records, build, "second")
     assert (taken.outcome, taken.attempt, taken.took_over_from) == ("claimed", 2, "first")
     # The first worker can neither renew its lease nor write any more.
-    assert not records.renew(first)
+    assert not records.renew(first, LEASE_S)
     assert not records.finish(first, BuildStatus.SUCCESS)
     assert records.load(build.id).started_at == first.started_at
 
@@ -219,6 +228,6 @@ def test_a_reaper_seizing_a_build_fences_out_its_lost_worker(records, make_build
     lost = records.load(build.id)
     reaper_view = records.load(build.id)
     assert records.seize(reaper_view, "reaper")
-    assert not records.renew(lost)
+    assert not records.renew(lost, LEASE_S)
     with pytest.raises(LostClaim):
         records.update(lost, error="late")

@@ -33,7 +33,7 @@ class WorkerContext:
     shutdown_deadline: float | None = None
 
     def __post_init__(self) -> None:
-        self.records = BuildRecords(self.redis, self.config.lease_ttl_s)
+        self.records = BuildRecords(self.redis)
 
     def docker(self) -> AbortableAPIClient:
         """A client per build: aborting one build's stream must not touch another's."""

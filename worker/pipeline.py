@@ -13,12 +13,12 @@ import redis
 
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, image_tag, utc_now
+from common.records.builds import LostClaim
 from worker import metrics
 from worker.context import WorkerContext
 from worker.docker_build import DockerError, build_image, push_image
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
-from worker.records import LostClaim
 from worker.source import SourceError, fetch_source
 
 logger = logging.getLogger("buildfarm.worker")
@@ -65,7 +65,7 @@ class _Watcher(threading.Thread):
             now = time.monotonic()
             try:
                 if now >= next_renewal:
-                    if not self.ctx.records.renew(self.build):
+                    if not self.ctx.records.renew(self.build, ttl):
                         self._stop(Stop("another attempt owns the build now"))
                         return
                     renewed, next_renewal = now, now + ttl / 3
@@ -105,7 +105,12 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         return  # deleted, or over: a redelivered message
     bind_build(build.id, build.deployment_id)
     claim = ctx.records.claim(
-        build, ctx.worker_id, config.max_attempts, config.one_build_per_deployment, config.queue_deadline_s
+        build,
+        ctx.worker_id,
+        config.lease_ttl_s,
+        config.max_attempts,
+        config.one_build_per_deployment,
+        config.queue_deadline_s,
     )
     if claim.outcome == "busy":
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
@@ -219,6 +224,7 @@ def expire(ctx: WorkerContext, build: Build) -> None:
     """Fails a build that waited in the queue past the deadline, without running it."""
     deadline = ctx.config.queue_deadline_s
     fields = {"finished_at": utc_now(), "error": f"Expired: waited in the queue for more than {deadline} s"}
-    if ctx.records.move(build, BuildStatus.FAILED, fields, expected=frozenset({BuildStatus.PENDING})).ok:
+    pending = frozenset({BuildStatus.PENDING})
+    if ctx.records.transition(build.id, build.deployment_id, BuildStatus.FAILED, fields, expected=pending).ok:
         logger.info("build %s expired in the queue", build.id)
         metrics.build_ended(BuildStatus.FAILED)

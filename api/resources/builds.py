@@ -53,8 +53,9 @@ class CancelResource:
                 raise conflict(f"Build already finished with status '{build.status}'")
             if build.status == BuildStatus.PENDING:
                 fields = {"finished_at": utc_now(), "error": f"cancelled by {who} before it started"}
+                pending = frozenset({BuildStatus.PENDING})
                 result = await self.store.transition(
-                    build, BuildStatus.CANCELLED, fields, expected=frozenset({BuildStatus.PENDING})
+                    build.id, build.deployment_id, BuildStatus.CANCELLED, fields, expected=pending
                 )
                 if result.ok:
                     break

@@ -3,13 +3,20 @@ claim under a lease, and the writes fenced by the claim's attempt number."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from common import contract
 from common.models import ALLOWED_TRANSITIONS, Build, BuildStatus, LogState, utc_now
 from common.records import fields, keys, scripts
 from common.records.call import Call, Steps, first, pairs, text
+
+T = TypeVar("T")
+
+
+class LostClaim(Exception):
+    """Raised when a worker's write is refused because another attempt now owns the build."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,13 @@ def load(build_id: str) -> Call[Build | None]:
     )
 
 
-def create(build: Build) -> Call[Build | None]:
+def get_build(deployment_id: str, build_id: str) -> Steps[Build | None]:
+    """The deployment's build; None if it is missing or another deployment's."""
+    build = yield load(build_id)
+    return build if build is not None and build.deployment_id == deployment_id else None
+
+
+def create_build(build: Build) -> Call[Build | None]:
     """Stores a new build numbered next in its deployment; None if the deployment is gone."""
     values = build.to_redis()
     del values[fields.NUMBER], values[fields.STATUS]
@@ -70,7 +83,7 @@ def page_args(before: int | None, limit: int) -> list[Any]:
     return [f"({before}" if before is not None else "+inf", limit]
 
 
-def page(
+def list_builds(
     tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
 ) -> Call[tuple[list[contract.Build], int | None] | None]:
     """One page of a deployment's builds as clients see them, newest first below the cursor,
@@ -92,15 +105,13 @@ def page(
     )
 
 
+# Why TRANSITION refused, by its reply code (1: moved).
+_REFUSALS = {-1: "not_found", -2: "fenced", 0: "invalid_transition"}
+
+
 def _parse_transition(raw: list[Any]) -> TransitionResult:
-    code, previous = int(raw[0]), text(raw[1])
-    if code == 1:
-        return TransitionResult(True, previous)
-    if code == -1:
-        return TransitionResult(False, None, "not_found")
-    if code == -2:
-        return TransitionResult(False, previous, "fenced")
-    return TransitionResult(False, previous, "invalid_transition")
+    code = int(raw[0])
+    return TransitionResult(code == 1, text(raw[1]) or None, _REFUSALS.get(code, ""))
 
 
 def transition(
@@ -126,10 +137,10 @@ def transition(
 def claim(
     build: Build,
     worker_id: str,
-    lease_ms: int,
+    lease_s: float,
     max_attempts: int,
     one_per_deployment: bool,
-    queue_deadline_ms: int,
+    queue_deadline_s: float,
 ) -> Call[Claim]:
     """Claims the build under a new attempt number and a fresh lease; on success `build`
     shows the claim."""
@@ -150,25 +161,69 @@ def claim(
         keys=status_keys(build.id, build.deployment_id),
         args=[
             worker_id,
-            lease_ms,
+            int(lease_s * 1000),
             max_attempts,
             "1" if one_per_deployment else "0",
-            queue_deadline_ms,
+            int(queue_deadline_s * 1000),
             keys.BUILD_PREFIX,
             utc_now(),
         ],
     )
 
 
-def renew(build: Build, lease_ms: int) -> Call[bool]:
+def renew(build: Build, lease_s: float) -> Call[bool]:
     """Extends the lease; False once another attempt owns the build or it has ended."""
-    return Call(bool, script=scripts.RENEW, keys=[keys.build(build.id)], args=[str(build.attempt), lease_ms])
+    args = [str(build.attempt), int(lease_s * 1000)]
+    return Call(bool, script=scripts.RENEW, keys=[keys.build(build.id)], args=args)
 
 
-def fenced_set(build: Build, values: dict[str, str]) -> Call[bool]:
-    """Sets fields while the build's attempt is still `build.attempt`; False otherwise."""
+def _fenced_set(build: Build, values: dict[str, str], parse: Callable[[int], T]) -> Call[T]:
+    """Sets fields while the build's attempt is still `build.attempt`; `parse` gets 0 otherwise."""
     args = [str(build.attempt), *pairs(values)]
-    return Call(bool, script=scripts.FENCED_HSET, keys=[keys.build(build.id)], args=args)
+    return Call(parse, script=scripts.FENCED_HSET, keys=[keys.build(build.id)], args=args)
+
+
+def release(build: Build) -> Call[bool]:
+    """Ends the lease now, so that the next delivery takes the build over."""
+    return _fenced_set(build, {fields.LEASE_EXPIRES_MS: "0"}, bool)
+
+
+def seize(build: Build, worker_id: str) -> Call[bool]:
+    """Takes the build from its current attempt without running it (to end it)."""
+
+    def parse(written: int) -> bool:
+        if written:
+            build.attempt, build.worker = build.attempt + 1, worker_id
+        return bool(written)
+
+    return _fenced_set(build, {fields.ATTEMPT: str(build.attempt + 1), fields.WORKER: worker_id}, parse)
+
+
+def update(build: Build, **values: str) -> Call[None]:
+    """Sets fields of the build under its claim, and on `build`."""
+
+    def parse(written: int) -> None:
+        if not written:
+            raise LostClaim(build.id)
+        for name, value in values.items():
+            setattr(build, name, value)
+
+    return _fenced_set(build, values, parse)
+
+
+def finish(build: Build, status: BuildStatus, **values: str) -> Steps[bool]:
+    """building → a terminal status under the build's claim; False if the build already ended
+    or the claim was lost."""
+    values[fields.FINISHED_AT] = utc_now()
+    building = frozenset({BuildStatus.BUILDING})
+    result = yield transition(
+        build.id, build.deployment_id, status, values, expected=building, attempt=build.attempt
+    )
+    if result.ok:
+        build.status = status.value
+        for name, value in values.items():
+            setattr(build, name, value)
+    return result.ok
 
 
 def append_log(build_id: str, attempt: int, field: bytes, entries: list[tuple[str, str]]) -> Call[bool]:
@@ -185,6 +240,7 @@ def append_log(build_id: str, attempt: int, field: bytes, entries: list[tuple[st
 
 
 def request_cancel(build: Build, requested_by: str) -> Call[None]:
+    """Flags a running build; its worker sees the flag within a second and stops it."""
     return Call(
         lambda _: None, commands=[("HSET", keys.build(build.id), fields.CANCEL_REQUESTED_BY, requested_by)]
     )
@@ -207,6 +263,6 @@ def supersede_queued(newer: Build) -> Steps[None]:
         yield transition(raw.decode(), newer.deployment_id, BuildStatus.CANCELLED, values, expected=pending)
 
 
-def redis_now_ms() -> Call[int]:
+def now_ms() -> Call[int]:
     """The Redis clock, which every host shares, in milliseconds."""
     return Call(lambda replies: replies[0][0] * 1000 + replies[0][1] // 1000, commands=[("TIME",)])

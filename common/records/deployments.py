@@ -23,7 +23,7 @@ class ActiveBuilds(Exception):
     """Raised when a deployment cannot be deleted because builds of it are queued or running."""
 
 
-def create(deployment: Deployment) -> Call[Deployment]:
+def create_deployment(deployment: Deployment) -> Call[Deployment]:
     def parse(created: int) -> Deployment:
         if not created:
             raise SubdomainTaken(deployment.subdomain)
@@ -42,11 +42,18 @@ def create(deployment: Deployment) -> Call[Deployment]:
     )
 
 
-def load(deployment_id: str) -> Call[Deployment | None]:
+def get_any_deployment(deployment_id: str) -> Call[Deployment | None]:
+    """A deployment whatever its tenant: for webhooks, which prove themselves by its secret."""
     return Call(
         lambda replies: Deployment.from_redis(replies[0]) if replies[0] else None,
         commands=[("HGETALL", keys.deployment(deployment_id))],
     )
+
+
+def get_deployment(tenant: str, deployment_id: str) -> Steps[Deployment | None]:
+    """The tenant's deployment; another tenant's is answered exactly like a missing one."""
+    deployment = yield get_any_deployment(deployment_id)
+    return deployment if deployment is not None and deployment.tenant == tenant else None
 
 
 def set_webhook_secret(deployment_id: str, secret: str) -> Call[bool]:
@@ -71,7 +78,7 @@ def record_upload(deployment_id: str, sha256: str, size: int, has_dockerfile: bo
     return Call(lambda _: None, commands=[("HSET", keys.deployment(deployment_id), *pairs(values))])
 
 
-def page(
+def list_deployments(
     tenant: str, limit: int, before: int | None
 ) -> Call[tuple[list[tuple[Deployment, str]], int | None]]:
     """One page of a tenant's deployments, newest first below the cursor, each with its
@@ -94,7 +101,7 @@ def page(
     )
 
 
-def statuses(deployments: list[Deployment]) -> Call[list[str]]:
+def deployment_statuses(deployments: list[Deployment]) -> Call[list[str]]:
     """Each deployment's status: its latest build's status, or "created"."""
     return Call(
         lambda replies: [text(status) or DEPLOYMENT_CREATED for status in replies],
@@ -102,7 +109,7 @@ def statuses(deployments: list[Deployment]) -> Call[list[str]]:
     )
 
 
-def delete(deployment: Deployment) -> Steps[None]:
+def delete_deployment(deployment: Deployment) -> Steps[None]:
     """Deletes the deployment with its builds and logs, unless builds of it are active."""
     by_status = keys.deployment_builds_by_status(deployment.id)
     active = yield Call(
@@ -129,7 +136,7 @@ def delete(deployment: Deployment) -> Steps[None]:
     yield Call(lambda _: None, commands=[("DEL", *by_status, keys.deployment_build_seq(deployment.id))])
 
 
-def claim_once(name: str, build_id: str) -> Call[str | None]:
+def _claim_once(name: str, build_id: str) -> Call[str | None]:
     """Records `build_id` under a one-shot key (24 h); returns the build id recorded earlier, if any."""
     return Call(
         lambda replies: None if replies[0] else text(replies[1]),
@@ -137,5 +144,20 @@ def claim_once(name: str, build_id: str) -> Call[str | None]:
     )
 
 
-def forget(name: str) -> Call[None]:
-    return Call(lambda _: None, commands=[("DEL", name)])
+def claim_idempotency_key(deployment: Deployment, key: str, build_id: str) -> Call[str | None]:
+    """The build recorded earlier for a deploy request's Idempotency-Key, if any, else records `build_id`."""
+    return _claim_once(keys.idempotency(deployment.tenant, deployment.id, key), build_id)
+
+
+def claim_webhook_delivery(
+    deployment: Deployment, provider: str, delivery_id: str, build_id: str
+) -> Call[str | None]:
+    """Like claim_idempotency_key, for a webhook delivery id: a redelivery gets the same build."""
+    return _claim_once(keys.webhook_delivery(deployment.id, provider, delivery_id), build_id)
+
+
+def release_webhook_delivery(deployment: Deployment, provider: str, delivery_id: str) -> Call[None]:
+    """Forgets a delivery whose build could not be queued, so that a redelivery tries again."""
+    return Call(
+        lambda _: None, commands=[("DEL", keys.webhook_delivery(deployment.id, provider, delivery_id))]
+    )

@@ -72,8 +72,7 @@ def log_archive_done() -> str:
 
 
 def cleanup_lock(job: str, scope: str) -> str:
-    """String: taken by the one worker running a cleanup job (log retention, Docker pruning)
-    for a scope, for one cleanup interval."""
+    """String: held by the one worker running a cleanup job for a scope, for one interval."""
     return f"{PREFIX}cleanup:{job}:{scope}"
 
 
@@ -83,8 +82,7 @@ def log_archive_lock(build_id: str) -> str:
 
 
 def active_builds(status: str) -> str:
-    """Sorted set: farm-wide ids of the builds in a non-terminal status, scored by the time
-    (ms) they entered it; the reaper scans these."""
+    """Sorted set: farm-wide ids of the builds in a non-terminal status, by entry time (ms)."""
     return f"{PREFIX}active:{status}"
 
 
