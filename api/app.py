@@ -16,7 +16,7 @@ from api.auth import API_PREFIX, AuthMiddleware
 from api.errors import serialize_error
 from api.logreader import LogReader
 from api.metrics import MetricsMiddleware, MetricsResource
-from api.openapi import OpenApiResource
+from api.openapi import BUILD, DEPLOYMENT, WEBHOOKS, OpenApiResource
 from api.resources.builds import BuildsResource, CancelResource
 from api.resources.dashboard import DashboardResource
 from api.resources.deploy import DeployResource
@@ -34,10 +34,6 @@ from common.config import Config
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 from common.redis_clients import async_redis
 from common.s3 import create_s3, ensure_buckets
-
-DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
-BUILD = DEPLOYMENT + "/builds/{build_id}"
-WEBHOOKS = API_PREFIX + "/webhooks"
 
 
 class ConnectionsMiddleware:
