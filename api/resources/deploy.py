@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import functools
-import re
 
 import falcon
 
 from api.auth import principal
 from api.lookups import find_deployment
 from api.store import RecordStore
-from api.submission import BuildSubmission
-from api.validation import read_json
+from api.submission import BuildSubmission, render_queued
+from api.validation import check_request_key, read_json
 from common.config import Config
-from common.contract import DeployRequest, public_build
-
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+from common.contract import DeployRequest
 
 
 class DeployResource:
@@ -30,12 +27,7 @@ class DeployResource:
         claim = None
         key = req.get_header("Idempotency-Key")
         if key is not None:
-            if not _IDEMPOTENCY_KEY.match(key):
-                raise falcon.HTTPBadRequest(
-                    description="Idempotency-Key must be 1-200 printable ASCII characters"
-                )
+            check_request_key("Idempotency-Key", key)
             claim = functools.partial(self.store.claim_idempotency_key, deployment, key)
         build = await self.submission.deploy(deployment, body.commit_sha, claim)
-        resp.status = falcon.HTTP_202
-        resp.location = f"{req.path.rsplit('/', 1)[0]}/builds/{build.id}"
-        resp.media = public_build(build)
+        render_queued(resp, build)

@@ -8,8 +8,7 @@ import falcon
 from api.auth import principal
 from api.lookups import find_build, find_deployment
 from api.store import RecordStore
-from api.submission import BuildSubmission
-from common.contract import public_build
+from api.submission import BuildSubmission, render_queued
 
 
 class RetryResource:
@@ -24,6 +23,4 @@ class RetryResource:
         deployment = await find_deployment(self.store, tenant, deployment_id)
         old = await find_build(self.store, tenant, deployment_id, build_id)
         build = await self.submission.retry(deployment, old)
-        resp.status = falcon.HTTP_202
-        resp.location = f"{req.path.rsplit('/', 2)[0]}/{build.id}"
-        resp.media = public_build(build)
+        render_queued(resp, build)
