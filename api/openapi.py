@@ -81,15 +81,14 @@ def _public(summary: str, responses: dict, **path_item: list) -> dict:
     return {**path_item, "get": {"summary": summary, "security": [], "responses": responses}}
 
 
+LINK = {"Link": {"description": '<url>; rel="next" when more items follow', "schema": STRING}}
+
+
 def _page(name: str) -> dict:
     return {
-        "200": {
-            "description": "A page",
-            "headers": {
-                "Link": {"description": '<url>; rel="next" when more items follow', "schema": STRING}
-            },
-            "content": _json({"type": "array", "items": _ref(name)}),
-        }
+        "description": "A page",
+        "headers": LINK,
+        "content": _json({"type": "array", "items": _ref(name)}),
     }
 
 
@@ -181,7 +180,7 @@ PATHS = {
     ),
     API_PREFIX + "/openapi.json": _public("This document", {"200": {"description": "OpenAPI 3"}}),
     API_PREFIX + "/deployments": {
-        "get": _op("List deployments, newest first", _page("Deployment"), "400", params=PAGING),
+        "get": _op("List deployments, newest first", {"200": _page("Deployment")}, "400", params=PAGING),
         "post": _op(
             "Create a deployment (git or archive)",
             {"201": _returns("Created", "Deployment")},
@@ -222,7 +221,7 @@ PATHS = {
     DEPLOYMENT + "/builds": {
         "get": _op(
             "List builds, newest first",
-            _page("Build"),
+            {"200": _page("Build")},
             "400",
             params=[
                 *PAGING,

@@ -104,7 +104,7 @@ class _PushWebhook:
         # the same answer: nothing tells an unauthenticated caller which deployments exist.
         deployment = await self.store.get_any_deployment(deployment_id) if is_uuid(deployment_id) else None
         secret = deployment.webhook_secret if deployment is not None else None
-        if deployment is None or not secret or not self.verify(secret, raw, credential):
+        if not secret or not self.verify(secret, raw, credential):
             raise _unauthorized(f"{self.credential_header} does not match the deployment's webhook secret")
         return deployment
 
