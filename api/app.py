@@ -16,14 +16,12 @@ from api.auth import API_PREFIX, AuthMiddleware
 from api.errors import serialize_error
 from api.logreader import LogReader
 from api.metrics import MetricsMiddleware, MetricsResource
-from api.openapi import OpenApiResource
-from api.resources.builds import BuildsResource, CancelResource
+from api.openapi import BUILD, DEPLOYMENT, WEBHOOKS, OpenApiResource
+from api.resources.builds import BuildsResource
 from api.resources.dashboard import DashboardResource
-from api.resources.deploy import DeployResource
 from api.resources.deployments import DeploymentsResource
 from api.resources.health import HealthResource, ReadyResource
 from api.resources.logs import LogsResource
-from api.resources.retry import RetryResource
 from api.resources.uploads import UploadResource
 from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource, WebhookSecretResource
 from api.store import RecordStore
@@ -34,10 +32,6 @@ from common.config import Config
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 from common.redis_clients import async_redis
 from common.s3 import create_s3, ensure_buckets
-
-DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
-BUILD = DEPLOYMENT + "/builds/{build_id}"
-WEBHOOKS = API_PREFIX + "/webhooks"
 
 
 class ConnectionsMiddleware:
@@ -60,10 +54,10 @@ def routes(
     config: Config, redis: aioredis.Redis, s3, broker, store: RecordStore
 ) -> list[tuple[str, object, str | None]]:
     """Every route as (template, resource, suffix); the OpenAPI test walks this same list."""
-    deployments = DeploymentsResource(config, store)
-    builds = BuildsResource(store)
-    logs = LogsResource(store, LogReader(config, redis, s3))
     submission = BuildSubmission(config, store, broker)
+    deployments = DeploymentsResource(config, store, submission)
+    builds = BuildsResource(store, submission)
+    logs = LogsResource(store, LogReader(config, redis, s3))
     dashboard = DashboardResource()
     return [
         ("/", dashboard, None),
@@ -75,13 +69,13 @@ def routes(
         (API_PREFIX + "/deployments", deployments, None),
         (DEPLOYMENT, deployments, "item"),
         (DEPLOYMENT + "/upload", UploadResource(config, store, s3), None),
-        (DEPLOYMENT + "/deploy", DeployResource(config, store, submission), None),
+        (DEPLOYMENT + "/deploy", deployments, "deploy"),
         (DEPLOYMENT + "/builds", builds, None),
         (BUILD, builds, "item"),
         (BUILD + "/logs", logs, None),
         (BUILD + "/logs/stream", logs, "stream"),
-        (BUILD + "/cancel", CancelResource(store), None),
-        (BUILD + "/retry", RetryResource(store, submission), None),
+        (BUILD + "/cancel", builds, "cancel"),
+        (BUILD + "/retry", builds, "retry"),
         (DEPLOYMENT + "/webhook-secret", WebhookSecretResource(store), None),
         (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
@@ -111,5 +105,5 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.req_options.strip_url_path_trailing_slash = True
     for template, resource, suffix in routes(config, redis, s3, broker, store):
-        app.add_route(template, resource, suffix=suffix) if suffix else app.add_route(template, resource)
+        app.add_route(template, resource, suffix=suffix)
     return app

@@ -20,13 +20,9 @@ def _unauthorized(message: str) -> falcon.HTTPUnauthorized:
 
 
 def bearer_token(req: falcon.Request) -> str | None:
-    header = req.get_header("Authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
-    return None
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def subprotocol_token(req: falcon.Request) -> str | None:

@@ -23,14 +23,10 @@ ERROR_CODES = {
 }
 
 
-def error_body(status: int, message: str) -> Error:
-    return Error(ERROR_CODES.get(status, "error"), message)
-
-
 def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     status = falcon.http_status_to_code(exc.status)
     message = exc.description or (exc.title or "").split(" ", 1)[-1] or "Error"
-    resp.data = encode(error_body(status, message))
+    resp.data = encode(Error(ERROR_CODES.get(status, "error"), message))
     resp.content_type = falcon.MEDIA_JSON
 
 

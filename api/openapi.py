@@ -5,13 +5,22 @@ A test walks the app's routes and fails if a route or method is missing here.
 
 from __future__ import annotations
 
+import re
+
 import falcon
 import msgspec
 
+from api.auth import API_PREFIX
 from api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from common import contract
 
+# The route templates api/app.py serves.
+DEPLOYMENT = API_PREFIX + "/deployments/{deployment_id}"
+BUILD = DEPLOYMENT + "/builds/{build_id}"
+WEBHOOKS = API_PREFIX + "/webhooks"
+
 UUID = {"type": "string", "format": "uuid"}
+STRING = {"type": "string"}
 REF = "#/components/schemas/{name}"
 
 
@@ -23,42 +32,73 @@ def _json(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-def _error(description: str) -> dict:
-    return {"description": description, "content": _json(_ref("Error"))}
+def _returns(description: str, name: str) -> dict:
+    """A response whose body is the contract's Struct `name`."""
+    return {"description": description, "content": _json(_ref(name))}
+
+
+def _text(description: str, *media_types: str, **extra: dict) -> dict:
+    """A response whose body is text of one of `media_types`."""
+    return {"description": description, "content": {t: {"schema": STRING} for t in media_types}, **extra}
 
 
 ERRORS = {
-    "400": _error("Malformed request"),
-    "401": _error("Missing or invalid bearer token"),
-    "404": _error("Not found"),
-    "405": _error("Method not allowed"),
-    "409": _error("Conflict with the current state"),
-    "413": _error("Body too large"),
-    "415": _error("Unsupported media type"),
-    "422": _error("Invalid field"),
-    "500": _error("Internal error"),
-    "503": _error("A service the API needs is unavailable"),
+    "400": _returns("Malformed request", "Error"),
+    "401": _returns("Missing or invalid bearer token", "Error"),
+    "404": _returns("Not found", "Error"),
+    "405": _returns("Method not allowed", "Error"),
+    "409": _returns("Conflict with the current state", "Error"),
+    "413": _returns("Body too large", "Error"),
+    "415": _returns("Unsupported media type", "Error"),
+    "422": _returns("Invalid field", "Error"),
+    "500": _returns("Internal error", "Error"),
+    "503": _returns("A service the API needs is unavailable", "Error"),
 }
+# What reading any body can refuse (api/validation.py, uploads); a JSON body can also not fit its Struct.
+BODY_ERRORS = ("400", "413", "415")
+JSON_BODY_ERRORS = (*BODY_ERRORS, "422")
 
 
 def _op(summary: str, ok: dict, *errors: str, body: dict | None = None, params: list | None = None) -> dict:
-    responses = dict(ok)
-    for code in ("401", "404", *errors):
-        responses[code] = ERRORS[code]
-    op = {"summary": summary, "responses": responses}
+    """An operation behind the bearer token (401) on what may not exist (404)."""
+    op = {"summary": summary, "responses": dict(ok)}
     if body is not None:
         op["requestBody"] = body
+        errors += JSON_BODY_ERRORS if falcon.MEDIA_JSON in body["content"] else BODY_ERRORS
+    for code in ("401", "404", *errors):
+        op["responses"][code] = ERRORS[code]
     if params:
         op["parameters"] = params
     return op
 
 
-def _path_param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": UUID}
+def _json_body(name: str, required: bool = True) -> dict:
+    return {"required": required, "content": _json(_ref(name))}
+
+
+def _public(summary: str, responses: dict, **path_item: list) -> dict:
+    """A path whose GET needs no token."""
+    return {**path_item, "get": {"summary": summary, "security": [], "responses": responses}}
+
+
+LINK = {"Link": {"description": '<url>; rel="next" when more items follow', "schema": STRING}}
+
+
+def _page(name: str) -> dict:
+    return {
+        "description": "A page",
+        "headers": LINK,
+        "content": _json({"type": "array", "items": _ref(name)}),
+    }
 
 
 def _query(name: str, schema: dict, description: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _header(name: str, description: str, schema: dict | None = None, required: bool = False) -> dict:
+    schema = schema or {"type": "string", "maxLength": 200}
+    return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
 
 
 PAGING = [
@@ -69,227 +109,119 @@ PAGING = [
     ),
     _query("cursor", {"type": "integer", "minimum": 1}, "From the previous page's Link: rel=next"),
 ]
-DEPLOYMENT_ID = _path_param("deployment_id")
-BUILD_ID = _path_param("build_id")
-LIST_HEADERS = {
-    "Link": {"description": '<url>; rel="next" when more items follow', "schema": {"type": "string"}}
-}
 
 # The bodies, derived from the contract's Structs.
 _, SCHEMAS = msgspec.json.schema_components(contract.SCHEMAS, ref_template=REF)
 
+# The one body no Struct describes (api/resources/uploads.py).
+BINARY = {"type": "string", "format": "binary"}
+UPLOAD_FORM = {
+    "type": "object",
+    "required": ["archive"],
+    "properties": {"archive": BINARY, "dockerfile": BINARY},
+}
+
 DASHBOARD_HEADERS = {
     "Content-Security-Policy": {
         "description": "Only the page's own scripts, styles and API",
-        "schema": {"type": "string"},
+        "schema": STRING,
     }
 }
 
 
-def _header(name: str, description: str, schema: dict | None = None, required: bool = False) -> dict:
-    schema = schema or {"type": "string", "maxLength": 200}
-    return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
-
-
 def _webhook(summary: str, ok: dict, headers: list[dict]) -> dict:
     """A push webhook (docs/WEBHOOKS.md): no bearer token, the deployment's secret instead."""
+    acknowledged = {
+        "description": "A build of the pushed commit (a redelivery: the build it created), "
+        "or {status: ignored} for other events, branches, tags and branch deletions",
+        "content": _json({"anyOf": [_ref("Build"), _ref("WebhookAck")]}),
+    }
     op = _op(
-        summary,
-        {
-            **ok,
-            "202": {
-                "description": "A build of the pushed commit (a redelivery: the build it created), "
-                "or {status: ignored} for other events, branches, tags and branch deletions",
-                "content": _json({"anyOf": [_ref("Build"), _ref("WebhookAck")]}),
-            },
-        },
-        "400",
-        "409",
-        "413",
-        "415",
-        "422",
-        "503",
-        body={"required": True, "content": _json(_ref("PushPayload"))},
-        params=headers,
+        summary, {**ok, "202": acknowledged}, "409", "503", body=_json_body("PushPayload"), params=headers
     )
     op["security"] = []
-    op["responses"]["401"] = _error(
-        "Missing secret, or it does not match (also: unknown id, archive deployment)"
+    op["responses"]["401"] = _returns(
+        "Missing secret, or it does not match (also: unknown id, archive deployment)", "Error"
     )
     return op
 
 
+def _declare_path_ids(paths: dict) -> None:
+    """Declares each path's parameters as ids (UUIDs), unless the path declares its own."""
+    for path, item in paths.items():
+        if names := re.findall(r"{(\w+)}", path):
+            item.setdefault(
+                "parameters", [{"name": n, "in": "path", "required": True, "schema": UUID} for n in names]
+            )
+
+
 PATHS = {
-    "/": {
-        "get": {
-            "summary": "The web dashboard (its views are hash routes: #/deployments, …)",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "The page",
-                    "headers": DASHBOARD_HEADERS,
-                    "content": {"text/html": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    },
-    "/static/{name}": {
-        "parameters": [
-            {
-                "name": "name",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string"},
-                "example": "app.js",
-            }
-        ],
-        "get": {
-            "summary": "A file of the dashboard (script, style sheet, icon)",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "The file",
-                    "headers": DASHBOARD_HEADERS,
-                    "content": {
-                        "text/javascript": {"schema": {"type": "string"}},
-                        "text/css": {"schema": {"type": "string"}},
-                        "image/svg+xml": {"schema": {"type": "string"}},
-                    },
-                },
-                "404": ERRORS["404"],
-            },
+    "/": _public(
+        "The web dashboard (its views are hash routes: #/deployments, …)",
+        {"200": _text("The page", "text/html", headers=DASHBOARD_HEADERS)},
+    ),
+    "/static/{name}": _public(
+        "A file of the dashboard (script, style sheet, icon)",
+        {
+            "200": _text(
+                "The file", "text/javascript", "text/css", "image/svg+xml", headers=DASHBOARD_HEADERS
+            ),
+            "404": ERRORS["404"],
         },
-    },
-    "/healthz": {
-        "get": {"summary": "Process is up", "security": [], "responses": {"200": {"description": "OK"}}}
-    },
-    "/readyz": {
-        "get": {
-            "summary": "Redis and S3 reachable",
-            "security": [],
-            "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
-        }
-    },
-    "/metrics": {
-        "get": {
-            "summary": "Prometheus metrics (text format): HTTP requests by route, queue depth",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "The metrics of every API process",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    },
-    "/api/v1/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "security": [],
-            "responses": {"200": {"description": "OpenAPI 3"}},
-        }
-    },
-    "/api/v1/deployments": {
-        "get": _op(
-            "List deployments, newest first",
-            {
-                "200": {
-                    "description": "A page",
-                    "headers": LIST_HEADERS,
-                    "content": _json({"type": "array", "items": _ref("Deployment")}),
-                }
-            },
-            "400",
-            params=PAGING,
-        ),
+        parameters=[{"name": "name", "in": "path", "required": True, "schema": STRING, "example": "app.js"}],
+    ),
+    "/healthz": _public("Process is up", {"200": {"description": "OK"}}),
+    "/readyz": _public(
+        "Redis and S3 reachable", {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}
+    ),
+    "/metrics": _public(
+        "Prometheus metrics (text format): HTTP requests by route, queue depth",
+        {"200": _text("The metrics of every API process", "text/plain")},
+    ),
+    API_PREFIX + "/openapi.json": _public("This document", {"200": {"description": "OpenAPI 3"}}),
+    API_PREFIX + "/deployments": {
+        "get": _op("List deployments, newest first", {"200": _page("Deployment")}, "400", params=PAGING),
         "post": _op(
             "Create a deployment (git or archive)",
-            {"201": {"description": "Created", "content": _json(_ref("Deployment"))}},
-            "400",
+            {"201": _returns("Created", "Deployment")},
             "409",
-            "413",
-            "415",
-            "422",
-            body={"required": True, "content": _json(_ref("NewDeployment"))},
+            body=_json_body("NewDeployment"),
         ),
     },
-    "/api/v1/deployments/{deployment_id}": {
-        "parameters": [DEPLOYMENT_ID],
-        "get": _op(
-            "Get a deployment",
-            {"200": {"description": "The deployment", "content": _json(_ref("Deployment"))}},
-        ),
+    DEPLOYMENT: {
+        "get": _op("Get a deployment", {"200": _returns("The deployment", "Deployment")}),
         "delete": _op(
             "Delete a deployment with its builds; refused (409) while a build is pending or building",
             {"204": {"description": "Deleted"}},
             "409",
         ),
     },
-    "/api/v1/deployments/{deployment_id}/upload": {
-        "parameters": [DEPLOYMENT_ID],
+    DEPLOYMENT + "/upload": {
         "post": _op(
             "Upload the source archive (.tar.gz) and optionally an inline Dockerfile",
-            {
-                "200": {
-                    "description": "Stored",
-                    "content": _json(_ref("Upload")),
-                }
-            },
-            "400",
+            {"200": _returns("Stored", "Upload")},
             "409",
-            "413",
-            "415",
-            body={
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["archive"],
-                            "properties": {
-                                "archive": {"type": "string", "format": "binary"},
-                                "dockerfile": {"type": "string", "format": "binary"},
-                            },
-                        }
-                    }
-                },
-            },
+            body={"required": True, "content": {"multipart/form-data": {"schema": UPLOAD_FORM}}},
         ),
     },
-    "/api/v1/deployments/{deployment_id}/deploy": {
-        "parameters": [DEPLOYMENT_ID],
+    DEPLOYMENT + "/deploy": {
         "post": _op(
             "Trigger a build (git: branch tip or the given commit; archive: the last upload)",
-            {"202": {"description": "Queued", "content": _json(_ref("Build"))}},
-            "400",
+            {"202": _returns("Queued", "Build")},
             "409",
-            "413",
-            "415",
-            "422",
             "503",
-            body={"required": False, "content": _json(_ref("DeployRequest"))},
+            body=_json_body("DeployRequest", required=False),
             params=[
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "maxLength": 200},
-                    "description": "A retried request with the same key returns the same build (24 h)",
-                }
+                _header(
+                    "Idempotency-Key", "A retried request with the same key returns the same build (24 h)"
+                )
             ],
         ),
     },
-    "/api/v1/deployments/{deployment_id}/builds": {
-        "parameters": [DEPLOYMENT_ID],
+    DEPLOYMENT + "/builds": {
         "get": _op(
             "List builds, newest first",
-            {
-                "200": {
-                    "description": "A page",
-                    "headers": LIST_HEADERS,
-                    "content": _json({"type": "array", "items": _ref("Build")}),
-                }
-            },
+            {"200": _page("Build")},
             "400",
             params=[
                 *PAGING,
@@ -301,24 +233,14 @@ PATHS = {
             ],
         ),
     },
-    "/api/v1/deployments/{deployment_id}/builds/{build_id}": {
-        "parameters": [DEPLOYMENT_ID, BUILD_ID],
-        "get": _op("Get a build", {"200": {"description": "The build", "content": _json(_ref("Build"))}}),
-    },
-    "/api/v1/deployments/{deployment_id}/builds/{build_id}/logs": {
-        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+    BUILD: {"get": _op("Get a build", {"200": _returns("The build", "Build")})},
+    BUILD + "/logs": {
         "get": _op(
             "The build's log as plain text (live while building, archived afterwards)",
-            {
-                "200": {
-                    "description": "The docker build output",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
+            {"200": _text("The docker build output", "text/plain")},
         ),
     },
-    "/api/v1/deployments/{deployment_id}/builds/{build_id}/logs/stream": {
-        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+    BUILD + "/logs/stream": {
         "get": _op(
             "WebSocket: one text message per log line from the first (or after `after`), "
             "then live; closed with 1000 when the build ends. Auth: the Authorization header, "
@@ -328,45 +250,33 @@ PATHS = {
             params=[_query("after", {"type": "integer", "minimum": 0}, "Resume after this many lines")],
         ),
     },
-    "/api/v1/deployments/{deployment_id}/builds/{build_id}/retry": {
-        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+    BUILD + "/retry": {
         "post": _op(
             "Build exactly the same source again (same commit, or same archive and inline Dockerfile)",
-            {"202": {"description": "Queued", "content": _json(_ref("Build"))}},
+            {"202": _returns("Queued", "Build")},
             "409",
             "503",
         ),
     },
-    "/api/v1/deployments/{deployment_id}/builds/{build_id}/cancel": {
-        "parameters": [DEPLOYMENT_ID, BUILD_ID],
+    BUILD + "/cancel": {
         "post": _op(
             "Cancel a build: pending at once (200), building asked to stop (202)",
-            {
-                "200": {"description": "Cancelled", "content": _json(_ref("Build"))},
-                "202": {"description": "Stop requested", "content": _json(_ref("Build"))},
-            },
+            {"200": _returns("Cancelled", "Build"), "202": _returns("Stop requested", "Build")},
             "409",
         ),
     },
-    "/api/v1/deployments/{deployment_id}/webhook-secret": {
-        "parameters": [DEPLOYMENT_ID],
+    DEPLOYMENT + "/webhook-secret": {
         "post": _op(
             "Replace a git deployment's webhook secret; the new one is shown once, the old one "
             "stops working at once",
-            {
-                "200": {
-                    "description": "The new secret",
-                    "content": _json(_ref("WebhookSecret")),
-                }
-            },
+            {"200": _returns("The new secret", "WebhookSecret")},
             "409",
         ),
     },
-    "/api/v1/webhooks/github/{deployment_id}": {
-        "parameters": [DEPLOYMENT_ID],
+    WEBHOOKS + "/github/{deployment_id}": {
         "post": _webhook(
             "GitHub push webhook: a push to the deployment's branch builds the pushed commit",
-            {"200": {"description": "A ping, verified", "content": _json(_ref("WebhookAck"))}},
+            {"200": _returns("A ping, verified", "WebhookAck")},
             [
                 _header(
                     "X-Hub-Signature-256",
@@ -379,8 +289,7 @@ PATHS = {
             ],
         ),
     },
-    "/api/v1/webhooks/gitlab/{deployment_id}": {
-        "parameters": [DEPLOYMENT_ID],
+    WEBHOOKS + "/gitlab/{deployment_id}": {
         "post": _webhook(
             "GitLab push webhook: a push to the deployment's branch builds the pushed commit",
             {},
@@ -393,6 +302,7 @@ PATHS = {
         ),
     },
 }
+_declare_path_ids(PATHS)
 
 SPEC = {
     "openapi": "3.1.0",
@@ -407,7 +317,7 @@ SPEC = {
 }
 
 # Routes whose GET is a WebSocket handshake rather than an HTTP responder.
-WEBSOCKET_PATHS = frozenset({"/api/v1/deployments/{deployment_id}/builds/{build_id}/logs/stream"})
+WEBSOCKET_PATHS = frozenset({BUILD + "/logs/stream"})
 
 
 class OpenApiResource:

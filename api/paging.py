@@ -17,7 +17,9 @@ def paging_params(req: falcon.Request) -> tuple[int, int | None]:
     return limit, cursor
 
 
-def next_link(req: falcon.Request, limit: int, cursor: int) -> str:
-    params = {k: v for k, v in req.params.items() if k not in ("limit", "cursor")}
-    params.update(limit=limit, cursor=cursor)
-    return f"{req.path}?{urlencode(params)}"
+def link_next_page(req: falcon.Request, resp: falcon.Response, limit: int, cursor: int | None) -> None:
+    """Names the next page in the Link header, when there is one (`cursor`)."""
+    if cursor is not None:
+        params = {k: v for k, v in req.params.items() if k not in ("limit", "cursor")}
+        params.update(limit=limit, cursor=cursor)
+        resp.append_link(f"{req.path}?{urlencode(params)}", "next")

@@ -12,9 +12,11 @@ import falcon
 from dramatiq.brokers.redis import RedisBroker
 
 from api.errors import conflict, not_found
+from api.openapi import BUILD
 from api.store import RecordStore, new_id
 from common.broker import build_message
 from common.config import Config
+from common.contract import public_build
 from common.models import Build, BuildStatus, Deployment, SourceType, utc_now
 
 logger = logging.getLogger("buildfarm.api")
@@ -98,6 +100,13 @@ class BuildSubmission:
         if deployment.supersede_queued:
             await self.store.supersede_queued(build)
         return build
+
+
+def render_queued(resp: falcon.Response, build: Build) -> None:
+    """The answer of every route that queues a build: 202, where the build lives, the build."""
+    resp.status = falcon.HTTP_202
+    resp.location = BUILD.format(deployment_id=build.deployment_id, build_id=build.id)
+    resp.media = public_build(build)
 
 
 def _pending_build(deployment: Deployment, **fields) -> Build:

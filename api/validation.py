@@ -15,6 +15,7 @@ import msgspec
 from api.errors import bad_request, unprocessable
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 # msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself).
 _AT_FIELD = re.compile(r"^(?P<what>.*) - at `\$\.(?P<field>\w+)`$")
 _TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
@@ -69,7 +70,7 @@ def _malformed(raw: bytes, error: msgspec.DecodeError) -> str:
 
 def _field_problem(kind: type, text: str) -> str:
     """msgspec's account of a body that does not fit `kind`, said in the API's words."""
-    if text == "Expected `object`, got `array`" or text.startswith("Expected `object`, got"):
+    if text.startswith("Expected `object`, got"):
         return "The JSON body must be an object"
     if missing := re.fullmatch(r"Object missing required field `(\w+)`", text):
         return f"Field '{missing[1]}' is required"
@@ -126,3 +127,10 @@ def check_git_url(value: str, allowed_schemes: frozenset[str]) -> None:
 
 def is_uuid(value: str) -> bool:
     return bool(_UUID.match(value))
+
+
+def check_request_key(header: str, value: str) -> str:
+    """An Idempotency-Key or a webhook delivery id: 1-200 printable ASCII characters (400 otherwise)."""
+    if not _REQUEST_KEY.match(value):
+        raise bad_request(f"{header} must be 1-200 printable ASCII characters")
+    return value

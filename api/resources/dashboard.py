@@ -30,24 +30,19 @@ def content_security_policy(host: str | None) -> str:
     )
 
 
-def load_assets(directory: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
-    """Every servable file, read once: a missing folder (a package installed without its
-    data files) stops the app at start rather than serving a broken page."""
-    assets = {
-        path.name: (path.read_bytes(), CONTENT_TYPES[path.suffix])
-        for path in sorted(directory.iterdir())
-        if path.is_file() and path.suffix in CONTENT_TYPES
-    }
-    if "index.html" not in assets:
-        raise RuntimeError(f"the dashboard's index.html is missing from {directory}")
-    return assets
-
-
 class DashboardResource:
     """GET / is the page (hash routing: every view lives at /); GET /static/{name} its files."""
 
-    def __init__(self, directory: Path = STATIC_DIR) -> None:
-        self.assets = load_assets(directory)
+    def __init__(self) -> None:
+        # Every servable file, read once: a missing folder (a package installed without its data
+        # files) stops the app at start rather than serving a broken page.
+        self.assets = {
+            path.name: (path.read_bytes(), CONTENT_TYPES[path.suffix])
+            for path in sorted(STATIC_DIR.iterdir())
+            if path.is_file() and path.suffix in CONTENT_TYPES
+        }
+        if "index.html" not in self.assets:
+            raise RuntimeError(f"the dashboard's index.html is missing from {STATIC_DIR}")
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._send(req, resp, "index.html")

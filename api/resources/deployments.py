@@ -1,51 +1,50 @@
-"""Deployments: create, list, get, delete."""
+"""Deployments: create, list, get, delete, and deploy (a new build, queued by api/submission.py)."""
 
 from __future__ import annotations
 
+import functools
+
 import falcon
+import msgspec
 
 from api.auth import principal
 from api.errors import conflict
 from api.lookups import find_deployment
-from api.paging import next_link, paging_params
+from api.paging import link_next_page, paging_params
 from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id, new_webhook_secret
-from api.validation import check_git_url, read_json
+from api.submission import BuildSubmission, render_queued
+from api.validation import check_git_url, check_request_key, read_json
 from common.config import Config
-from common.contract import NewDeployment, public_deployment
+from common.contract import DeployRequest, NewDeployment, public_deployment
 from common.models import DEPLOYMENT_CREATED, Deployment, SourceType, utc_now
 
 
 class DeploymentsResource:
-    def __init__(self, config: Config, store: RecordStore) -> None:
+    def __init__(self, config: Config, store: RecordStore, submission: BuildSubmission) -> None:
         self.config = config
         self.store = store
+        self.submission = submission
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, before = paging_params(req)
         rows, next_cursor = await self.store.list_deployments(principal(req).tenant, limit, before)
         resp.media = [public_deployment(deployment, status) for deployment, status in rows]
-        if next_cursor is not None:
-            resp.append_link(next_link(req, limit, next_cursor), "next")
+        link_next_page(req, resp, limit, next_cursor)
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         new = await read_json(req, self.config.max_json_bytes, NewDeployment)
         if new.repo_url is not None:
             check_git_url(new.repo_url, self.config.git_schemes)
         now = utc_now()
+        # Every setting as the request gives it; a null timeout (the farm's default) is stored as 0.
+        settings = msgspec.structs.asdict(new) | {"build_timeout_s": new.build_timeout_s or 0}
         deployment = Deployment(
             id=new_id(),
             tenant=principal(req).tenant,
-            name=new.name,
-            subdomain=new.subdomain,
-            source_type=new.source_type,
-            repo_url=new.repo_url,
-            branch=new.branch,
-            dockerfile_path=new.dockerfile_path,
-            build_timeout_s=new.build_timeout_s or 0,
-            supersede_queued=new.supersede_queued,
             webhook_secret=new_webhook_secret() if new.source_type == SourceType.GIT else None,
             created_at=now,
             updated_at=now,
+            **settings,
         )
         try:
             await self.store.create_deployment(deployment)
@@ -73,3 +72,13 @@ class DeploymentsResource:
                 f"Deployment has {e.args[0]} pending or running build(s): cancel them first"
             ) from None
         resp.status = falcon.HTTP_204
+
+    async def on_post_deploy(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
+        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
+        body = await read_json(req, self.config.max_json_bytes, DeployRequest, allow_empty=True)
+        claim = None
+        key = req.get_header("Idempotency-Key")
+        if key is not None:
+            check_request_key("Idempotency-Key", key)
+            claim = functools.partial(self.store.claim_idempotency_key, deployment, key)
+        render_queued(resp, await self.submission.deploy(deployment, body.commit_sha, claim))

@@ -12,8 +12,6 @@ from api.lookups import find_build
 from api.store import RecordStore
 from common.models import Build, BuildStatus
 
-LOGS_NOT_AVAILABLE = "Build logs not available"
-
 
 class LogsResource:
     def __init__(self, store: RecordStore, reader: LogReader) -> None:
@@ -32,12 +30,11 @@ class LogsResource:
             resp.stream = self._live_text(build)
 
     async def _require_logs(self, build: Build) -> None:
-        if build.status == BuildStatus.PENDING:
-            raise not_found(LOGS_NOT_AVAILABLE)
-        if build.status == BuildStatus.BUILDING:
-            return
-        if not await self.reader.has_output(build):
-            raise not_found(LOGS_NOT_AVAILABLE)
+        """404 unless the build has a log to show: it is building, or it ran and left output."""
+        if build.status == BuildStatus.PENDING or (
+            build.status != BuildStatus.BUILDING and not await self.reader.has_output(build)
+        ):
+            raise not_found("Build logs not available")
 
     async def _live_text(self, build: Build):
         async for _, line in self.reader.lines(build):

@@ -96,19 +96,12 @@ class UploadResource:
         spool.seek(0)
         bucket = self.config.sources_bucket
         self.s3.put_object(
-            bucket,
-            archive_key(deployment_id, sha256),
-            spool,
-            size,
-            content_type="application/gzip",
+            bucket, archive_key(deployment_id, sha256), spool, size, content_type="application/gzip"
         )
         if dockerfile is not None:
+            key = dockerfile_key(deployment_id, sha256)
             self.s3.put_object(
-                bucket,
-                dockerfile_key(deployment_id, sha256),
-                io.BytesIO(dockerfile),
-                len(dockerfile),
-                content_type="text/plain",
+                bucket, key, io.BytesIO(dockerfile), len(dockerfile), content_type="text/plain"
             )
 
 

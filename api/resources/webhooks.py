@@ -19,17 +19,16 @@ import re
 
 import falcon
 
-from api.auth import API_PREFIX, principal
+from api.auth import principal
 from api.errors import bad_request, conflict, not_found, unprocessable
 from api.lookups import find_deployment
 from api.store import RecordStore, new_webhook_secret
-from api.submission import BuildSubmission
-from api.validation import is_uuid, parse_json, read_body
+from api.submission import BuildSubmission, render_queued
+from api.validation import check_request_key, is_uuid, parse_json, read_body
 from common.config import Config
-from common.contract import CommitSha, PushPayload, WebhookAck, WebhookSecret, public_build
+from common.contract import CommitSha, PushPayload, WebhookAck, WebhookSecret
 from common.models import Deployment, SourceType
 
-_DELIVERY_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
 _COMMIT = CommitSha.__metadata__[0]  # the contract's commit pattern, and what it says
 _BRANCH_REF = "refs/heads/"
 _NO_COMMIT = "0" * 40  # the "after" of a branch deletion
@@ -51,8 +50,11 @@ class _PushWebhook:
     credential_header: str
     event_header: str
     push_event: str
+    ping_event: str | None = None  # a test event that starts no build: proves the URL and the secret
     # Headers that stay the same when the provider redelivers an event, in order of preference.
     delivery_headers: tuple[str, ...]
+    # The payload's fields that may name the pushed commit, in order of preference.
+    commit_fields: tuple[str, ...]
 
     def __init__(self, config: Config, store: RecordStore, submission: BuildSubmission) -> None:
         self.config = config
@@ -62,12 +64,12 @@ class _PushWebhook:
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         raise NotImplementedError
 
-    def is_ping(self, event: str) -> bool:
-        return False
-
     def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
         """(field name, value) of the commit a push leaves at the tip of its ref."""
-        raise NotImplementedError
+        for field in self.commit_fields:
+            if (sha := getattr(payload, field)) is not None:
+                return field, sha
+        return self.commit_fields[-1], None
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         # The signature covers the exact bytes, so they are read raw (capped like any JSON) and
@@ -82,14 +84,14 @@ class _PushWebhook:
             raise bad_request(f"Missing {self.event_header} header")
         if event != self.push_event:
             parse_json(raw, req.content_type, dict)  # still a JSON object
-            if self.is_ping(event):
+            if event == self.ping_event:
                 _acknowledge(resp, "ok", f"Webhook verified for deployment {deployment.id}")
             else:
                 _acknowledge(resp, "ignored", f"Event '{event}' ignored: only pushes start builds")
             return
         payload = parse_json(raw, req.content_type, PushPayload)
         field, sha = self.pushed_commit(payload)
-        skipped = _skip_reason(deployment, payload.ref, sha, payload)
+        skipped = _skip_reason(deployment, payload, sha)
         if skipped:
             _acknowledge(resp, "ignored", skipped)
             return
@@ -102,7 +104,7 @@ class _PushWebhook:
         # the same answer: nothing tells an unauthenticated caller which deployments exist.
         deployment = await self.store.get_any_deployment(deployment_id) if is_uuid(deployment_id) else None
         secret = deployment.webhook_secret if deployment is not None else None
-        if deployment is None or not secret or not self.verify(secret, raw, credential):
+        if not secret or not self.verify(secret, raw, credential):
             raise _unauthorized(f"{self.credential_header} does not match the deployment's webhook secret")
         return deployment
 
@@ -120,25 +122,21 @@ class _PushWebhook:
             if delivery is not None:
                 await self.store.release_webhook_delivery(deployment, self.provider, delivery)
             raise
-        resp.status = falcon.HTTP_202
-        resp.location = f"{API_PREFIX}/deployments/{deployment.id}/builds/{build.id}"
-        resp.media = public_build(build)
+        render_queued(resp, build)
 
     def _delivery_id(self, req: falcon.Request) -> str | None:
         for header in self.delivery_headers:
             value = req.get_header(header)
             if value:
-                if not _DELIVERY_ID.match(value):
-                    raise bad_request(f"{header} must be 1-200 printable ASCII characters")
-                return value
+                return check_request_key(header, value)
         return None  # no dedupe: every delivery builds
 
 
-def _skip_reason(deployment: Deployment, ref: str, sha: str | None, payload: PushPayload) -> str | None:
+def _skip_reason(deployment: Deployment, payload: PushPayload, sha: str | None) -> str | None:
     """Why a push starts no build, or None when it builds."""
-    if not ref.startswith(_BRANCH_REF):
-        return f"Push to '{ref}' ignored: only branch pushes are built"
-    branch = ref.removeprefix(_BRANCH_REF)
+    if not payload.ref.startswith(_BRANCH_REF):
+        return f"Push to '{payload.ref}' ignored: only branch pushes are built"
+    branch = payload.ref.removeprefix(_BRANCH_REF)
     if branch != deployment.branch:
         return f"Push to branch '{branch}' ignored: this deployment builds '{deployment.branch}'"
     if sha == _NO_COMMIT or payload.deleted:
@@ -151,18 +149,14 @@ class GitHubWebhookResource(_PushWebhook):
     credential_header = "X-Hub-Signature-256"
     event_header = "X-GitHub-Event"
     push_event = "push"
+    ping_event = "ping"  # sent when the webhook is created
     delivery_headers = ("X-GitHub-Delivery",)  # the same GUID on a redelivery
+    commit_fields = ("after",)
 
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         scheme, _, given = credential.partition("=")
         expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
         return scheme == "sha256" and hmac.compare_digest(expected.encode(), given.encode())
-
-    def is_ping(self, event: str) -> bool:
-        return event == "ping"  # sent when the webhook is created: proves the URL and the secret
-
-    def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
-        return "after", payload.after
 
 
 class GitLabWebhookResource(_PushWebhook):
@@ -172,15 +166,11 @@ class GitLabWebhookResource(_PushWebhook):
     push_event = "Push Hook"
     # Idempotency-Key (GitLab 17.4+) survives retries; older GitLab: the event's UUID.
     delivery_headers = ("Idempotency-Key", "X-Gitlab-Event-UUID")
+    # checkout_sha is null when the push deleted the branch; "after" is then all zeros.
+    commit_fields = ("checkout_sha", "after")
 
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         return hmac.compare_digest(secret.encode(), credential.encode())
-
-    def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
-        # checkout_sha is null when the push deleted the branch; "after" is then all zeros.
-        if payload.checkout_sha is not None:
-            return "checkout_sha", payload.checkout_sha
-        return "after", payload.after
 
 
 class WebhookSecretResource:
