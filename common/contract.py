@@ -236,6 +236,15 @@ def build_from_values(values: list[bytes | None]) -> Build:
     return Build(*texts)
 
 
+# The public deployment's fields that are the stored record's as they are (the webhook secret is
+# shown in the create response only, set there by hand).
+_DEPLOYMENT_AS_STORED = [
+    name
+    for name in Deployment.__struct_fields__
+    if name not in ("status", "build_timeout_s", "archive", "webhook_secret")
+]
+
+
 def public_deployment(record: DeploymentRecord, status: str) -> Deployment:
     archive = None
     if record.archive_sha256:
@@ -246,20 +255,10 @@ def public_deployment(record: DeploymentRecord, status: str) -> Deployment:
             record.archive_uploaded_at,
         )
     return Deployment(
-        id=record.id,
-        name=record.name,
-        subdomain=record.subdomain,
-        source_type=record.source_type,
-        repo_url=record.repo_url,
-        branch=record.branch,
-        dockerfile_path=record.dockerfile_path,
+        **{name: getattr(record, name) for name in _DEPLOYMENT_AS_STORED},
         status=status,
         build_timeout_s=record.build_timeout_s or None,
-        supersede_queued=record.supersede_queued,
-        latest_build_id=record.latest_build_id,
         archive=archive,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
     )
 
 
