@@ -20,12 +20,6 @@ MAX_RETRY_DELAY_S = 5.0
 GIVE_UP_AFTER_S = 120.0
 
 
-def _reason(error: Exception) -> str:
-    if isinstance(error, ConnectionClosedError):
-        return "connection dropped"
-    return str(error) or type(error).__name__
-
-
 def follow_log(
     api: ApiClient,
     deployment_id: str,
@@ -65,8 +59,10 @@ def follow_log(
                     status, "forbidden", f"the API refused the log stream (HTTP {status})"
                 ) from None
             reason = f"HTTP {status} on connect"
-        except (ConnectionClosedError, InvalidHandshake, OSError, Unreachable) as e:
-            reason = _reason(e)
+        except ConnectionClosedError:
+            reason = "connection dropped"
+        except (InvalidHandshake, OSError, Unreachable) as e:
+            reason = str(e) or type(e).__name__
         now = time.monotonic()
         failing_since = failing_since or now
         if now - failing_since > GIVE_UP_AFTER_S:

@@ -60,7 +60,7 @@ def read_dockerignore(root: Path) -> list[str]:
 def context_paths(root: Path, dockerfile: str = "Dockerfile") -> list[str]:
     """Relative paths (files, links and directories) that go into the context, sorted."""
     patterns = read_dockerignore(root)
-    return sorted(exclude_paths(str(root), list(patterns), dockerfile=os.path.normpath(dockerfile)))
+    return sorted(exclude_paths(str(root), patterns, dockerfile=os.path.normpath(dockerfile)))
 
 
 def _tarinfo(tar: tarfile.TarFile, root: Path, relative: str) -> tarfile.TarInfo | None:
@@ -74,7 +74,6 @@ def _tarinfo(tar: tarfile.TarFile, root: Path, relative: str) -> tarfile.TarInfo
 
 
 def pack_directory(root: Path, out: IO[bytes], dockerfile: str = "Dockerfile") -> Packed:
-    """Writes root's build context to `out` as .tar.gz."""
     root = Path(root)
     if not root.is_dir():
         raise PackError(f"{root} is not a directory")

@@ -1,10 +1,5 @@
-"""JSON log lines (one object per line) carrying the build a line is about.
-
-A thread binds the build it works on with `bind_build(build_id, deployment_id)`; every log
-record that thread emits until the binding is cleared carries `build_id` and
-`deployment_id`. `@build_scope` clears, when the function returns, whatever the function bound
-(for loops over many builds, like the reaper's). The binding is a ContextVar: each thread has
-its own, so builds running side by side in one process never mix their ids.
+"""JSON log lines (one object per line) carrying the build a line is about: the build a thread
+binds (`bind_build`) is a ContextVar, so builds running side by side in one process never mix.
 
     {"time": "2026-11-28T10:00:00.123Z", "level": "INFO", "logger": "buildfarm.worker",
      "message": "build … claimed (attempt 1)", "process": 4242, "thread": "Thread-3",

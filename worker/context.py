@@ -41,15 +41,7 @@ class WorkerContext:
 
     def log_writer(self, build: Build) -> LogWriter:
         """The writer of the build's log, fenced by the attempt that holds the build."""
-        config = self.config
-        return LogWriter(
-            self.redis,
-            build.id,
-            build.attempt,
-            config.log_max_bytes,
-            config.log_batch_lines,
-            config.log_flush_interval_s,
-        )
+        return LogWriter(self.redis, build.id, build.attempt, self.config)
 
     def requeue(self, build_id: str, delay_ms: int | None = None) -> None:
         dramatiq.get_broker().enqueue(build_message(self.config, build_id), delay=delay_ms)

@@ -119,8 +119,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     claimed_at = time.monotonic()
     metrics.build_claimed(build)
     log = ctx.log_writer(build)
-    if claim.took_over_from:
-        previous = claim.took_over_from
+    if previous := claim.took_over_from:
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
     docker = ctx.docker()
     watcher = _Watcher(ctx, build, docker.abort_stream)
