@@ -75,8 +75,6 @@ class ApiClient:
                 return
             params = {k: v[-1] for k, v in parse_qs(urlsplit(following).query).items()}
 
-    # --- deployments -------------------------------------------------------------------
-
     def find_by_subdomain(self, subdomain: str) -> dict | None:
         deployments = self._listing("/deployments", math.inf, {})
         return next((d for d in deployments if d["subdomain"] == subdomain), None)
@@ -104,8 +102,6 @@ class ApiClient:
 
     def deploy(self, deployment_id: str) -> dict:
         return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy").json()
-
-    # --- builds ------------------------------------------------------------------------
 
     def builds(self, deployment_id: str, limit: int, status: str | None = None) -> list[dict]:
         path = f"/deployments/{_seg(deployment_id)}/builds"

@@ -130,10 +130,6 @@ def _deploy_git(
         ("--branch", args.branch, "branch"),
         ("--dockerfile", dockerfile, "dockerfile_path"),
     ]
-    fields = {"source_type": "git", "repo_url": url}
-    if args.branch:
-        fields["branch"] = args.branch
-    if dockerfile:
-        fields["dockerfile_path"] = dockerfile
+    fields = {"source_type": "git", **{field: value for _, value, field in asked if value}}
     deployment = _reuse_or_create(api, args, api.find_by_subdomain(args.subdomain), fields, asked)
     return deployment, api.deploy(deployment["id"])

@@ -76,9 +76,8 @@ class ProgressReader:
         return chunk
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        position = self.file.seek(offset, whence)
-        self.sent = position
-        return position
+        self.sent = self.file.seek(offset, whence)
+        return self.sent
 
     def tell(self) -> int:
         return self.file.tell()
