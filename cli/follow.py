@@ -12,8 +12,8 @@ from websockets.sync.client import connect
 from cli import output
 from cli.api_client import ApiClient
 from cli.errors import ApiError, Interrupted, Unreachable
+from common.models import TERMINAL_STATUSES
 
-TERMINAL = frozenset({"success", "failed", "cancelled"})
 FIRST_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 5.0
 GIVE_UP_AFTER_S = 120.0
@@ -41,7 +41,7 @@ def follow_log(api: ApiClient, deployment_id: str, build_id: str) -> dict:
                     seen += 1
                     delay = FIRST_RETRY_DELAY_S
             build = api.get_build(deployment_id, build_id)
-            if build["status"] in TERMINAL:
+            if build["status"] in TERMINAL_STATUSES:
                 return build
             reason = "the server closed the stream before the build ended"
         except InvalidStatus as e:

@@ -39,6 +39,7 @@ class Config:
     # Extraction caps for uploaded archives.
     max_archive_entries: int = 50_000
     max_extracted_bytes: int = 4 * 1024 * 1024 * 1024
+    # Builds.
     build_timeout_s: int = 30 * 60
     git_timeout_s: int = 300
     allowed_git_schemes: str = "https,http"
@@ -59,6 +60,7 @@ class Config:
     # Observability: each worker host serves its metrics here (port 0: off).
     metrics_port: int = 9191
     metrics_host: str = "0.0.0.0"
+    # Logs.
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500
     log_flush_interval_s: float = 0.02

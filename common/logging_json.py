@@ -29,10 +29,6 @@ def bind_build(build_id: str | None, deployment_id: str | None = None) -> None:
     _build.set((build_id, deployment_id))
 
 
-def clear_build() -> None:
-    _build.set((None, None))
-
-
 def build_scope(func):
     """Runs `func` with the caller's binding restored when it returns or raises."""
 

@@ -18,7 +18,6 @@ ASYNC_MAX_CONNECTIONS = 2048
 
 
 def _retrying(retry: type[Retry] | type[AsyncRetry]) -> dict:
-    """The options both clients share."""
     backoff = ExponentialBackoff(cap=2.0, base=0.1)
     return {"health_check_interval": 30, "retry": retry(backoff, RETRIES), "retry_on_error": RETRY_ON}
 

@@ -17,7 +17,6 @@ from common.config import Config
 from common.models import Build
 from common.redis_clients import sync_redis
 from common.s3 import create_s3, ensure_buckets
-from worker.docker_build import AbortableAPIClient, create_docker
 from worker.logwriter import LogWriter
 from worker.records import BuildRecords
 
@@ -34,10 +33,6 @@ class WorkerContext:
 
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis, self.config.lease_ttl_s)
-
-    def docker(self) -> AbortableAPIClient:
-        """A client per build: aborting one build's stream must not touch another's."""
-        return create_docker(self.config)
 
     def log_writer(self, build: Build) -> LogWriter:
         """The writer of the build's log, fenced by the attempt that holds the build."""

@@ -12,6 +12,7 @@ import docker.errors
 from common.models import BuildStatus
 from common.records import fields, keys
 from worker.context import WorkerContext
+from worker.docker_build import create_docker
 
 logger = logging.getLogger("buildfarm.docker_pruning")
 
@@ -55,7 +56,7 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
     if builds_running_on_this_host(ctx):
         logger.info("a build runs on this host: Docker pruning waits for the next round")
         return removed
-    client = ctx.docker()
+    client = create_docker(ctx.config)
     budget = ctx.config.docker_disk_budget_bytes
     try:
         # A classic build's intermediate images are dangling until the build ends: only those

@@ -1,18 +1,15 @@
 """Prometheus metrics of the build workers: one endpoint per host, summing its processes.
 
 As in Dramatiq's own middleware (dramatiq.middleware.prometheus.Prometheus), every worker
-process counts into files of prometheus_client's multiprocess mode, set up in
-`after_process_boot` before prometheus_client is imported, and a process forked by the master
-serves their sum. That middleware is not used as is: its one fixed /tmp/dramatiq-prometheus is
-shared by every Dramatiq on the host and never emptied, so two workers on one host (the tests
-start several) would add up each other's counts and a restart would start from the last run's.
-Here the directory belongs to one run (common/metrics_dir.py) and the fork removes it when it
-stops (and those of masters killed outright); a port already taken is a warning, not a crash of
-the fork (a second farm on the host); the series are the farm's (builds, not messages).
-
-worker/middleware/metrics.py sets the series up and serves them. The recording functions
-below never raise (a build must not fail over a metric) and do nothing where metrics are off
-or not set up (tests that call the pipeline in-process).
+process counts into files of prometheus_client's multiprocess mode (set up in
+`after_process_boot`, before prometheus_client is imported) and a process the master forks
+serves their sum. Unlike that middleware's one /tmp/dramatiq-prometheus, which every Dramatiq on
+the host shares and nothing empties (two workers on one host would add up each other's counts, a
+restart would start from the last run's), each run has its own directory (common/metrics_dir.py),
+which the fork removes when it stops; a port already taken is a warning, not a crash of the fork;
+the series are the farm's (builds, not messages). worker/middleware/metrics.py sets them up and
+serves them. The recording functions below never raise (a build must not fail over a metric) and
+do nothing where metrics are off or not set up (tests that call the pipeline in-process).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, image_tag, utc_now
 from worker import metrics
 from worker.context import WorkerContext
-from worker.docker_build import DockerError, build_image, push_image
+from worker.docker_build import DockerError, build_image, create_docker, push_image
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.records import LostClaim
@@ -121,7 +121,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     log = ctx.log_writer(build)
     if previous := claim.took_over_from:
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
-    docker = ctx.docker()
+    docker = create_docker(config)
     watcher = _Watcher(ctx, build, docker.abort_stream)
     watcher.start()
     status, error, result = BuildStatus.FAILED, None, {}

@@ -21,6 +21,7 @@ from common.models import Build, SourceType
 from common.s3 import archive_key, dockerfile_key
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
+CHUNK = 1024 * 1024
 GIT_POLL_S = 0.2
 
 
@@ -66,9 +67,16 @@ def _fetch_archive(
     config: Config, s3: Minio, build: Build, scratch: Path, context_dir: Path, log: Callable[[str], None]
 ) -> str:
     archive = scratch / "source.tar.gz"
-    s3.fget_object(config.sources_bucket, archive_key(build.deployment_id, build.commit_sha), str(archive))
-    with archive.open("rb") as stored:
-        digest = hashlib.file_digest(stored, "sha256")
+    digest = hashlib.sha256()
+    response = s3.get_object(config.sources_bucket, archive_key(build.deployment_id, build.commit_sha))
+    try:
+        with archive.open("wb") as out:
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+    finally:
+        response.close()
+        response.release_conn()
     if digest.hexdigest() != build.commit_sha:
         raise SourceError("The stored archive does not match its SHA-256: refusing to build it")
     log(f"Fetched source archive {build.commit_sha[:12]} ({archive.stat().st_size} bytes)")
