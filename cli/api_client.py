@@ -34,8 +34,7 @@ class ApiClient:
 
     @classmethod
     def from_settings(cls, url: str | None, token: str | None) -> ApiClient:
-        """--url/--token, else BUILDFARM_URL/BUILDFARM_TOKEN (`make up` writes both to
-        .local/buildfarm.env)."""
+        """--url/--token, else BUILDFARM_URL/BUILDFARM_TOKEN."""
         url = url or os.environ.get("BUILDFARM_URL")
         token = token or os.environ.get("BUILDFARM_TOKEN")
         if not url:

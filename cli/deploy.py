@@ -1,11 +1,9 @@
-"""`buildfarm deploy PATH_OR_GIT_URL --subdomain NAME`: creates the deployment, or reuses the
-caller's deployment with that subdomain; a directory is packed (honouring .dockerignore) and
-uploaded, a git URL built from its branch; then a build is queued and, with --follow, its
-log printed live until it ends."""
+"""`buildfarm deploy PATH_OR_GIT_URL --subdomain NAME`, as DEPLOY_DESCRIPTION in cli/main.py says."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import posixpath
 import re
 import tempfile
@@ -15,7 +13,7 @@ from cli import output
 from cli.api_client import ApiClient
 from cli.errors import ApiError, CliError
 from cli.follow import follow_and_report
-from cli.packing import PackError, has_dockerfile, pack_directory
+from cli.packing import PackError, pack_directory
 from cli.progress import ProgressBar, ProgressReader, human
 
 # scheme://… or scp-like user@host:path
@@ -57,8 +55,7 @@ Asked = list[tuple[str, str | None, str]]
 def _reuse_or_create(
     api: ApiClient, args: argparse.Namespace, existing: dict | None, fields: dict, asked: Asked
 ) -> dict:
-    """`existing` (the caller's deployment with this subdomain, checked against the source
-    `fields` and the options `asked`), else a new deployment."""
+    """`existing` (the caller's deployment with this subdomain, checked), else a new deployment."""
     if existing is None:
         body = {"name": args.name or args.subdomain, "subdomain": args.subdomain, **fields}
         try:
@@ -100,7 +97,7 @@ def _deploy_directory(
     if existing is not None:
         _same_source(existing, "archive", asked)
     chosen = dockerfile or (existing or {}).get("dockerfile_path") or DEFAULT_DOCKERFILE
-    if not has_dockerfile(root, chosen):
+    if not os.path.isfile(root / chosen):
         raise CliError(f"no Dockerfile at {root / chosen} (pass --dockerfile PATH, relative to {root})")
 
     with tempfile.TemporaryFile(prefix="buildfarm-", suffix=".tar.gz") as archive:

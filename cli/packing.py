@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +97,3 @@ def pack_directory(root: Path, out: IO[bytes], dockerfile: str = "Dockerfile") -
     except OSError as e:
         raise PackError(f"cannot pack {root}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
     return Packed(files, size)
-
-
-def has_dockerfile(root: Path, dockerfile: str) -> bool:
-    path = root / dockerfile
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except OSError:
-        return False

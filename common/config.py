@@ -19,8 +19,7 @@ class Config:
     """Every tunable of the farm; `from_env` maps field `x_y` to `BUILDFARM_X_Y`."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Dramatiq's queue; empty: the next database of the same server. It must not share a
-    # database with the records: Dramatiq's maintenance runs KEYS over its whole database.
+    # Dramatiq's queue; empty: the next database of the same server (never the records' one).
     broker_url: str = ""
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "buildfarm"

@@ -81,9 +81,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def use_json_logging(level: int | None = None, servers: tuple[str, ...] = ()) -> None:
-    """Makes every handler of the root logger, and of the `servers`' own loggers (which do not
-    propagate to the root: gunicorn's, uvicorn's), write JSON lines with the build binding
-    (one root handler on stderr if there is none yet)."""
+    """Makes every handler of the root logger and of the `servers`' loggers write JSON lines with
+    the build binding (one root handler on stderr if there is none yet)."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
