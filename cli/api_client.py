@@ -3,6 +3,8 @@ raises ApiError (the server's {"error", "message"}) or Unreachable."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -32,8 +34,7 @@ class ApiClient:
 
     @classmethod
     def from_settings(cls, url: str | None, token: str | None) -> ApiClient:
-        """--url/--token, else BUILDFARM_URL/BUILDFARM_TOKEN (`make up` writes both to
-        .local/buildfarm.env)."""
+        """--url/--token, else BUILDFARM_URL/BUILDFARM_TOKEN."""
         url = url or os.environ.get("BUILDFARM_URL")
         token = token or os.environ.get("BUILDFARM_TOKEN")
         if not url:
@@ -47,39 +48,40 @@ class ApiClient:
     def close(self) -> None:
         self.http.close()
 
+    def _unreachable(self, error: httpx.TransportError) -> Unreachable:
+        return Unreachable(f"cannot reach the API at {self.url}: {error or type(error).__name__}")
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as e:
-            raise Unreachable(f"cannot reach the API at {self.url}: {e or type(e).__name__}") from None
+            raise self._unreachable(e) from None
         if response.is_error:
             raise ApiError.from_response(response)
         return response
 
-    # --- deployments -------------------------------------------------------------------
-
-    def deployments(self) -> Iterator[dict]:
-        """All the caller's deployments, newest first, following the Link: rel=next pages."""
-        params: dict[str, Any] = {"limit": PAGE}
-        while True:
-            response = self.request("GET", "/deployments", params=params)
-            yield from response.json()
+    def _listing(self, path: str, limit: float, params: dict[str, Any]) -> Iterator[dict]:
+        """Up to `limit` items of a listing, newest first, following its Link: rel=next pages."""
+        fetched = 0
+        while fetched < limit:
+            params["limit"] = min(PAGE, limit - fetched)
+            response = self.request("GET", path, params=params)
+            page = response.json()
+            yield from page
+            fetched += len(page)
             following = response.links.get("next", {}).get("url")
             if not following:
                 return
             params = {k: v[-1] for k, v in parse_qs(urlsplit(following).query).items()}
 
     def find_by_subdomain(self, subdomain: str) -> dict | None:
-        return next((d for d in self.deployments() if d["subdomain"] == subdomain), None)
-
-    def get_deployment(self, deployment_id: str) -> dict:
-        return self.request("GET", f"/deployments/{_seg(deployment_id)}").json()
+        deployments = self._listing("/deployments", math.inf, {})
+        return next((d for d in deployments if d["subdomain"] == subdomain), None)
 
     def resolve_deployment(self, id_or_subdomain: str) -> dict:
-        """A deployment by id or, failing that, by subdomain."""
         if UUID.match(id_or_subdomain):
             try:
-                return self.get_deployment(id_or_subdomain)
+                return self.request("GET", f"/deployments/{_seg(id_or_subdomain)}").json()
             except ApiError as e:
                 if e.status != 404:
                     raise
@@ -100,21 +102,10 @@ class ApiClient:
     def deploy(self, deployment_id: str) -> dict:
         return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy").json()
 
-    # --- builds ------------------------------------------------------------------------
-
     def builds(self, deployment_id: str, limit: int, status: str | None = None) -> list[dict]:
-        """Up to `limit` builds, newest first."""
-        found: list[dict] = []
-        params: dict[str, Any] = {"status": status} if status else {}
-        while len(found) < limit:
-            params["limit"] = min(PAGE, limit - len(found))
-            response = self.request("GET", f"/deployments/{_seg(deployment_id)}/builds", params=params)
-            found.extend(response.json())
-            following = response.links.get("next", {}).get("url")
-            if not following:
-                break
-            params = {k: v[-1] for k, v in parse_qs(urlsplit(following).query).items()}
-        return found[:limit]
+        path = f"/deployments/{_seg(deployment_id)}/builds"
+        params = {"status": status} if status else {}
+        return list(itertools.islice(self._listing(path, limit, params), limit))
 
     def build_path(self, deployment_id: str, build_id: str) -> str:
         return f"/deployments/{_seg(deployment_id)}/builds/{_seg(build_id)}"
@@ -128,7 +119,6 @@ class ApiClient:
         return response.status_code, response.json()
 
     def log_chunks(self, deployment_id: str, build_id: str) -> Iterator[bytes]:
-        """The build's log as text, streamed."""
         path = self.build_path(deployment_id, build_id) + "/logs"
         try:
             with self.http.stream("GET", path) as response:
@@ -137,7 +127,7 @@ class ApiClient:
                     raise ApiError.from_response(response)
                 yield from response.iter_bytes()
         except httpx.TransportError as e:
-            raise Unreachable(f"cannot reach the API at {self.url}: {e or type(e).__name__}") from None
+            raise self._unreachable(e) from None
 
     def log_stream_url(self, deployment_id: str, build_id: str, after: int = 0) -> str:
         ws = "wss://" + self.url[8:] if self.url.startswith("https://") else "ws://" + self.url[7:]

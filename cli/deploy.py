@@ -1,11 +1,9 @@
-"""`buildfarm deploy PATH_OR_GIT_URL --subdomain NAME`: creates the deployment, or reuses the
-caller's deployment with that subdomain; a directory is packed (honouring .dockerignore) and
-uploaded, a git URL built from its branch; then a build is queued and, with --follow, its
-log printed live until it ends."""
+"""`buildfarm deploy PATH_OR_GIT_URL --subdomain NAME`, as DEPLOY_DESCRIPTION in cli/main.py says."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import posixpath
 import re
 import tempfile
@@ -15,7 +13,7 @@ from cli import output
 from cli.api_client import ApiClient
 from cli.errors import ApiError, CliError
 from cli.follow import follow_and_report
-from cli.packing import PackError, has_dockerfile, pack_directory
+from cli.packing import PackError, pack_directory
 from cli.progress import ProgressBar, ProgressReader, human
 
 # scheme://… or scp-like user@host:path
@@ -51,11 +49,13 @@ def run(args: argparse.Namespace) -> int:
         api.close()
 
 
+Asked = list[tuple[str, str | None, str]]
+
+
 def _reuse_or_create(
-    api: ApiClient, args: argparse.Namespace, existing: dict | None, fields: dict, check
+    api: ApiClient, args: argparse.Namespace, existing: dict | None, fields: dict, asked: Asked
 ) -> dict:
-    """`existing` (the caller's deployment with this subdomain, checked by `check`), else a
-    new deployment."""
+    """`existing` (the caller's deployment with this subdomain, checked), else a new deployment."""
     if existing is None:
         body = {"name": args.name or args.subdomain, "subdomain": args.subdomain, **fields}
         try:
@@ -68,12 +68,12 @@ def _reuse_or_create(
             existing = api.find_by_subdomain(args.subdomain) if e.status == 409 else None
             if existing is None:
                 raise
-    check(existing)
+    _same_source(existing, fields["source_type"], asked)
     output.note(f"Using deployment {existing['subdomain']} ({existing['id']})")
     return existing
 
 
-def _same_source(existing: dict, source_type: str, asked: list[tuple[str, str | None, str]]) -> None:
+def _same_source(existing: dict, source_type: str, asked: Asked) -> None:
     """Refuses to reuse a deployment whose source differs from the one asked for: the API
     cannot change a deployment's source, and building something else would be wrong."""
     name = existing["subdomain"]
@@ -92,14 +92,12 @@ def _same_source(existing: dict, source_type: str, asked: list[tuple[str, str | 
 def _deploy_directory(
     api: ApiClient, args: argparse.Namespace, root: Path, dockerfile: str | None
 ) -> tuple[dict, dict]:
-    def check(existing: dict) -> None:
-        _same_source(existing, "archive", [("--dockerfile", dockerfile, "dockerfile_path")])
-
+    asked: Asked = [("--dockerfile", dockerfile, "dockerfile_path")]
     existing = api.find_by_subdomain(args.subdomain)
     if existing is not None:
-        check(existing)
+        _same_source(existing, "archive", asked)
     chosen = dockerfile or (existing or {}).get("dockerfile_path") or DEFAULT_DOCKERFILE
-    if not has_dockerfile(root, chosen):
+    if not os.path.isfile(root / chosen):
         raise CliError(f"no Dockerfile at {root / chosen} (pass --dockerfile PATH, relative to {root})")
 
     with tempfile.TemporaryFile(prefix="buildfarm-", suffix=".tar.gz") as archive:
@@ -110,7 +108,7 @@ def _deploy_directory(
         size = archive.tell()
         output.note(f"Packed {packed.files} files ({human(packed.bytes_in)}) from {root} into {human(size)}")
         fields = {"source_type": "archive", "dockerfile_path": chosen}
-        deployment = _reuse_or_create(api, args, existing, fields, check)
+        deployment = _reuse_or_create(api, args, existing, fields, asked)
         archive.seek(0)
         bar = ProgressBar(size)
         try:
@@ -124,22 +122,11 @@ def _deploy_directory(
 def _deploy_git(
     api: ApiClient, args: argparse.Namespace, url: str, dockerfile: str | None
 ) -> tuple[dict, dict]:
-    def check(existing: dict) -> None:
-        _same_source(
-            existing,
-            "git",
-            [
-                ("repository", url, "repo_url"),
-                ("--branch", args.branch, "branch"),
-                ("--dockerfile", dockerfile, "dockerfile_path"),
-            ],
-        )
-
-    fields = {"repo_url": url}
-    if args.branch:
-        fields["branch"] = args.branch
-    if dockerfile:
-        fields["dockerfile_path"] = dockerfile
-    existing = api.find_by_subdomain(args.subdomain)
-    deployment = _reuse_or_create(api, args, existing, fields, check)
+    asked: Asked = [
+        ("repository", url, "repo_url"),
+        ("--branch", args.branch, "branch"),
+        ("--dockerfile", dockerfile, "dockerfile_path"),
+    ]
+    fields = {"source_type": "git", **{field: value for _, value, field in asked if value}}
+    deployment = _reuse_or_create(api, args, api.find_by_subdomain(args.subdomain), fields, asked)
     return deployment, api.deploy(deployment["id"])

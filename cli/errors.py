@@ -37,8 +37,6 @@ class ApiError(CliError):
 
 
 class NotFound(CliError):
-    """What the command names does not exist (among the caller's deployments)."""
-
     exit_code = EXIT_API_ERROR
 
 

@@ -5,7 +5,6 @@ lost or repeated; the stream ends when the server closes it and the build has en
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
@@ -13,28 +12,16 @@ from websockets.sync.client import connect
 from cli import output
 from cli.api_client import ApiClient
 from cli.errors import ApiError, Interrupted, Unreachable
+from common.models import TERMINAL_STATUSES
 
-TERMINAL = frozenset({"success", "failed", "cancelled"})
 FIRST_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 5.0
 GIVE_UP_AFTER_S = 120.0
 
 
-def _reason(error: Exception) -> str:
-    if isinstance(error, ConnectionClosedError):
-        return "connection dropped"
-    return str(error) or type(error).__name__
-
-
-def follow_log(
-    api: ApiClient,
-    deployment_id: str,
-    build_id: str,
-    emit: Callable[[str], None],
-    notify: Callable[[str], None],
-) -> dict:
-    """Calls `emit` with each log line; returns the build once it has ended. `notify` gets
-    reconnection notices. Gives up (Unreachable) after GIVE_UP_AFTER_S of failed attempts."""
+def follow_log(api: ApiClient, deployment_id: str, build_id: str) -> dict:
+    """Prints each log line on stdout and reconnection notices on stderr; returns the build
+    once it has ended. Gives up (Unreachable) after GIVE_UP_AFTER_S of failed attempts."""
     seen = 0
     failing_since: float | None = None
     delay = FIRST_RETRY_DELAY_S
@@ -50,11 +37,11 @@ def follow_log(
             ) as ws:
                 failing_since = None
                 for message in ws:  # ends when the server closes the stream cleanly
-                    emit(message if isinstance(message, str) else message.decode("utf-8", "replace"))
+                    output.line(message if isinstance(message, str) else message.decode("utf-8", "replace"))
                     seen += 1
                     delay = FIRST_RETRY_DELAY_S
             build = api.get_build(deployment_id, build_id)
-            if build["status"] in TERMINAL:
+            if build["status"] in TERMINAL_STATUSES:
                 return build
             reason = "the server closed the stream before the build ended"
         except InvalidStatus as e:
@@ -65,13 +52,15 @@ def follow_log(
                     status, "forbidden", f"the API refused the log stream (HTTP {status})"
                 ) from None
             reason = f"HTTP {status} on connect"
-        except (ConnectionClosedError, InvalidHandshake, OSError, Unreachable) as e:
-            reason = _reason(e)
+        except ConnectionClosedError:
+            reason = "connection dropped"
+        except (InvalidHandshake, OSError, Unreachable) as e:
+            reason = str(e) or type(e).__name__
         now = time.monotonic()
         failing_since = failing_since or now
         if now - failing_since > GIVE_UP_AFTER_S:
             raise Unreachable(f"the log stream failed for {GIVE_UP_AFTER_S:.0f} s, giving up: {reason}")
-        notify(f"log stream interrupted ({reason}); resuming after line {seen}")
+        output.note(f"log stream interrupted ({reason}); resuming after line {seen}")
         time.sleep(delay)
         delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
@@ -79,7 +68,7 @@ def follow_log(
 def follow_and_report(api: ApiClient, deployment: dict, build: dict) -> int:
     """Prints the log on stdout as it comes, then the outcome on stderr; 0 if it succeeded."""
     try:
-        final = follow_log(api, deployment["id"], build["id"], output.line, output.note)
+        final = follow_log(api, deployment["id"], build["id"])
     except KeyboardInterrupt:
         raise Interrupted(
             f"stopped following; the build goes on (cancel it with: buildfarm builds cancel "

@@ -92,26 +92,24 @@ def _builds_commands(commands) -> None:
     parser.set_defaults(handler=builds.run)
     actions = parser.add_subparsers(dest="action", required=True)
 
-    def action(name: str, help: str) -> argparse.ArgumentParser:
+    def action(name: str, help: str, *, of_one_build: bool = True) -> argparse.ArgumentParser:
         sub = actions.add_parser(
             name, help=help, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         sub.add_argument("--deployment", "-d", required=True, metavar="ID_OR_SUBDOMAIN")
         _api_options(sub, argparse.SUPPRESS)
+        if of_one_build:
+            sub.add_argument("build_id", metavar="BUILD_ID")
         return sub
 
-    listing = action("list", "list builds, newest first")
+    listing = action("list", "list builds, newest first", of_one_build=False)
     listing.add_argument("--status", choices=[s.value for s in BuildStatus])
     listing.add_argument("--limit", type=_positive, default=20, help="at most this many (default 20)")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    get = action("get", "show a build")
-    get.add_argument("build_id", metavar="BUILD_ID")
-    get.add_argument("--json", action="store_true", help="print JSON")
+    action("get", "show a build").add_argument("--json", action="store_true", help="print JSON")
     logs = action("logs", "print a build's log")
-    logs.add_argument("build_id", metavar="BUILD_ID")
     logs.add_argument("--follow", "-f", action="store_true", help="follow it live; exit 1 if the build fails")
-    cancel = action("cancel", "cancel a pending or running build")
-    cancel.add_argument("build_id", metavar="BUILD_ID")
+    action("cancel", "cancel a pending or running build")
 
 
 def build_parser() -> argparse.ArgumentParser:

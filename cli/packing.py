@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +59,7 @@ def read_dockerignore(root: Path) -> list[str]:
 def context_paths(root: Path, dockerfile: str = "Dockerfile") -> list[str]:
     """Relative paths (files, links and directories) that go into the context, sorted."""
     patterns = read_dockerignore(root)
-    return sorted(exclude_paths(str(root), list(patterns), dockerfile=os.path.normpath(dockerfile)))
+    return sorted(exclude_paths(str(root), patterns, dockerfile=os.path.normpath(dockerfile)))
 
 
 def _tarinfo(tar: tarfile.TarFile, root: Path, relative: str) -> tarfile.TarInfo | None:
@@ -74,7 +73,6 @@ def _tarinfo(tar: tarfile.TarFile, root: Path, relative: str) -> tarfile.TarInfo
 
 
 def pack_directory(root: Path, out: IO[bytes], dockerfile: str = "Dockerfile") -> Packed:
-    """Writes root's build context to `out` as .tar.gz."""
     root = Path(root)
     if not root.is_dir():
         raise PackError(f"{root} is not a directory")
@@ -99,11 +97,3 @@ def pack_directory(root: Path, out: IO[bytes], dockerfile: str = "Dockerfile") -
     except OSError as e:
         raise PackError(f"cannot pack {root}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
     return Packed(files, size)
-
-
-def has_dockerfile(root: Path, dockerfile: str) -> bool:
-    path = root / dockerfile
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except OSError:
-        return False

@@ -16,20 +16,19 @@ def human(size: float) -> str:
     """1023 B, 1.5 KiB, 28.6 MiB, 3.0 GiB."""
     if size < 1024:
         return f"{size:.0f} B"
-    units = ["KiB", "MiB", "GiB"]
-    size /= 1024
-    while size >= 1024 and len(units) > 1:
+    for unit in ("KiB", "MiB", "GiB"):
         size /= 1024
-        units.pop(0)
-    return f"{size:.1f} {units[0]}"
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 class ProgressBar:
     """`Uploading [#####-----]  50%  1.0 MiB / 2.0 MiB`: redrawn in place on a terminal; one
     line per 10 % elsewhere (logs of CI jobs)."""
 
-    def __init__(self, total: int, label: str = "Uploading", out: TextIO | None = None) -> None:
-        self.total, self.label = total, label
+    def __init__(self, total: int, out: TextIO | None = None) -> None:
+        self.total = total
         self.out = out or sys.stderr
         self.tty = self.out.isatty()
         self.last_draw = 0.0
@@ -39,7 +38,7 @@ class ProgressBar:
         fraction = min(1.0, done / self.total) if self.total else 1.0
         filled = int(WIDTH * fraction)
         bar = "#" * filled + "-" * (WIDTH - filled)
-        return f"{self.label} [{bar}] {fraction:4.0%}  {human(done)} / {human(self.total)}"
+        return f"Uploading [{bar}] {fraction:4.0%}  {human(done)} / {human(self.total)}"
 
     def update(self, done: int) -> None:
         finished = done >= self.total
@@ -77,9 +76,8 @@ class ProgressReader:
         return chunk
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        position = self.file.seek(offset, whence)
-        self.sent = position
-        return position
+        self.sent = self.file.seek(offset, whence)
+        return self.sent
 
     def tell(self) -> int:
         return self.file.tell()

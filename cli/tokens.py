@@ -11,7 +11,7 @@ from common.tokens import create_token, list_tokens, revoke_token
 
 
 def run(args: argparse.Namespace) -> int:
-    """`buildfarm token create|list|revoke`: straight in the farm's Redis (BUILDFARM_REDIS_URL)."""
+    # The farm's Redis: BUILDFARM_REDIS_URL.
     client = sync_redis(Config.from_env().redis_url)
     if args.action == "create":
         print(create_token(client, args.tenant, args.name))

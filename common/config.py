@@ -6,12 +6,6 @@ import os
 from dataclasses import dataclass, fields
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_S3_ENDPOINT = "127.0.0.1:9000"
-DEFAULT_S3_ACCESS_KEY = "buildfarm"
-DEFAULT_S3_SECRET_KEY = "buildfarm-secret"
-DEFAULT_REGISTRY = "localhost:5000"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # Redis servers have 16 databases unless configured otherwise.
 LAST_DATABASE = 15
 
@@ -24,19 +18,18 @@ class ConfigError(ValueError):
 class Config:
     """Every tunable of the farm; `from_env` maps field `x_y` to `BUILDFARM_X_Y`."""
 
-    redis_url: str = DEFAULT_REDIS_URL
-    # Dramatiq's queue; empty: the next database of the same server. It must not share a
-    # database with the records: Dramatiq's maintenance runs KEYS over its whole database.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Dramatiq's queue; empty: the next database of the same server (never the records' one).
     broker_url: str = ""
-    s3_endpoint: str = DEFAULT_S3_ENDPOINT
-    s3_access_key: str = DEFAULT_S3_ACCESS_KEY
-    s3_secret_key: str = DEFAULT_S3_SECRET_KEY
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "buildfarm"
+    s3_secret_key: str = "buildfarm-secret"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     logs_bucket: str = "build-logs"
     sources_bucket: str = "build-sources"
-    registry: str = DEFAULT_REGISTRY
-    docker_host: str = DEFAULT_DOCKER_HOST
+    registry: str = "localhost:5000"
+    docker_host: str = "unix:///var/run/docker.sock"
     queue_name: str = "builds"
     # Request and upload limits.
     max_json_bytes: int = 64 * 1024

@@ -1,10 +1,5 @@
-"""JSON log lines (one object per line) carrying the build a line is about.
-
-A thread binds the build it works on with `bind_build(build_id, deployment_id)`; every log
-record that thread emits until the binding is cleared carries `build_id` and
-`deployment_id`. `@build_scope` clears, when the function returns, whatever the function bound
-(for loops over many builds, like the reaper's). The binding is a ContextVar: each thread has
-its own, so builds running side by side in one process never mix their ids.
+"""JSON log lines (one object per line) carrying the build a line is about: the build a thread
+binds (`bind_build`) is a ContextVar, so builds running side by side in one process never mix.
 
     {"time": "2026-11-28T10:00:00.123Z", "level": "INFO", "logger": "buildfarm.worker",
      "message": "build … claimed (attempt 1)", "process": 4242, "thread": "Thread-3",
@@ -32,10 +27,6 @@ SERVER_LOGGERS = ("gunicorn.error", "gunicorn.access", "uvicorn.error", "uvicorn
 def bind_build(build_id: str | None, deployment_id: str | None = None) -> None:
     """Tags this thread's next log records with the build (until cleared or the scope ends)."""
     _build.set((build_id, deployment_id))
-
-
-def clear_build() -> None:
-    _build.set((None, None))
 
 
 def build_scope(func):
@@ -90,9 +81,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def use_json_logging(level: int | None = None, servers: tuple[str, ...] = ()) -> None:
-    """Makes every handler of the root logger, and of the `servers`' own loggers (which do not
-    propagate to the root: gunicorn's, uvicorn's), write JSON lines with the build binding
-    (one root handler on stderr if there is none yet)."""
+    """Makes every handler of the root logger and of the `servers`' loggers write JSON lines with
+    the build binding (one root handler on stderr if there is none yet)."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))

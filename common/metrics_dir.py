@@ -9,10 +9,8 @@ process that owns the run (the gunicorn master, the Dramatiq master):
     $TMPDIR/buildfarm-{kind}-metrics-{pid}[-suffix]
 
 The owner removes it when the run ends; a run killed outright (SIGKILL) leaves it behind, and
-the next run of that kind on the host removes it (`sweep`).
-
-prometheus_client picks its storage when it is first imported: the variable must be set
-before that, in every process that counts.
+the next run of that kind on the host removes it (`sweep`). prometheus_client picks its
+storage when it is first imported: the variable must be set before that, in every process.
 """
 
 from __future__ import annotations
@@ -25,10 +23,6 @@ import tempfile
 from pathlib import Path
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def _pattern(kind: str) -> re.Pattern[str]:
-    return re.compile(rf"buildfarm-{re.escape(kind)}-metrics-(\d+)(-.*)?")
 
 
 def _alive(pid: int) -> bool:
@@ -44,7 +38,7 @@ def _alive(pid: int) -> bool:
 def sweep(kind: str) -> None:
     """Removes this user's directories of `kind` whose owner process is gone."""
     base = Path(tempfile.gettempdir())
-    pattern = _pattern(kind)
+    pattern = re.compile(rf"buildfarm-{re.escape(kind)}-metrics-(\d+)(-.*)?")
     for entry in base.iterdir():
         match = pattern.fullmatch(entry.name)
         if not match or _alive(int(match.group(1))):
@@ -57,7 +51,6 @@ def sweep(kind: str) -> None:
 
 
 def fresh_run_dir(kind: str) -> Path:
-    """A new, empty directory owned by this process (the owner of the run)."""
     sweep(kind)
     return Path(tempfile.mkdtemp(prefix=f"buildfarm-{kind}-metrics-{os.getpid()}-"))
 

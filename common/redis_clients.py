@@ -17,26 +17,16 @@ RETRY_ON = [ConnectionError, TimeoutError]
 ASYNC_MAX_CONNECTIONS = 2048
 
 
-def _backoff() -> ExponentialBackoff:
-    return ExponentialBackoff(cap=2.0, base=0.1)
+def _retrying(retry: type[Retry] | type[AsyncRetry]) -> dict:
+    backoff = ExponentialBackoff(cap=2.0, base=0.1)
+    return {"health_check_interval": 30, "retry": retry(backoff, RETRIES), "retry_on_error": RETRY_ON}
 
 
-def sync_redis(url: str, socket_timeout: float = 30) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        health_check_interval=30,
-        retry=Retry(_backoff(), RETRIES),
-        retry_on_error=RETRY_ON,
-    )
+def sync_redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=30, **_retrying(Retry))
 
 
-def async_redis(url: str, socket_timeout: float = 10) -> aioredis.Redis:
+def async_redis(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout,
-        health_check_interval=30,
-        retry=AsyncRetry(_backoff(), RETRIES),
-        retry_on_error=RETRY_ON,
-        max_connections=ASYNC_MAX_CONNECTIONS,
+        url, socket_timeout=10, max_connections=ASYNC_MAX_CONNECTIONS, **_retrying(AsyncRetry)
     )

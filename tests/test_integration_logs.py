@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from common.config import Config
 from common.logformat import END_FIELD, LINE_FIELD, line_number
 from common.records import fields, keys
 from worker.logwriter import LogWriter
@@ -17,7 +18,8 @@ def build_id(redis_client):
 
 
 def writer(redis_client, build_id, attempt=1, max_bytes=10_000_000, batch=100):
-    return LogWriter(redis_client, build_id, attempt, max_bytes, batch, 0.01)
+    config = Config(log_max_bytes=max_bytes, log_batch_lines=batch, log_flush_interval_s=0.01)
+    return LogWriter(redis_client, build_id, attempt, config)
 
 
 def read_all(redis_client, build_id):

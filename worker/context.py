@@ -17,7 +17,6 @@ from common.config import Config
 from common.models import Build
 from common.redis_clients import sync_redis
 from common.s3 import create_s3, ensure_buckets
-from worker.docker_build import AbortableAPIClient, create_docker
 from worker.logwriter import LogWriter
 from worker.records import BuildRecords
 
@@ -35,21 +34,9 @@ class WorkerContext:
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis)
 
-    def docker(self) -> AbortableAPIClient:
-        """A client per build: aborting one build's stream must not touch another's."""
-        return create_docker(self.config)
-
     def log_writer(self, build: Build) -> LogWriter:
         """The writer of the build's log, fenced by the attempt that holds the build."""
-        config = self.config
-        return LogWriter(
-            self.redis,
-            build.id,
-            build.attempt,
-            config.log_max_bytes,
-            config.log_batch_lines,
-            config.log_flush_interval_s,
-        )
+        return LogWriter(self.redis, build.id, build.attempt, self.config)
 
     def requeue(self, build_id: str, delay_ms: int | None = None) -> None:
         dramatiq.get_broker().enqueue(build_message(self.config, build_id), delay=delay_ms)

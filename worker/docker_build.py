@@ -51,6 +51,7 @@ def _api_version(docker_host: str) -> str:
 
 
 def create_docker(config: Config) -> AbortableAPIClient:
+    """A client per build: aborting one build's stream must not touch another's."""
     return AbortableAPIClient(
         base_url=config.docker_host, version=_api_version(config.docker_host), timeout=300
     )

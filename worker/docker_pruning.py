@@ -12,6 +12,7 @@ import docker.errors
 from common.models import BuildStatus
 from common.records import fields, keys
 from worker.context import WorkerContext
+from worker.docker_build import create_docker
 
 logger = logging.getLogger("buildfarm.docker_pruning")
 
@@ -37,7 +38,6 @@ def disk_usage(client) -> tuple[int, list[dict]]:
 
 
 def builds_running_on_this_host(ctx: WorkerContext) -> int:
-    """Builds held under a live lease by a worker of this host."""
     host = ctx.worker_id.rsplit(":", 1)[0]
     now_ms = ctx.records.now_ms()
     running = 0
@@ -52,17 +52,17 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
     """Returns what was removed: dangling images, pushed images, bytes of build cache.
     Skipped while a build runs on this host: a classic build looks up its layer cache among
     the very images a prune removes."""
+    removed = {"dangling": 0, "pushed": 0, "cache_bytes": 0}
     if builds_running_on_this_host(ctx):
         logger.info("a build runs on this host: Docker pruning waits for the next round")
-        return {"dangling": 0, "pushed": 0, "cache_bytes": 0}
-    client = ctx.docker()
+        return removed
+    client = create_docker(ctx.config)
     budget = ctx.config.docker_disk_budget_bytes
-    removed, cache = 0, 0
     try:
         # A classic build's intermediate images are dangling until the build ends: only those
         # older than any build can run are garbage.
         stale = {"dangling": True, "until": f"{ctx.config.build_timeout_s + 600}s"}
-        dangling = client.prune_images(filters=stale).get("ImagesDeleted") or []
+        removed["dangling"] = len(client.prune_images(filters=stale).get("ImagesDeleted") or [])
         usage, images = disk_usage(client)
         if usage > budget:
             prefix = ctx.config.registry + "/"
@@ -74,21 +74,20 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
             ]
             for image in sorted(ours, key=lambda i: i["Created"]):
                 client.remove_image(image["Id"], force=True)
-                removed += 1
+                removed["pushed"] += 1
                 # What removing it frees: the layers no other image shares.
                 usage -= max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))
                 if usage <= budget:
                     break
             client.prune_images(filters=stale)
             if disk_usage(client)[0] > budget:
-                cache = client.prune_builds().get("SpaceReclaimed") or 0
+                removed["cache_bytes"] = client.prune_builds().get("SpaceReclaimed") or 0
     finally:
         client.close()
-    if dangling or removed or cache:
+    if any(removed.values()):
         logger.info(
-            "pruned %s dangling and %s pushed image(s), %s bytes of build cache",
-            len(dangling),
+            "pruned %(dangling)s dangling and %(pushed)s pushed image(s), "
+            "%(cache_bytes)s bytes of build cache",
             removed,
-            cache,
         )
-    return {"dangling": len(dangling), "pushed": removed, "cache_bytes": cache}
+    return removed

@@ -81,7 +81,9 @@ def _upload(ctx: WorkerContext, build: Build) -> int:
             size,
             content_type="text/plain; charset=utf-8",
         )
-    record = _record(build)
+    # The build as the API returns it. A JSON object rather than object metadata, which rclone's
+    # S3 server keeps only in memory (lost on restart) and which caps at 2 KB.
+    record = encode(public_build(build))
     ctx.s3.put_object(
         bucket,
         record_key(build.deployment_id, build.id),
@@ -99,12 +101,6 @@ def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
             if LINE_FIELD in entry:
                 spool.write(entry[LINE_FIELD] + b"\n")
         start = "(" + entries[-1][0].decode()
-
-
-def _record(build: Build) -> bytes:
-    """The build as the API returns it. A JSON object rather than object metadata, which
-    rclone's S3 server keeps only in memory (lost on restart) and which caps at 2 KB."""
-    return encode(public_build(build))
 
 
 def retry_log_archives(ctx: WorkerContext) -> None:

@@ -19,12 +19,11 @@ logger = logging.getLogger("buildfarm.retention")
 BATCH = 500
 
 
-def expire_logs(ctx: WorkerContext, older_than_s: float | None = None) -> int:
-    """Deletes the archived logs older than the retention (or `older_than_s`); returns how many."""
-    age = ctx.config.log_retention_days * 86400 if older_than_s is None else older_than_s
-    if age <= 0 and older_than_s is None:
+def expire_logs(ctx: WorkerContext) -> int:
+    """Deletes the archived logs older than the retention; returns how many."""
+    if ctx.config.log_retention_days <= 0:
         return 0  # 0 days: keep logs forever
-    cutoff = time.time() - age
+    cutoff = time.time() - ctx.config.log_retention_days * 86400
     expired = 0
     while ids := ctx.redis.zrangebyscore(keys.log_archive_done(), "-inf", cutoff, start=0, num=BATCH):
         for raw in ids:

@@ -8,6 +8,7 @@ import time
 
 import redis
 
+from common.config import Config
 from common.logformat import END_FIELD, LINE_FIELD, entry_id, line_number
 from common.records import builds as build_ops
 from common.records import keys
@@ -22,21 +23,12 @@ FOOTER_RESERVE_BYTES = 64 * 1024
 class LogWriter:
     """Collects lines from the build thread; a flusher thread ships them every interval."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        build_id: str,
-        attempt: int,
-        max_bytes: int,
-        batch_lines: int,
-        flush_interval_s: float,
-    ) -> None:
-        self.redis = client
+    def __init__(self, client: redis.Redis, build_id: str, attempt: int, config: Config) -> None:
         self.build_id = build_id
         self.attempt = attempt
-        self.max_bytes = max_bytes
-        self.batch_lines = batch_lines
-        self.flush_interval_s = flush_interval_s
+        self.max_bytes = config.log_max_bytes
+        self.batch_lines = config.log_batch_lines
+        self.flush_interval_s = config.log_flush_interval_s
         self._run = SyncRunner(client).run
         self._buffer: list[tuple[str, str]] = []
         self._cond = threading.Condition()

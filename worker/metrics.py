@@ -1,25 +1,15 @@
 """Prometheus metrics of the build workers: one endpoint per host, summing its processes.
 
-`dramatiq worker.actors --processes P` runs P worker processes under one master. This is the
-design of Dramatiq's own middleware (dramatiq.middleware.prometheus.Prometheus): every worker
-process counts into files of prometheus_client's multiprocess mode, set up in
-`after_process_boot` before prometheus_client is imported, and a process forked by the master
-once the workers have booted (a Dramatiq "fork") serves the sum of those files over HTTP.
-What differs from that middleware, and why it is not used as is:
-
-- the directory belongs to one run (named after the master's pid, common/metrics_dir.py), where
-  Dramatiq's is one fixed /tmp/dramatiq-prometheus that every Dramatiq on the host shares and
-  nothing empties: two workers on one host (the tests start several) would add up each other's
-  counts, and a restart would start from the last run's;
-- the fork removes the directory when it stops (and those of masters killed outright);
-- a port already taken is a warning, not a crash of the fork (a second farm on the host);
-- the port is BUILDFARM_METRICS_PORT (default 9191; 0 turns metrics off), the address
-  BUILDFARM_METRICS_HOST (default 0.0.0.0);
-- the series are the farm's (builds, not messages).
-
-The middleware that sets the series up and serves them is worker/middleware/metrics.py. The
-recording functions below never raise (a build must not fail over a metric) and do nothing
-where metrics are off or not set up (tests that call the pipeline in-process).
+As in Dramatiq's own middleware (dramatiq.middleware.prometheus.Prometheus), every worker
+process counts into files of prometheus_client's multiprocess mode (set up in
+`after_process_boot`, before prometheus_client is imported) and a process the master forks
+serves their sum. Unlike that middleware's one /tmp/dramatiq-prometheus, which every Dramatiq on
+the host shares and nothing empties (two workers on one host would add up each other's counts, a
+restart would start from the last run's), each run has its own directory (common/metrics_dir.py),
+which the fork removes when it stops; a port already taken is a warning, not a crash of the fork;
+the series are the farm's (builds, not messages). worker/middleware/metrics.py sets them up and
+serves them. The recording functions below never raise (a build must not fail over a metric) and
+do nothing where metrics are off or not set up (tests that call the pipeline in-process).
 """
 
 from __future__ import annotations
@@ -38,8 +28,6 @@ QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 360
 
 
 class _Series:
-    """This process's metrics; made after the multiprocess directory is set."""
-
     def __init__(self) -> None:
         import prometheus_client as prom
 

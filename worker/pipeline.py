@@ -16,7 +16,7 @@ from common.models import Build, BuildStatus, image_tag, utc_now
 from common.records.builds import LostClaim
 from worker import metrics
 from worker.context import WorkerContext
-from worker.docker_build import DockerError, build_image, push_image
+from worker.docker_build import DockerError, build_image, create_docker, push_image
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.source import SourceError, fetch_source
@@ -124,10 +124,9 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     claimed_at = time.monotonic()
     metrics.build_claimed(build)
     log = ctx.log_writer(build)
-    if claim.took_over_from:
-        previous = claim.took_over_from
+    if previous := claim.took_over_from:
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
-    docker = ctx.docker()
+    docker = create_docker(config)
     watcher = _Watcher(ctx, build, docker.abort_stream)
     watcher.start()
     status, error, result = BuildStatus.FAILED, None, {}

@@ -59,6 +59,5 @@ def _end_abandoned(ctx: WorkerContext, build: Build) -> None:
         reason = f"Worker lost: {build.attempt} attempt(s) ended without their worker (last: {build.worker})"
     if not ctx.records.seize(build, ctx.worker_id):
         return
-    log = ctx.log_writer(build)
     logger.warning("build %s: %s", build.id, reason)
-    conclude(ctx, build, log, status, reason, {})
+    conclude(ctx, build, ctx.log_writer(build), status, reason, {})

@@ -2,8 +2,7 @@
 
 The Dramatiq thread that handles a build message is bound to its build id from the message's
 arrival to its end (Dramatiq's own lines about the message included); the pipeline adds the
-deployment id once it has loaded the record. The reaper and the log archive bind each build they
-handle (common/logging_json.py).
+deployment id once it has loaded the record.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import dramatiq
 
 from common.broker import RUN_BUILD_ACTOR
-from common.logging_json import bind_build, clear_build, use_json_logging
+from common.logging_json import bind_build, use_json_logging
 
 
 class BuildLogging(dramatiq.Middleware):
@@ -23,7 +22,7 @@ class BuildLogging(dramatiq.Middleware):
             bind_build(str(message.args[0]))
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
-        clear_build()
+        bind_build(None)
 
     def after_skip_message(self, broker, message) -> None:
-        clear_build()
+        bind_build(None)

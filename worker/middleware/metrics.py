@@ -17,20 +17,9 @@ from worker import metrics
 logger = logging.getLogger("buildfarm.metrics")
 
 
-def metrics_port() -> int:
-    """BUILDFARM_METRICS_PORT (0 turns the endpoint off)."""
-    return Config.from_env().metrics_port
-
-
-def metrics_host() -> str:
-    return Config.from_env().metrics_host
-
-
 class WorkerMetrics(dramatiq.Middleware):
-    """Sets up each worker process's metrics and has the master fork the server."""
-
     def __init__(self) -> None:
-        self.port = metrics_port()
+        self.port = Config.from_env().metrics_port  # 0 turns the endpoint off
 
     @property
     def forks(self):
@@ -66,7 +55,8 @@ def serve_metrics() -> int:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(path))
-    host, port = metrics_host(), metrics_port()
+    config = Config.from_env()
+    host, port = config.metrics_host, config.metrics_port
     try:
         try:
             server = ThreadingHTTPServer((host, port), MetricsHandler.factory(registry))
