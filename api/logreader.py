@@ -47,7 +47,7 @@ class LogReader:
         the archive (the stream was dropped), finished, or still growing — and only then
         blocks for new lines."""
         stream = keys.build_log(build.id)
-        last = after
+        last, ended = after, False
         while True:
             entries = await self.redis.xrange(stream, min=f"{last + 1}-0", count=PAGE)
             if not entries:
@@ -58,6 +58,11 @@ class LogReader:
                             yield number, line
                     return
                 finished = status is None or BuildStatus(status.decode()).is_terminal
+                if finished and not ended:
+                    # A worker writes a build's last lines before it ends the build: they may
+                    # have landed just after the read above, so read once more now.
+                    ended = True
+                    continue
                 if not follow or finished:
                     return
                 found = await self.redis.xread({stream: f"{last}-0"}, count=PAGE, block=FOLLOW_BLOCK_MS)

@@ -1,12 +1,17 @@
 """The worker's log writer on real Redis: numbered lines, batching, cap, end marker, fencing."""
 
+import asyncio
 import uuid
 
 import pytest
+import redis.asyncio as aioredis
 
+from api.logreader import LogReader
 from common.config import Config
 from common.logformat import END_FIELD, LINE_FIELD, line_number
+from common.models import Build
 from common.records import fields, keys
+from tests.conftest import wait_until
 from worker.logwriter import LogWriter
 
 
@@ -74,3 +79,47 @@ def test_a_takeover_continues_the_line_numbers(redis_client, build_id):
     second.line("c")
     second.drain()
     assert [line_number(i) for i, _ in read_all(redis_client, build_id)] == [1, 2, 3]
+
+
+class _WorkerEndsTheBuildBeforeTheStatusRead(aioredis.Redis):
+    """A real Redis client on which the worker's last lines and the end of the build land
+    exactly between a follower's read of the stream and its read of the build's status."""
+
+    on_status_read = None
+
+    async def hmget(self, *args, **kwargs):
+        if self.on_status_read is not None:
+            finish, self.on_status_read = self.on_status_read, None
+            finish()
+        return await super().hmget(*args, **kwargs)
+
+
+def test_a_follower_gets_the_lines_a_build_wrote_just_before_it_ended(config, redis_client, build_id):
+    # Given a follower of a running build that has written one line
+    log = writer(redis_client, build_id)
+    log.line("first")
+    wait_until(lambda: redis_client.xlen(keys.build_log(build_id)) == 1, 5, what="the first line")
+    redis_client.hset(keys.build(build_id), fields.ID, build_id)
+    build = Build.from_redis(redis_client.hgetall(keys.build(build_id)))
+    client = _WorkerEndsTheBuildBeforeTheStatusRead.from_url(config.redis_url)
+
+    def worker_ends_the_build() -> None:
+        log.line("last words")
+        log.drain()
+        redis_client.hset(keys.build(build_id), fields.STATUS, "failed")
+        log.end("failed")
+
+    async def follow() -> list[str]:
+        reader = LogReader(config, client, s3=None)
+        seen = []
+        async for number, line in reader.lines(build, follow=True):
+            seen.append(line)
+            if number == 1:
+                # When the worker writes its last line and ends the build right after the
+                # follower found the stream caught up
+                client.on_status_read = worker_ends_the_build
+        await client.aclose()
+        return seen
+
+    # Then the follower still gets the last line
+    assert asyncio.run(follow()) == ["first", "last words"]
