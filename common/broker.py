@@ -41,9 +41,5 @@ def create_broker(config: Config) -> RedisBroker:
 def build_message(config: Config, build_id: str) -> dramatiq.Message:
     """The queue message that asks a worker to run one build (the API never imports actors)."""
     return dramatiq.Message(
-        queue_name=config.queue_name,
-        actor_name=RUN_BUILD_ACTOR,
-        args=(build_id,),
-        kwargs={},
-        options={},
+        queue_name=config.queue_name, actor_name=RUN_BUILD_ACTOR, args=(build_id,), kwargs={}, options={}
     )

@@ -12,7 +12,7 @@ is written as what the value must be ("Field 'subdomain' must be <description>")
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import msgspec.inspect
@@ -29,51 +29,38 @@ Time = Annotated[str, Meta(description="RFC 3339 UTC, with milliseconds and a Z"
 STATUSES: tuple[str, ...] = tuple(s.value for s in BuildStatus)
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 
-Name = Annotated[
-    str,
-    Meta(
-        max_length=100,
-        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$(?!\n)",
-        description="a name that is not blank and has no control characters",
-    ),
-]
-Subdomain = Annotated[
-    str,
-    Meta(
-        max_length=63,
-        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$(?!\n)",
-        description="a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'",
-    ),
-]
+
+def _matching(pattern: str, description: str, max_length: int | None = None) -> Any:
+    """Text that must match `pattern`; `description` is also the error's wording (see above)."""
+    return Annotated[str, Meta(max_length=max_length, pattern=pattern, description=description)]
+
+
+Name = _matching(
+    r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$(?!\n)",
+    "a name that is not blank and has no control characters",
+    100,
+)
+Subdomain = _matching(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$(?!\n)",
+    "a DNS label: 1-63 lowercase letters, digits or '-', not starting or ending with '-'",
+    63,
+)
 # The schemes a farm allows are its configuration (BUILDFARM_ALLOWED_GIT_SCHEMES), checked on
 # top of this pattern by api/validation.py.
-RepoUrl = Annotated[
-    str,
-    Meta(
-        max_length=2048,
-        pattern=r"^(?!-)[^\s\x00-\x1f\x7f]+$(?!\n)",
-        description="a URL without spaces, control characters or a leading '-'",
-    ),
-]
-Branch = Annotated[
-    str,
-    Meta(
-        max_length=255,
-        pattern=r"^(?![-/.])(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*(?:/|\.|\.lock)$)[A-Za-z0-9._/-]+$(?!\n)",
-        description="a valid git branch name (letters, digits, '.', '_', '-', '/'; no '..')",
-    ),
-]
-DockerfilePath = Annotated[
-    str,
-    Meta(
-        max_length=255,
-        pattern=r"^(?!/)(?!.*//)(?!.*/$)(?!(?:.*/)?\.\.(?:/|$))[^\\\x00-\x1f\x7f]+$(?!\n)",
-        description="a relative path inside the build context (no '..' or empty segments)",
-    ),
-]
-CommitSha = Annotated[
-    str, Meta(pattern=r"^[0-9a-f]{40}$(?!\n)", description="a full 40-character lowercase hex SHA")
-]
+RepoUrl = _matching(
+    r"^(?!-)[^\s\x00-\x1f\x7f]+$(?!\n)", "a URL without spaces, control characters or a leading '-'", 2048
+)
+Branch = _matching(
+    r"^(?![-/.])(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*(?:/|\.|\.lock)$)[A-Za-z0-9._/-]+$(?!\n)",
+    "a valid git branch name (letters, digits, '.', '_', '-', '/'; no '..')",
+    255,
+)
+DockerfilePath = _matching(
+    r"^(?!/)(?!.*//)(?!.*/$)(?!(?:.*/)?\.\.(?:/|$))[^\\\x00-\x1f\x7f]+$(?!\n)",
+    "a relative path inside the build context (no '..' or empty segments)",
+    255,
+)
+CommitSha = _matching(r"^[0-9a-f]{40}$(?!\n)", "a full 40-character lowercase hex SHA")
 BuildTimeout = Annotated[int, Meta(ge=1, le=MAX_BUILD_TIMEOUT_S)]
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
+
+import msgspec
 
 
 class BuildStatus(StrEnum):
@@ -43,51 +44,35 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class _RedisHash:
-    """Round-trips a dataclass through a Redis hash of strings. Hashes stay small (Redis keeps
-    them in its compact listpack encoding): None is not stored, and nothing derivable is."""
+class _RedisHash(msgspec.Struct):
+    """A record kept in a Redis hash of strings. Hashes stay small (Redis keeps them in its
+    compact listpack encoding): None is not stored, and nothing derivable is."""
 
     def to_redis(self) -> dict[str, str]:
         """The fields that have a value; an absent field reads back as None."""
         out = {}
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if value is None:
-                continue
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
             if isinstance(value, bool):
-                out[field.name] = "1" if value else "0"
-            else:
-                out[field.name] = str(value)
+                out[name] = "1" if value else "0"
+            elif value is not None:
+                out[name] = str(value)
         return out
 
     @classmethod
-    def from_redis(cls, raw: dict[Any, Any]) -> Self:
-        data = {_text(k): _text(v) for k, v in raw.items()}
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-            text = data.get(field.name, "")
-            if field.type in ("int", int):
-                values[field.name] = int(text) if text else 0
-            elif field.type in ("bool", bool):
-                values[field.name] = text == "1"
-            else:
-                values[field.name] = text or None
-        return cls(**values)
+    def from_redis(cls, raw: dict[bytes, bytes]) -> Self:
+        # An empty value reads back as an absent one; strict=False parses numbers and "1"/"0".
+        return msgspec.convert({k.decode(): v.decode() for k, v in raw.items() if v}, cls, strict=False)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@dataclasses.dataclass
-class Deployment(_RedisHash):
+class Deployment(_RedisHash, kw_only=True):
     id: str
     tenant: str
     name: str
     subdomain: str
     source_type: str
-    repo_url: str | None
-    branch: str | None
+    repo_url: str | None = None
+    branch: str | None = None
     dockerfile_path: str
     created_at: str
     updated_at: str
@@ -103,10 +88,15 @@ class Deployment(_RedisHash):
     # Git deployments: the shared secret of push webhooks (docs/WEBHOOKS.md). Kept as is, since
     # GitHub's HMAC needs the secret itself; never in a repr, nor in the public deployment
     # (common/contract.py) but for the create response.
-    webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "webhook_secret"
+        )
+        return f"Deployment({', '.join(shown)})"
 
 
-@dataclasses.dataclass
 class Build(_RedisHash):
     id: str
     deployment_id: str

@@ -12,7 +12,7 @@ import redis
 
 from common.models import utc_now
 from common.records import fields, keys
-from common.records.call import Call, SyncRunner, first, pairs, text
+from common.records.call import Call, SyncRunner, first, pairs
 
 TOKEN_PREFIX = "bf_"
 
@@ -34,16 +34,14 @@ def authenticate(token: str) -> Call[Principal | None]:
     """Who a token belongs to; None for a token never issued or revoked."""
     digest = token_hash(token)
 
-    def parse(replies: list[dict[bytes, bytes]]) -> Principal | None:
-        record = replies[0]
-        stored = text(record.get(fields.TOKEN_HASH.encode())) or ""
-        if not record or not hmac.compare_digest(stored, digest):
+    def parse(replies: list[list[bytes | None]]) -> Principal | None:
+        stored, tenant, name = replies[0]
+        if stored is None or not hmac.compare_digest(stored.decode(), digest):
             return None
-        return Principal(
-            record[fields.TOKEN_TENANT.encode()].decode(), record[fields.TOKEN_NAME.encode()].decode()
-        )
+        return Principal(tenant.decode(), name.decode())
 
-    return Call(parse, commands=[("HGETALL", keys.token(digest))])
+    wanted = (fields.TOKEN_HASH, fields.TOKEN_TENANT, fields.TOKEN_NAME)
+    return Call(parse, commands=[("HMGET", keys.token(digest), *wanted)])
 
 
 def create_token(client: redis.Redis, tenant: str, name: str) -> str:
@@ -58,8 +56,7 @@ def create_token(client: redis.Redis, tenant: str, name: str) -> str:
     }
     SyncRunner(client).run(
         Call(
-            first,
-            commands=[("HSET", keys.token(digest), *pairs(record)), ("SADD", keys.token_index(), digest)],
+            first, commands=[("HSET", keys.token(digest), *pairs(record)), ("SADD", keys.TOKEN_INDEX, digest)]
         )
     )
     return token
@@ -68,7 +65,7 @@ def create_token(client: redis.Redis, tenant: str, name: str) -> str:
 def list_tokens(client: redis.Redis) -> list[dict[str, str]]:
     """Every token's record (hash, tenant, name, created_at), by hash."""
     runner = SyncRunner(client)
-    digests = sorted(runner.run(Call(first, commands=[("SMEMBERS", keys.token_index())])))
+    digests = sorted(runner.run(Call(first, commands=[("SMEMBERS", keys.TOKEN_INDEX)])))
     records = runner.run(Call(list, commands=[("HGETALL", keys.token(d.decode())) for d in digests]))
     return [{k.decode(): v.decode() for k, v in record.items()} for record in records if record]
 
@@ -76,6 +73,6 @@ def list_tokens(client: redis.Redis) -> list[dict[str, str]]:
 def revoke_token(client: redis.Redis, token: str) -> bool:
     digest = token_hash(token)
     deleted = SyncRunner(client).run(
-        Call(first, commands=[("DEL", keys.token(digest)), ("SREM", keys.token_index(), digest)])
+        Call(first, commands=[("DEL", keys.token(digest)), ("SREM", keys.TOKEN_INDEX, digest)])
     )
     return bool(deleted)

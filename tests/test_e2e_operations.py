@@ -74,7 +74,7 @@ def test_logs_older_than_the_retention_are_deleted_with_their_records_and_then_n
     archived = [f"{deployment['id']}/{build['id']}.{ext}" for ext in ("log", "json")]
     for key in archived:
         s3.stat_object(config.logs_bucket, key)
-    worker_ctx.redis.zadd(keys.log_archive_done(), {build["id"]: 1}, xx=False)  # as if archived long ago
+    worker_ctx.redis.zadd(keys.LOG_ARCHIVE_DONE, {build["id"]: 1}, xx=False)  # as if archived long ago
     assert "kept for a while" in logs(client, build)
     # When retention runs
     assert expire_logs(worker_ctx) >= 1

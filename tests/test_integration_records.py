@@ -136,7 +136,7 @@ def test_the_field_names_are_those_of_the_records():
     names = {
         value for name, value in vars(fields).items() if name.isupper() and not name.startswith("TOKEN_")
     }
-    assert names <= set(Build.__dataclass_fields__) | set(Deployment.__dataclass_fields__)
+    assert names <= {*Build.__struct_fields__, *Deployment.__struct_fields__}
 
 
 def commands_sent(redis_client, client_port: int, action) -> list[str]:

@@ -35,7 +35,7 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
     One uploader at a time per build (a lock): two concurrent uploads of one object, one of
     them reading a stream the other has just dropped, would store a truncated log."""
     bind_build(build.id, build.deployment_id)
-    pending = keys.log_archive_pending()
+    pending = keys.LOG_ARCHIVE_PENDING
     ctx.redis.zadd(pending, {build.id: time.time()}, nx=True)
     lock = keys.log_archive_lock(build.id)
     if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
@@ -58,7 +58,7 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
             pipe.hset(keys.build(build.id), fields.LOG_STATE, LogState.ARCHIVED.value)
             pipe.delete(keys.build_log(build.id))
             pipe.zrem(pending, build.id)
-            pipe.zadd(keys.log_archive_done(), {build.id: time.time()})
+            pipe.zadd(keys.LOG_ARCHIVE_DONE, {build.id: time.time()})
             pipe.execute()
         metrics.log_archived(size)
         return True
@@ -105,9 +105,9 @@ def _spool_stream(ctx: WorkerContext, build_id: str, spool) -> None:
 
 def retry_log_archives(ctx: WorkerContext) -> None:
     """Retries the uploads that failed (storage down), oldest first."""
-    for raw in ctx.redis.zrange(keys.log_archive_pending(), 0, RETRY_BATCH - 1):
+    for raw in ctx.redis.zrange(keys.LOG_ARCHIVE_PENDING, 0, RETRY_BATCH - 1):
         build = ctx.records.load(raw.decode())
         if build is None:
-            ctx.redis.zrem(keys.log_archive_pending(), raw)
+            ctx.redis.zrem(keys.LOG_ARCHIVE_PENDING, raw)
         elif not archive_log(ctx, build) and not ctx.redis.exists(keys.log_archive_lock(build.id)):
             return  # storage still down: wait for the next round

@@ -25,7 +25,7 @@ def expire_logs(ctx: WorkerContext) -> int:
         return 0  # 0 days: keep logs forever
     cutoff = time.time() - ctx.config.log_retention_days * 86400
     expired = 0
-    while ids := ctx.redis.zrangebyscore(keys.log_archive_done(), "-inf", cutoff, start=0, num=BATCH):
+    while ids := ctx.redis.zrangebyscore(keys.LOG_ARCHIVE_DONE, "-inf", cutoff, start=0, num=BATCH):
         for raw in ids:
             build_id = raw.decode()
             deployment_id = ctx.redis.hget(keys.build(build_id), fields.DEPLOYMENT_ID)
@@ -34,7 +34,7 @@ def expire_logs(ctx: WorkerContext) -> int:
                 _remove(ctx, record_key(deployment_id.decode(), build_id))
                 _remove(ctx, log_key(deployment_id.decode(), build_id))
                 ctx.redis.hset(keys.build(build_id), fields.LOG_STATE, LogState.EXPIRED.value)
-            ctx.redis.zrem(keys.log_archive_done(), raw)
+            ctx.redis.zrem(keys.LOG_ARCHIVE_DONE, raw)
             expired += 1
     if expired:
         logger.info("deleted %s archived log(s) older than %s days", expired, ctx.config.log_retention_days)

@@ -83,6 +83,12 @@ def page_args(before: int | None, limit: int) -> list[Any]:
     return [f"({before}" if before is not None else "+inf", limit]
 
 
+def split_page(reply: list[Any]) -> tuple[list[Any], int | None]:
+    """A page script's reply as its rows (4 items each) and the next cursor, if more rows follow."""
+    end = len(reply) // 4 * 4
+    return reply[:end], int(float(reply[end])) if len(reply) > end else None
+
+
 def list_builds(
     tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
 ) -> Call[tuple[list[contract.Build], int | None] | None]:
@@ -93,9 +99,8 @@ def list_builds(
     def parse(reply: list[Any] | int) -> tuple[list[contract.Build], int | None] | None:
         if reply == 0:
             return None
-        rows, cursor = reply[: len(reply) // 4 * 4], reply[len(reply) // 4 * 4 :]
-        found = [contract.build_from_values(values) for values in rows[2::4] if values[0] is not None]
-        return found, int(float(cursor[0])) if cursor else None
+        rows, cursor = split_page(reply)
+        return [contract.build_from_values(values) for values in rows[2::4] if values[0] is not None], cursor
 
     return Call(
         parse,

@@ -7,7 +7,7 @@ from typing import Any
 
 from common.models import DEPLOYMENT_CREATED, BuildStatus, Deployment, utc_now
 from common.records import fields, keys, scripts
-from common.records.builds import page_args
+from common.records.builds import page_args, split_page
 from common.records.call import Call, Steps, first, flat_hash, pairs, text
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -34,7 +34,7 @@ def create_deployment(deployment: Deployment) -> Call[Deployment]:
         script=scripts.CREATE_DEPLOYMENT,
         keys=[
             keys.subdomain(deployment.subdomain),
-            keys.deployment_seq(),
+            keys.DEPLOYMENT_SEQ,
             keys.deployment(deployment.id),
             keys.tenant_deployments(deployment.tenant),
         ],
@@ -85,13 +85,13 @@ def list_deployments(
     status (its latest build's), in one round trip."""
 
     def parse(reply: list[Any]) -> tuple[list[tuple[Deployment, str]], int | None]:
-        rows, cursor = reply[: len(reply) // 4 * 4], reply[len(reply) // 4 * 4 :]
+        rows, cursor = split_page(reply)
         found = [
             (Deployment.from_redis(flat_hash(raw)), status.decode() or DEPLOYMENT_CREATED)
             for raw, status in zip(rows[2::4], rows[3::4], strict=True)
             if raw
         ]
-        return found, int(float(cursor[0])) if cursor else None
+        return found, cursor
 
     return Call(
         parse,

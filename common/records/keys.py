@@ -4,20 +4,19 @@ from common.models import BuildStatus
 
 PREFIX = "bf:"
 
+# Set: the SHA-256 of every API token (what `buildfarm token list` walks).
+TOKEN_INDEX = f"{PREFIX}tokens"
+# Counter: orders deployments in their tenant's sorted set.
+DEPLOYMENT_SEQ = f"{PREFIX}deployment:seq"
+# Sorted set: build ids whose log is finished but not yet in the log archive, by finish time.
+LOG_ARCHIVE_PENDING = f"{PREFIX}logarchive:pending"
+# Sorted set: build ids whose log is in the log archive, scored by upload time (s).
+LOG_ARCHIVE_DONE = f"{PREFIX}logarchive:done"
+
 
 def token(token_hash: str) -> str:
     """Hash: tenant, name, created_at of one API token, keyed by the token's SHA-256."""
     return f"{PREFIX}token:{token_hash}"
-
-
-def token_index() -> str:
-    """Set: the SHA-256 of every API token (what `buildfarm token list` walks)."""
-    return f"{PREFIX}tokens"
-
-
-def deployment_seq() -> str:
-    """Counter: orders deployments in their tenant's sorted set."""
-    return f"{PREFIX}deployment:seq"
 
 
 def deployment(deployment_id: str) -> str:
@@ -59,16 +58,6 @@ def build(build_id: str) -> str:
 def build_log(build_id: str) -> str:
     """Stream: a build's live log, one entry per line, entry id `{line_number}-1`."""
     return f"{PREFIX}log:{build_id}"
-
-
-def log_archive_pending() -> str:
-    """Sorted set: build ids whose log is finished but not yet in the log archive, by finish time."""
-    return f"{PREFIX}logarchive:pending"
-
-
-def log_archive_done() -> str:
-    """Sorted set: build ids whose log is in the log archive, scored by upload time (s)."""
-    return f"{PREFIX}logarchive:done"
 
 
 def cleanup_lock(job: str, scope: str) -> str:

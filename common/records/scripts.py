@@ -151,7 +151,6 @@ return n
 """,
 )
 
-# Extends the lease while the caller's attempt still owns the running build.
 RENEW = _script(
     _NOW_MS,
     _HOLDS_CLAIM,
@@ -163,7 +162,6 @@ return 1
 """,
 )
 
-# Sets fields on a build only while the caller's claim (attempt) is still the current one.
 FENCED_HSET = _script(
     _HOLDS_CLAIM,
     """
@@ -179,9 +177,8 @@ APPEND_LOG = _script(
     _HOLDS_CLAIM,
     """
 if not holds_claim(KEYS[1], ARGV[1]) then return -1 end
-local field = ARGV[2]
 for i = 3, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], ARGV[i], field, ARGV[i + 1])
+  redis.call('XADD', KEYS[2], ARGV[i], ARGV[2], ARGV[i + 1])
 end
 return (#ARGV - 2) / 2
 """,
