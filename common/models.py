@@ -60,9 +60,14 @@ class _RedisHash(msgspec.Struct):
         return out
 
     @classmethod
-    def from_redis(cls, raw: dict[bytes, bytes]) -> Self:
+    def from_redis(cls, raw: dict[bytes, bytes]) -> Self | None:
+        """The record, or None for a hash that is not one: missing, or a stub that a write racing
+        the record's deletion left (it lacks the required fields)."""
         # An empty value reads back as an absent one; strict=False parses numbers and "1"/"0".
-        return msgspec.convert({k.decode(): v.decode() for k, v in raw.items() if v}, cls, strict=False)
+        try:
+            return msgspec.convert({k.decode(): v.decode() for k, v in raw.items() if v}, cls, strict=False)
+        except msgspec.ValidationError:
+            return None
 
 
 class Deployment(_RedisHash, kw_only=True):

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from api.logreader import LogReader
 from common.config import Config
 from common.logformat import END_FIELD, LINE_FIELD, line_number
-from common.models import Build
+from common.models import Build, utc_now
 from common.records import fields, keys
 from tests.conftest import wait_until
 from worker.logwriter import LogWriter
@@ -99,8 +99,17 @@ def test_a_follower_gets_the_lines_a_build_wrote_just_before_it_ended(config, re
     log = writer(redis_client, build_id)
     log.line("first")
     wait_until(lambda: redis_client.xlen(keys.build_log(build_id)) == 1, 5, what="the first line")
-    redis_client.hset(keys.build(build_id), fields.ID, build_id)
-    build = Build.from_redis(redis_client.hgetall(keys.build(build_id)))
+    build = Build(
+        id=build_id,
+        deployment_id=str(uuid.uuid4()),
+        tenant="t",
+        number=1,
+        status="building",
+        subdomain="app",
+        source_type="archive",
+        dockerfile_path="Dockerfile",
+        created_at=utc_now(),
+    )
     client = _WorkerEndsTheBuildBeforeTheStatusRead.from_url(config.redis_url)
 
     def worker_ends_the_build() -> None:

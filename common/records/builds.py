@@ -44,7 +44,7 @@ def status_keys(build_id: str, deployment_id: str) -> list[str]:
 
 def load(build_id: str) -> Call[Build | None]:
     return Call(
-        parse=lambda replies: Build.from_redis(replies[0]) if replies[0] else None,
+        parse=lambda replies: Build.from_redis(replies[0]),
         commands=[("HGETALL", keys.build(build_id))],
     )
 

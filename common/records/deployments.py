@@ -45,7 +45,7 @@ def create_deployment(deployment: Deployment) -> Call[Deployment]:
 def get_any_deployment(deployment_id: str) -> Call[Deployment | None]:
     """A deployment whatever its tenant: for webhooks, which prove themselves by its secret."""
     return Call(
-        lambda replies: Deployment.from_redis(replies[0]) if replies[0] else None,
+        lambda replies: Deployment.from_redis(replies[0]),
         commands=[("HGETALL", keys.deployment(deployment_id))],
     )
 
@@ -86,11 +86,10 @@ def list_deployments(
 
     def parse(reply: list[Any]) -> tuple[list[tuple[Deployment, str]], int | None]:
         rows, cursor = split_page(reply)
-        found = [
-            (Deployment.from_redis(flat_hash(raw)), status.decode() or DEPLOYMENT_CREATED)
-            for raw, status in zip(rows[2::4], rows[3::4], strict=True)
-            if raw
+        records = [
+            (Deployment.from_redis(flat_hash(raw)), status) for raw, status in zip(rows[2::4], rows[3::4])
         ]
+        found = [(record, status.decode() or DEPLOYMENT_CREATED) for record, status in records if record]
         return found, cursor
 
     return Call(
