@@ -86,9 +86,8 @@ def list_deployments(
 
     def parse(reply: list[Any]) -> tuple[list[tuple[Deployment, str]], int | None]:
         rows, cursor = split_page(reply)
-        records = [
-            (Deployment.from_redis(flat_hash(raw)), status) for raw, status in zip(rows[2::4], rows[3::4])
-        ]
+        hashes_and_statuses = zip(rows[2::4], rows[3::4], strict=True)
+        records = [(Deployment.from_redis(flat_hash(raw)), status) for raw, status in hashes_and_statuses]
         found = [(record, status.decode() or DEPLOYMENT_CREATED) for record, status in records if record]
         return found, cursor
 
