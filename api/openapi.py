@@ -101,12 +101,9 @@ def _header(name: str, description: str, schema: dict | None = None, required: b
     return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
 
 
+LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
 PAGING = [
-    _query(
-        "limit",
-        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-        "Page size",
-    ),
+    _query("limit", LIMIT, "Page size"),
     _query("cursor", {"type": "integer", "minimum": 1}, "From the previous page's Link: rel=next"),
 ]
 
@@ -121,12 +118,8 @@ UPLOAD_FORM = {
     "properties": {"archive": BINARY, "dockerfile": BINARY},
 }
 
-DASHBOARD_HEADERS = {
-    "Content-Security-Policy": {
-        "description": "Only the page's own scripts, styles and API",
-        "schema": STRING,
-    }
-}
+CSP_HEADER = {"description": "Only the page's own scripts, styles and API", "schema": STRING}
+DASHBOARD_HEADERS = {"Content-Security-Policy": CSP_HEADER}
 
 
 def _webhook(summary: str, ok: dict, headers: list[dict]) -> dict:
