@@ -288,10 +288,7 @@ SPEC = {
     "openapi": "3.1.0",
     "info": {"title": "Build farm API", "version": "1.0.0"},
     "servers": [{"url": "/"}],
-    "components": {
-        "schemas": SCHEMAS,
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    },
+    "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],
     "paths": PATHS,
 }

@@ -117,7 +117,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     elif claim.outcome == "expired":
         expire(ctx, build)
     if claim.outcome != "claimed":
-        return  # or held under a live lease elsewhere, or out of attempts (the reaper ends it)
+        return  # also: held under a live lease elsewhere, or out of attempts (the reaper ends it)
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     claimed_at = time.monotonic()
     metrics.build_claimed(build)

@@ -86,8 +86,7 @@ class _PushWebhook:
         given = [name for name in self.commit_fields if getattr(payload, name) is not None]
         field = given[0] if given else self.commit_fields[-1]
         sha = getattr(payload, field)
-        skipped = _skip_reason(deployment, payload, sha)
-        if skipped:
+        if skipped := _skip_reason(deployment, payload, sha):
             _acknowledge(resp, "ignored", skipped)
             return
         if sha is None or not re.search(_COMMIT.pattern, sha):
@@ -121,8 +120,7 @@ class _PushWebhook:
 
     def _delivery_id(self, req: falcon.Request) -> str | None:
         for header in self.delivery_headers:
-            value = req.get_header(header)
-            if value:
+            if value := req.get_header(header):
                 return check_request_key(header, value)
         return None  # no dedupe: every delivery builds
 
