@@ -90,14 +90,8 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     broker = create_broker(config)
     store = RecordStore(redis)
     router = CompiledRouter()  # also finds the route of requests refused before routing (metrics)
-    app = falcon.asgi.App(
-        middleware=[
-            MetricsMiddleware(router),
-            ConnectionsMiddleware(config, redis, s3),
-            AuthMiddleware(store),
-        ],
-        router=router,
-    )
+    middleware = [MetricsMiddleware(router), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
+    app = falcon.asgi.App(middleware=middleware, router=router)
     app.set_error_serializer(serialize_error)
     # Bodies are the contract's Structs (common/contract.py), encoded by msgspec.
     json_handler = falcon.media.JSONHandler(dumps=contract.encode, loads=msgspec.json.decode)

@@ -1,6 +1,6 @@
 """What a request names, looked up for its tenant: a deployment, a build of it, a page of its
-builds. Another tenant's
-deployment is answered exactly like a missing one (404), and so is an id that is not a UUID."""
+builds. Another tenant's deployment is answered exactly like a missing one (404), and so is
+an id that is not a UUID."""
 
 from __future__ import annotations
 
@@ -23,14 +23,11 @@ async def find_builds(
 ) -> tuple[list[contract.Build], int | None]:
     """A page of a deployment's builds (and the next cursor), with the deployment checked in the
     same round trip."""
-    page = (
-        await store.list_builds(tenant, deployment_id, status, limit, before)
-        if is_uuid(deployment_id)
-        else None
-    )
-    if page is None:
-        raise not_found("Deployment not found")
-    return page
+    if is_uuid(deployment_id):
+        page = await store.list_builds(tenant, deployment_id, status, limit, before)
+        if page is not None:
+            return page
+    raise not_found("Deployment not found")
 
 
 async def find_build(store: RecordStore, tenant: str, deployment_id: str, build_id: str) -> Build:

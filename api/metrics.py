@@ -1,12 +1,10 @@
 """Prometheus metrics of the API, served at GET /metrics (no token, like /healthz).
 
 HTTP requests are counted and timed by route template (the matched route, never the raw path:
-ids would make a series per build), method and status code. Under gunicorn the API runs several
-worker processes; each request is counted in the process that served it, so the counts live in
-prometheus_client's multiprocess files (a directory per server run that api/server.py makes in
-the gunicorn master, common/metrics_dir.py) and every scrape, whichever process answers it, sums
-all of them. Run without that directory (a single uvicorn process, tests), the counts stay in
-this process's memory.
+ids would make a series per build), method and status code. Under gunicorn each worker process
+counts the requests it served into the server run's multiprocess directory (api/server.py,
+common/metrics_dir.py), and every scrape, whichever process answers it, sums them all; without
+that directory (a single uvicorn process, tests) the counts stay in this process's memory.
 
 The queue gauges are read from Redis at each scrape: they are the farm's state, not a count of
 this process.

@@ -51,7 +51,6 @@ ERRORS = {
     "413": _returns("Body too large", "Error"),
     "415": _returns("Unsupported media type", "Error"),
     "422": _returns("Invalid field", "Error"),
-    "500": _returns("Internal error", "Error"),
     "503": _returns("A service the API needs is unavailable", "Error"),
 }
 # What reading any body can refuse (api/validation.py, uploads); a JSON body can also not fit its Struct.
@@ -101,12 +100,13 @@ def _header(name: str, description: str, schema: dict | None = None, required: b
     return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
 
 
+IDEMPOTENCY_KEY = _header(
+    "Idempotency-Key", "A retried request with the same key returns the same build (24 h)"
+)
+STATUS = {"type": "string", "enum": list(contract.STATUSES)}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
 PAGING = [
-    _query(
-        "limit",
-        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-        "Page size",
-    ),
+    _query("limit", LIMIT, "Page size"),
     _query("cursor", {"type": "integer", "minimum": 1}, "From the previous page's Link: rel=next"),
 ]
 
@@ -114,19 +114,11 @@ PAGING = [
 _, SCHEMAS = msgspec.json.schema_components(contract.SCHEMAS, ref_template=REF)
 
 # The one body no Struct describes (api/resources/uploads.py).
-BINARY = {"type": "string", "format": "binary"}
-UPLOAD_FORM = {
-    "type": "object",
-    "required": ["archive"],
-    "properties": {"archive": BINARY, "dockerfile": BINARY},
-}
+FILE = {"type": "string", "format": "binary"}
+UPLOAD_FORM = {"type": "object", "required": ["archive"], "properties": {"archive": FILE, "dockerfile": FILE}}
 
-DASHBOARD_HEADERS = {
-    "Content-Security-Policy": {
-        "description": "Only the page's own scripts, styles and API",
-        "schema": STRING,
-    }
-}
+CSP_HEADER = {"description": "Only the page's own scripts, styles and API", "schema": STRING}
+DASHBOARD_HEADERS = {"Content-Security-Policy": CSP_HEADER}
 
 
 def _webhook(summary: str, ok: dict, headers: list[dict]) -> dict:
@@ -150,9 +142,8 @@ def _declare_path_ids(paths: dict) -> None:
     """Declares each path's parameters as ids (UUIDs), unless the path declares its own."""
     for path, item in paths.items():
         if names := re.findall(r"{(\w+)}", path):
-            item.setdefault(
-                "parameters", [{"name": n, "in": "path", "required": True, "schema": UUID} for n in names]
-            )
+            ids = [{"name": n, "in": "path", "required": True, "schema": UUID} for n in names]
+            item.setdefault("parameters", ids)
 
 
 PATHS = {
@@ -211,11 +202,7 @@ PATHS = {
             "409",
             "503",
             body=_json_body("DeployRequest", required=False),
-            params=[
-                _header(
-                    "Idempotency-Key", "A retried request with the same key returns the same build (24 h)"
-                )
-            ],
+            params=[IDEMPOTENCY_KEY],
         ),
     },
     DEPLOYMENT + "/builds": {
@@ -223,14 +210,7 @@ PATHS = {
             "List builds, newest first",
             {"200": _page("Build")},
             "400",
-            params=[
-                *PAGING,
-                _query(
-                    "status",
-                    {"type": "string", "enum": list(contract.STATUSES)},
-                    "Only builds in this status",
-                ),
-            ],
+            params=[*PAGING, _query("status", STATUS, "Only builds in this status")],
         ),
     },
     BUILD: {"get": _op("Get a build", {"200": _returns("The build", "Build")})},
@@ -308,10 +288,7 @@ SPEC = {
     "openapi": "3.1.0",
     "info": {"title": "Build farm API", "version": "1.0.0"},
     "servers": [{"url": "/"}],
-    "components": {
-        "schemas": SCHEMAS,
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    },
+    "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],
     "paths": PATHS,
 }

@@ -13,12 +13,10 @@ MAX_LIMIT = 100
 def paging_params(req: falcon.Request) -> tuple[int, int | None]:
     """(limit, cursor): the cursor is an opaque integer handed out in the previous Link."""
     limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIMIT) or DEFAULT_LIMIT
-    cursor = req.get_param_as_int("cursor", min_value=1)
-    return limit, cursor
+    return limit, req.get_param_as_int("cursor", min_value=1)
 
 
 def link_next_page(req: falcon.Request, resp: falcon.Response, limit: int, cursor: int | None) -> None:
-    """Names the next page in the Link header, when there is one (`cursor`)."""
     if cursor is not None:
         params = {k: v for k, v in req.params.items() if k not in ("limit", "cursor")}
         params.update(limit=limit, cursor=cursor)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 from typing import Any
 
 from uvicorn_worker import UvicornWorker
@@ -29,13 +30,12 @@ def _metrics_run_dir() -> None:
     its master, before it forks the workers and before it loads the app (even with --preload),
     so the workers inherit the directory through the environment and count into it; the master
     removes it when it exits."""
-    path = metrics_dir.fresh_run_dir("api")
-    metrics_dir.use(path)
+    path = metrics_dir.use_fresh_run_dir("api")
     master = os.getpid()
 
     def remove() -> None:
         if os.getpid() == master:  # workers inherit this exit handler too
-            metrics_dir.remove(path)
+            shutil.rmtree(path, ignore_errors=True)
 
     atexit.register(remove)
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import falcon
 from dramatiq.brokers.redis import RedisBroker
 
-from api.errors import conflict, not_found
+from api.errors import conflict, not_found, unprocessable
 from api.openapi import BUILD
 from api.store import RecordStore, new_id
 from common.broker import build_message
@@ -24,6 +24,9 @@ logger = logging.getLogger("buildfarm.api")
 # Records a new build's id under a request's key (Idempotency-Key, webhook delivery id) and
 # returns the build id an earlier request with the same key recorded, if any.
 Claim = Callable[[str], Awaitable[str | None]]
+# What a pending build takes from its deployment unless given, and what a retry copies.
+DEPLOYMENT_SOURCE = ("subdomain", "source_type", "dockerfile_path")
+SOURCE_FIELDS = (*DEPLOYMENT_SOURCE, "repo_url", "branch", "commit_sha", "inline_dockerfile")
 
 
 class BuildSubmission:
@@ -41,9 +44,7 @@ class BuildSubmission:
         build = _pending_build(deployment)
         if deployment.source_type == SourceType.ARCHIVE:
             if commit_sha is not None:
-                raise falcon.HTTPUnprocessableEntity(
-                    description="Archive deployments build their uploaded archive: no 'commit_sha'"
-                )
+                raise unprocessable("Archive deployments build their uploaded archive: no 'commit_sha'")
             if not deployment.archive_sha256:
                 raise conflict("No archive uploaded yet: POST one to /upload first")
             build.commit_sha = deployment.archive_sha256
@@ -66,17 +67,8 @@ class BuildSubmission:
         inline Dockerfile — whatever the deployment got since (409 if it never had one)."""
         if not old.commit_sha:
             raise conflict("This build never resolved its commit, so there is no exact source to retry")
-        build = _pending_build(
-            deployment,
-            subdomain=old.subdomain,
-            source_type=old.source_type,
-            dockerfile_path=old.dockerfile_path,
-            repo_url=old.repo_url,
-            branch=old.branch,
-            commit_sha=old.commit_sha,
-            inline_dockerfile=old.inline_dockerfile,
-        )
-        return await self._submit(deployment, build)
+        source = {name: getattr(old, name) for name in SOURCE_FIELDS}
+        return await self._submit(deployment, _pending_build(deployment, **source))
 
     async def _submit(self, deployment: Deployment, build: Build) -> Build:
         """Stores and queues `build` (404 if the deployment went meanwhile). If the queue is
@@ -112,11 +104,7 @@ def render_queued(resp: falcon.Response, build: Build) -> None:
 def _pending_build(deployment: Deployment, **fields) -> Build:
     """A pending build of `deployment`, not stored yet; `fields` (its source) override the
     deployment's subdomain, source type and Dockerfile path."""
-    defaults = {
-        "subdomain": deployment.subdomain,
-        "source_type": deployment.source_type,
-        "dockerfile_path": deployment.dockerfile_path,
-    }
+    defaults = {name: getattr(deployment, name) for name in DEPLOYMENT_SOURCE}
     return Build(
         id=new_id(),
         deployment_id=deployment.id,

@@ -26,15 +26,11 @@ class ApiClient:
     def __init__(self, url: str, token: str) -> None:
         self.url = url.rstrip("/")
         self.token = token
-        self.http = httpx.Client(
-            base_url=f"{self.url}/api/v1",
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "buildfarm-cli"},
-            timeout=TIMEOUT,
-        )
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": "buildfarm-cli"}
+        self.http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=TIMEOUT)
 
     @classmethod
     def from_settings(cls, url: str | None, token: str | None) -> ApiClient:
-        """--url/--token, else BUILDFARM_URL/BUILDFARM_TOKEN."""
         url = url or os.environ.get("BUILDFARM_URL")
         token = token or os.environ.get("BUILDFARM_TOKEN")
         if not url:

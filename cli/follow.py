@@ -17,6 +17,7 @@ from common.models import TERMINAL_STATUSES
 FIRST_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 5.0
 GIVE_UP_AFTER_S = 120.0
+CONNECT_OPTIONS = {"open_timeout": 10, "close_timeout": 5, "max_size": None}
 
 
 def follow_log(api: ApiClient, deployment_id: str, build_id: str) -> dict:
@@ -28,13 +29,8 @@ def follow_log(api: ApiClient, deployment_id: str, build_id: str) -> dict:
     headers = {"Authorization": f"Bearer {api.token}"}
     while True:
         try:
-            with connect(
-                api.log_stream_url(deployment_id, build_id, after=seen),
-                additional_headers=headers,
-                open_timeout=10,
-                close_timeout=5,
-                max_size=None,
-            ) as ws:
+            url = api.log_stream_url(deployment_id, build_id, after=seen)
+            with connect(url, additional_headers=headers, **CONNECT_OPTIONS) as ws:
                 failing_since = None
                 for message in ws:  # ends when the server closes the stream cleanly
                     output.line(message if isinstance(message, str) else message.decode("utf-8", "replace"))

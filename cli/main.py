@@ -26,6 +26,9 @@ Create the deployment, or reuse yours with this subdomain, and queue a build. A 
 is packed as .tar.gz (honouring its .dockerignore) and uploaded; a git URL is built from
 its branch. Prints the build id, or with --follow the build log (on stdout, as it comes)."""
 
+# The parsers that print EPILOG keep its line breaks.
+WITH_EPILOG = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
 
 def _tenant(value: str) -> str:
     if not _TENANT.match(value):
@@ -67,11 +70,7 @@ def _token_commands(commands) -> None:
 
 def _deploy_command(commands) -> None:
     parser = commands.add_parser(
-        "deploy",
-        help="build a directory or a git repository",
-        description=DEPLOY_DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "deploy", help="build a directory or a git repository", description=DEPLOY_DESCRIPTION, **WITH_EPILOG
     )
     parser.set_defaults(handler=deploy.run)
     parser.add_argument("source", metavar="PATH_OR_GIT_URL", help="build context directory or git URL")
@@ -93,9 +92,7 @@ def _builds_commands(commands) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
 
     def action(name: str, help: str, *, of_one_build: bool = True) -> argparse.ArgumentParser:
-        sub = actions.add_parser(
-            name, help=help, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-        )
+        sub = actions.add_parser(name, help=help, **WITH_EPILOG)
         sub.add_argument("--deployment", "-d", required=True, metavar="ID_OR_SUBDOMAIN")
         _api_options(sub, argparse.SUPPRESS)
         if of_one_build:
@@ -116,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="buildfarm",
         description="Build farm: deploy and follow builds; administer API tokens",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **WITH_EPILOG,
     )
     _api_options(parser, None)
     commands = parser.add_subparsers(dest="command", required=True)

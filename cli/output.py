@@ -16,8 +16,7 @@ def note(message: str) -> None:
 
 
 def line(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    print(text, flush=True)
 
 
 def _cell(value: object) -> str:

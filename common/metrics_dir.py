@@ -50,26 +50,23 @@ def sweep(kind: str) -> None:
             continue
 
 
-def fresh_run_dir(kind: str) -> Path:
+def use_fresh_run_dir(kind: str) -> Path:
+    """Makes a new directory of `kind` for a run owned by this process, and makes this process
+    (and its children) count into it."""
     sweep(kind)
-    return Path(tempfile.mkdtemp(prefix=f"buildfarm-{kind}-metrics-{os.getpid()}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"buildfarm-{kind}-metrics-{os.getpid()}-"))
+    os.environ[ENV] = str(path)
+    return path
 
 
-def shared_run_dir(kind: str, owner_pid: int) -> Path:
-    """The directory of the run owned by `owner_pid`, made by whichever of its processes asks
-    first; refused unless it is a real directory of this user (the name is predictable)."""
+def use_shared_run_dir(kind: str, owner_pid: int) -> Path:
+    """Makes this process count into the directory of the run owned by `owner_pid`, made by
+    whichever of its processes asks first; refused unless it is a real directory of this user
+    (the name is predictable)."""
     path = Path(tempfile.gettempdir()) / f"buildfarm-{kind}-metrics-{owner_pid}"
     path.mkdir(mode=0o700, exist_ok=True)
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise RuntimeError(f"{path} is not a directory of this user: metrics are off")
-    return path
-
-
-def use(path: Path) -> None:
-    """Makes this process (and its children) count into `path`."""
     os.environ[ENV] = str(path)
-
-
-def remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    return path

@@ -79,6 +79,7 @@ def build_image(
     client: AbortableAPIClient, config: Config, source: Source, tag: str, log: Callable[[str], None]
 ) -> str:
     """Builds `tag` from the source; returns the image id."""
+    memory = config.build_memory_bytes
     stream = client.build(
         path=str(source.context_dir),
         dockerfile=source.dockerfile,
@@ -86,11 +87,7 @@ def build_image(
         rm=True,
         forcerm=True,
         decode=True,
-        container_limits={
-            "memory": config.build_memory_bytes,
-            "memswap": config.build_memory_bytes,
-            "cpushares": config.build_cpu_shares,
-        },
+        container_limits={"memory": memory, "memswap": memory, "cpushares": config.build_cpu_shares},
         shmsize=config.build_shm_bytes,
     )
     lines, image_id = _Lines(log), None

@@ -74,23 +74,13 @@ def _upload(ctx: WorkerContext, build: Build) -> int:
         _spool_stream(ctx, build.id, spool)
         size = spool.tell()
         spool.seek(0)
-        ctx.s3.put_object(
-            bucket,
-            log_key(build.deployment_id, build.id),
-            spool,
-            size,
-            content_type="text/plain; charset=utf-8",
-        )
+        key = log_key(build.deployment_id, build.id)
+        ctx.s3.put_object(bucket, key, spool, size, content_type="text/plain; charset=utf-8")
     # The build as the API returns it. A JSON object rather than object metadata, which rclone's
     # S3 server keeps only in memory (lost on restart) and which caps at 2 KB.
     record = encode(public_build(build))
-    ctx.s3.put_object(
-        bucket,
-        record_key(build.deployment_id, build.id),
-        io.BytesIO(record),
-        len(record),
-        content_type="application/json",
-    )
+    key = record_key(build.deployment_id, build.id)
+    ctx.s3.put_object(bucket, key, io.BytesIO(record), len(record), content_type="application/json")
     return size
 
 

@@ -114,12 +114,10 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     )
     if claim.outcome == "busy":
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
-        return
-    if claim.outcome == "expired":
+    elif claim.outcome == "expired":
         expire(ctx, build)
-        return
     if claim.outcome != "claimed":
-        return  # held under a live lease elsewhere, or out of attempts (the reaper ends it)
+        return  # also: held under a live lease elsewhere, or out of attempts (the reaper ends it)
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     claimed_at = time.monotonic()
     metrics.build_claimed(build)

@@ -28,14 +28,10 @@ def reap_once(ctx: WorkerContext) -> None:
         if build.lease_expires_ms > now:
             continue
         bind_build(build.id, build.deployment_id)
+        marker = keys.reap_marker(build.id, build.attempt)
         if build.cancel_requested_by or build.attempt >= config.max_attempts:
             _end_abandoned(ctx, build)
-        elif ctx.redis.set(
-            keys.reap_marker(build.id, build.attempt),
-            ctx.worker_id,
-            nx=True,
-            px=int(config.lease_ttl_s * 2000),
-        ):
+        elif ctx.redis.set(marker, ctx.worker_id, nx=True, px=int(config.lease_ttl_s * 2000)):
             logger.info("build %s: lease of attempt %s expired; offering it again", build.id, build.attempt)
             ctx.requeue(build.id)
     oldest = now - config.queue_deadline_s * 1000

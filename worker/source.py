@@ -130,13 +130,8 @@ def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> st
         "GIT_CONFIG_NOSYSTEM": "1",
     }
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(
-            ["git", *protocol_rules, "-c", "core.hooksPath=/dev/null", *args],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        command = ["git", *protocol_rules, "-c", "core.hooksPath=/dev/null", *args]
+        process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + config.git_timeout_s
         too_big = f"git {what} stopped: the repository is larger than {config.max_extracted_bytes} bytes"
         while process.poll() is None:

@@ -27,6 +27,7 @@ class TimerThread(threading.Thread):
     def run(self) -> None:
         config = self.ctx.config
         interval = min(config.reaper_interval_s, config.log_archive_retry_interval_s)
+        cleanup_ttl_s = int(config.cleanup_interval_s)
         # Cleanup jobs: (job, the scope sharing one run per interval).
         cleanup = [(expire_logs, "farm"), (prune_docker, config.docker_host)]
         # Not at start: a farm just started is about to build, and a prune mid-build can
@@ -39,9 +40,7 @@ class TimerThread(threading.Thread):
                 next_cleanup = time.monotonic() + config.cleanup_interval_s
                 for job, scope in cleanup:
                     lock = keys.cleanup_lock(job.__name__, scope)
-                    if self.ctx.redis.set(
-                        lock, self.ctx.worker_id, nx=True, ex=int(config.cleanup_interval_s)
-                    ):
+                    if self.ctx.redis.set(lock, self.ctx.worker_id, nx=True, ex=cleanup_ttl_s):
                         self._run(job)
 
     def _run(self, job) -> None:

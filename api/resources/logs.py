@@ -24,10 +24,8 @@ class LogsResource:
         build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
         await self._require_logs(build)
         resp.content_type = falcon.MEDIA_TEXT
-        if build.log_state == "archived":
-            resp.stream = self.reader.archived_chunks(build)
-        else:
-            resp.stream = self._live_text(build)
+        live = build.log_state != "archived"
+        resp.stream = self._live_text(build) if live else self.reader.archived_chunks(build)
 
     async def _require_logs(self, build: Build) -> None:
         """404 unless the build has a log to show: it is building, or it ran and left output."""

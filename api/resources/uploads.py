@@ -95,9 +95,8 @@ class UploadResource:
     def _store(self, deployment_id: str, spool, sha256: str, size: int, dockerfile: bytes | None) -> None:
         spool.seek(0)
         bucket = self.config.sources_bucket
-        self.s3.put_object(
-            bucket, archive_key(deployment_id, sha256), spool, size, content_type="application/gzip"
-        )
+        key = archive_key(deployment_id, sha256)
+        self.s3.put_object(bucket, key, spool, size, content_type="application/gzip")
         if dockerfile is not None:
             key = dockerfile_key(deployment_id, sha256)
             self.s3.put_object(

@@ -64,13 +64,6 @@ class _PushWebhook:
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         raise NotImplementedError
 
-    def pushed_commit(self, payload: PushPayload) -> tuple[str, str | None]:
-        """(field name, value) of the commit a push leaves at the tip of its ref."""
-        for field in self.commit_fields:
-            if (sha := getattr(payload, field)) is not None:
-                return field, sha
-        return self.commit_fields[-1], None
-
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         # The signature covers the exact bytes, so they are read raw (capped like any JSON) and
         # parsed only once they are authenticated.
@@ -90,9 +83,10 @@ class _PushWebhook:
                 _acknowledge(resp, "ignored", f"Event '{event}' ignored: only pushes start builds")
             return
         payload = parse_json(raw, req.content_type, PushPayload)
-        field, sha = self.pushed_commit(payload)
-        skipped = _skip_reason(deployment, payload, sha)
-        if skipped:
+        given = [name for name in self.commit_fields if getattr(payload, name) is not None]
+        field = given[0] if given else self.commit_fields[-1]
+        sha = getattr(payload, field)
+        if skipped := _skip_reason(deployment, payload, sha):
             _acknowledge(resp, "ignored", skipped)
             return
         if sha is None or not re.search(_COMMIT.pattern, sha):
@@ -126,8 +120,7 @@ class _PushWebhook:
 
     def _delivery_id(self, req: falcon.Request) -> str | None:
         for header in self.delivery_headers:
-            value = req.get_header(header)
-            if value:
+            if value := req.get_header(header):
                 return check_request_key(header, value)
         return None  # no dedupe: every delivery builds
 

@@ -24,5 +24,4 @@ class BuildLogging(dramatiq.Middleware):
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         bind_build(None)
 
-    def after_skip_message(self, broker, message) -> None:
-        bind_build(None)
+    after_skip_message = after_process_message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 
 import dramatiq
@@ -29,12 +30,11 @@ class WorkerMetrics(dramatiq.Middleware):
         if not self.port:
             return
         try:
-            path = metrics_dir.shared_run_dir(metrics.KIND, os.getppid())
+            metrics_dir.use_shared_run_dir(metrics.KIND, os.getppid())
         except (OSError, RuntimeError) as e:
             logger.warning("worker metrics are off: %s", e)
-            return
-        metrics_dir.use(path)
-        metrics.start_series()
+        else:
+            metrics.start_series()
 
     def after_worker_shutdown(self, broker, worker) -> None:
         if metrics.series_started():
@@ -47,14 +47,13 @@ def serve_metrics() -> int:
     """The fork that serves the host's metrics; it removes the run's directory when it stops."""
     use_json_logging()
     metrics_dir.sweep(metrics.KIND)
-    path = metrics_dir.shared_run_dir(metrics.KIND, os.getppid())
-    metrics_dir.use(path)
+    path = metrics_dir.use_shared_run_dir(metrics.KIND, os.getppid())
     from http.server import ThreadingHTTPServer
 
     from prometheus_client import CollectorRegistry, MetricsHandler, multiprocess
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(path))
+    multiprocess.MultiProcessCollector(registry)
     config = Config.from_env()
     host, port = config.metrics_host, config.metrics_port
     try:
@@ -66,5 +65,5 @@ def serve_metrics() -> int:
         logger.info("worker metrics on http://%s:%s/metrics", host, port)
         server.serve_forever()
     finally:
-        metrics_dir.remove(path)
+        shutil.rmtree(path, ignore_errors=True)
     return 0
