@@ -23,7 +23,7 @@ from api.resources.deployments import DeploymentsResource
 from api.resources.health import HealthResource, ReadyResource
 from api.resources.logs import LogsResource
 from api.resources.uploads import UploadResource
-from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource, WebhookSecretResource
+from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource
 from api.store import RecordStore
 from api.submission import BuildSubmission
 from common import contract
@@ -76,7 +76,7 @@ def routes(
         (BUILD + "/logs/stream", logs, "stream"),
         (BUILD + "/cancel", builds, "cancel"),
         (BUILD + "/retry", builds, "retry"),
-        (DEPLOYMENT + "/webhook-secret", WebhookSecretResource(store), None),
+        (DEPLOYMENT + "/webhook-secret", deployments, "webhook_secret"),
         (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
     ]
@@ -95,7 +95,6 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     app.set_error_serializer(serialize_error)
     # Bodies are the contract's Structs (common/contract.py), encoded by msgspec.
     json_handler = falcon.media.JSONHandler(dumps=contract.encode, loads=msgspec.json.decode)
-    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.req_options.strip_url_path_trailing_slash = True
     for template, resource, suffix in routes(config, redis, s3, broker, store):

@@ -31,8 +31,9 @@ async def find_builds(
 
 
 async def find_build(store: RecordStore, tenant: str, deployment_id: str, build_id: str) -> Build:
-    deployment = await find_deployment(store, tenant, deployment_id)
-    build = await store.get_build(deployment.id, build_id) if is_uuid(build_id) else None
-    if build is None:
+    """In one round trip when it exists: the build names its deployment and tenant."""
+    build = await store.load(build_id) if is_uuid(build_id) else None
+    if build is None or build.deployment_id != deployment_id or build.tenant != tenant:
+        await find_deployment(store, tenant, deployment_id)  # which of the two is missing
         raise not_found("Build not found")
     return build

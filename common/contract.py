@@ -189,16 +189,9 @@ class PushPayload(Struct):
     deleted: Annotated[bool, Meta(description="GitHub: the push deleted the branch")] = False
 
 
-SCHEMAS = (
-    Error,
-    Build,
-    Deployment,
-    NewDeployment,
-    DeployRequest,
-    Upload,
-    WebhookSecret,
-    WebhookAck,
-    PushPayload,
+# Every body of the API: each Struct declared above (the OpenAPI components).
+SCHEMAS = tuple(
+    kind for kind in list(globals().values()) if isinstance(kind, type) and kind.__module__ == __name__
 )
 
 

@@ -111,16 +111,15 @@ def test_a_field_of_the_wrong_type_is_a_422(client):
     assert_error(client.post("/deployments", json={"name": ["a"], "subdomain": "x"}), 422, "validation_error")
 
 
-def test_an_internal_error_is_a_bare_500_without_a_trace(client, redis_client):
+def test_an_internal_error_is_a_bare_500_without_a_trace(client, redis_client, tenant_token):
     deployment = client.post(
         "/deployments", json={"name": "a", "subdomain": unique_subdomain(), "source_type": "archive"}
     ).json()
-    # A record damaged outside the API: its status is not one the API knows.
+    # A whole record damaged outside the API: its status is not one the API knows.
     build_id = "11111111-2222-4333-8444-555555555555"
-    redis_client.hset(
-        keys.build(build_id),
-        mapping={"id": build_id, "deployment_id": deployment["id"], "status": "exploded", "number": "1"},
-    )
+    record = {"id": build_id, "deployment_id": deployment["id"], "tenant": tenant_token[0], "number": "1"}
+    record |= {"subdomain": "x", "source_type": "archive", "dockerfile_path": "Dockerfile", "created_at": "t"}
+    redis_client.hset(keys.build(build_id), mapping={**record, "status": "exploded"})
     try:
         response = client.post(f"/deployments/{deployment['id']}/builds/{build_id}/cancel")
         body = assert_error(response, 500, "internal_error")

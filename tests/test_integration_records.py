@@ -12,7 +12,7 @@ from api.store import RecordStore
 from common import tokens
 from common.contract import public_build
 from common.models import Build, BuildStatus, Deployment, utc_now
-from common.records import builds, deployments, fields
+from common.records import builds, deployments, fields, keys
 from common.records.call import SyncRunner
 
 END_OF_COUNT = "end-of-count"
@@ -110,13 +110,14 @@ def test_a_deployment_with_an_active_build_is_kept_and_an_idle_one_goes_whole(ru
 
 
 def test_a_one_shot_key_returns_the_build_recorded_first(run, deployment):
-    delivery = str(uuid.uuid4())
-    assert run(deployments.claim_webhook_delivery(deployment, "github", delivery, "first")) is None
-    assert run(deployments.claim_webhook_delivery(deployment, "github", delivery, "second")) == "first"
-    run(deployments.release_webhook_delivery(deployment, "github", delivery))
-    assert run(deployments.claim_webhook_delivery(deployment, "github", delivery, "third")) is None
-    assert run(deployments.claim_idempotency_key(deployment, delivery, "fourth")) is None
-    assert run(deployments.claim_idempotency_key(deployment, delivery, "fifth")) == "fourth"
+    delivery = keys.webhook_delivery(deployment.id, "github", str(uuid.uuid4()))
+    assert run(deployments.claim_once(delivery, "first")) is None
+    assert run(deployments.claim_once(delivery, "second")) == "first"
+    run(deployments.forget(delivery))
+    assert run(deployments.claim_once(delivery, "third")) is None
+    key = keys.idempotency(deployment.tenant, deployment.id, str(uuid.uuid4()))
+    assert run(deployments.claim_once(key, "fourth")) is None
+    assert run(deployments.claim_once(key, "fifth")) == "fourth"
 
 
 def test_a_token_is_looked_up_by_its_hash_listed_and_revoked(run, redis_client):

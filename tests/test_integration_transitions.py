@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from common.config import Config
 from common.models import Build, BuildStatus, utc_now
 from common.records import builds, fields, keys
 from common.records.builds import Claim, LostClaim
@@ -23,14 +24,13 @@ def records(redis_client):
 
 
 def claim(records: BuildRecords, build: Build, worker: str = "w", **options) -> Claim:
-    settings = {
-        "lease_s": LEASE_S,
-        "max_attempts": 3,
-        "one_per_deployment": False,
-        "queue_deadline_s": 3600,
-        **options,
-    }
-    return records.claim(records.load(build.id), worker, **settings)
+    return records.claim(records.load(build.id), worker, claim_settings(**options))
+
+
+def claim_settings(**options) -> Config:
+    """The farm's claim settings in these tests: 3 attempts, no one-at-a-time rule, a day's queue."""
+    settings = {"max_attempts": 3, "one_build_per_deployment": False, "queue_deadline_s": 3600, **options}
+    return Config(lease_ttl_s=LEASE_S, **settings)
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_two_workers_racing_to_claim_a_build_get_exactly_one_winner(records, mak
         def race(n: int, build=build, barrier=barrier, winners=winners):
             mine = records.load(build.id)
             barrier.wait()
-            if records.claim(mine, f"worker-{n}", LEASE_S, 3, False, 3600).outcome == "claimed":
+            if records.claim(mine, f"worker-{n}", claim_settings()).outcome == "claimed":
                 winners.append(n)
 
         threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
@@ -138,7 +138,7 @@ def test_cancel_racing_a_claim_leaves_one_consistent_outcome(redis_client, recor
         def take(build=build, barrier=barrier, outcome=outcome):
             mine = records.load(build.id)
             barrier.wait()
-            outcome["claimed"] = records.claim(mine, "w", LEASE_S, 3, False, 3600).outcome == "claimed"
+            outcome["claimed"] = records.claim(mine, "w", claim_settings()).outcome == "claimed"
 
         def cancel(build=build, barrier=barrier, outcome=outcome):
             barrier.wait()
@@ -208,11 +208,11 @@ def test_builds_of_one_deployment_run_one_at_a_time_oldest_first(records, make_b
     deployment = str(uuid.uuid4())
     first = make_build(deployment_id=deployment, number=1)
     second = make_build(deployment_id=deployment, number=2)
-    assert claim(records, second, one_per_deployment=True).outcome == "busy"
-    assert claim(records, first, one_per_deployment=True).outcome == "claimed"
-    assert claim(records, second, one_per_deployment=True).outcome == "busy"
+    assert claim(records, second, one_build_per_deployment=True).outcome == "busy"
+    assert claim(records, first, one_build_per_deployment=True).outcome == "claimed"
+    assert claim(records, second, one_build_per_deployment=True).outcome == "busy"
     records.finish(records.load(first.id), BuildStatus.SUCCESS)
-    assert claim(records, second, one_per_deployment=True).outcome == "claimed"
+    assert claim(records, second, one_build_per_deployment=True).outcome == "claimed"
 
 
 def test_a_pending_build_past_the_queue_deadline_is_not_run(redis_client, records, make_build):

@@ -104,14 +104,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     if build is None or BuildStatus(build.status).is_terminal:
         return  # deleted, or over: a redelivered message
     bind_build(build.id, build.deployment_id)
-    claim = ctx.records.claim(
-        build,
-        ctx.worker_id,
-        config.lease_ttl_s,
-        config.max_attempts,
-        config.one_build_per_deployment,
-        config.queue_deadline_s,
-    )
+    claim = ctx.records.claim(build, ctx.worker_id, config)
     if claim.outcome == "busy":
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
     elif claim.outcome == "expired":

@@ -8,15 +8,16 @@ import falcon
 import msgspec
 
 from api.auth import principal
-from api.errors import conflict
+from api.errors import conflict, not_found
 from api.lookups import find_deployment
 from api.paging import link_next_page, paging_params
 from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id, new_webhook_secret
 from api.submission import BuildSubmission, render_queued
 from api.validation import check_git_url, check_request_key, read_json
 from common.config import Config
-from common.contract import DeployRequest, NewDeployment, public_deployment
+from common.contract import DeployRequest, NewDeployment, WebhookSecret, public_deployment
 from common.models import DEPLOYMENT_CREATED, Deployment, SourceType, utc_now
+from common.records import keys
 
 
 class DeploymentsResource:
@@ -80,5 +81,20 @@ class DeploymentsResource:
         key = req.get_header("Idempotency-Key")
         if key is not None:
             check_request_key("Idempotency-Key", key)
-            claim = functools.partial(self.store.claim_idempotency_key, deployment, key)
+            claim = functools.partial(
+                self.store.claim_once, keys.idempotency(deployment.tenant, deployment.id, key)
+            )
         render_queued(resp, await self.submission.deploy(deployment, body.commit_sha, claim))
+
+    async def on_post_webhook_secret(
+        self, req: falcon.Request, resp: falcon.Response, deployment_id: str
+    ) -> None:
+        """A new push webhook secret (api/resources/webhooks.py), shown once; the old one stops
+        working at once."""
+        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
+        if deployment.source_type != SourceType.GIT:
+            raise conflict("Archive deployments have no webhooks: only git deployments build on push")
+        secret = new_webhook_secret()
+        if not await self.store.set_webhook_secret(deployment.id, secret):
+            raise not_found("Deployment not found")
+        resp.media = WebhookSecret(secret)

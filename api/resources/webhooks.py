@@ -1,5 +1,5 @@
-"""Git push webhooks: POST /api/v1/webhooks/github/{deployment_id} and …/gitlab/{deployment_id},
-and POST /deployments/{id}/webhook-secret to replace a deployment's secret.
+"""Git push webhooks: POST /api/v1/webhooks/github/{deployment_id} and …/gitlab/{deployment_id}
+(POST /deployments/{id}/webhook-secret replaces a deployment's secret: api/resources/deployments.py).
 
 A webhook carries no bearer token (api/auth.py leaves /api/v1/webhooks/ alone): it proves
 itself with its deployment's webhook secret, checked in constant time — GitHub signs the raw
@@ -19,15 +19,14 @@ import re
 
 import falcon
 
-from api.auth import principal
-from api.errors import bad_request, conflict, not_found, unprocessable
-from api.lookups import find_deployment
-from api.store import RecordStore, new_webhook_secret
+from api.errors import bad_request, unprocessable
+from api.store import RecordStore
 from api.submission import BuildSubmission, render_queued
 from api.validation import check_request_key, is_uuid, parse_json, read_body
 from common.config import Config
-from common.contract import CommitSha, PushPayload, WebhookAck, WebhookSecret
-from common.models import Deployment, SourceType
+from common.contract import CommitSha, PushPayload, WebhookAck
+from common.models import Deployment
+from common.records import keys
 
 _COMMIT = CommitSha.__metadata__[0]  # the contract's commit pattern, and what it says
 _BRANCH_REF = "refs/heads/"
@@ -106,15 +105,14 @@ class _PushWebhook:
         self, req: falcon.Request, resp: falcon.Response, deployment: Deployment, sha: str
     ) -> None:
         delivery = self._delivery_id(req)
-        claim = None
-        if delivery is not None:
-            claim = functools.partial(self.store.claim_webhook_delivery, deployment, self.provider, delivery)
+        once = keys.webhook_delivery(deployment.id, self.provider, delivery) if delivery else None
+        claim = functools.partial(self.store.claim_once, once) if once else None
         try:
             build = await self.submission.deploy(deployment, sha, claim)
         except falcon.HTTPServiceUnavailable:
             # The build was marked failed: a redelivery must try again, not get that build.
-            if delivery is not None:
-                await self.store.release_webhook_delivery(deployment, self.provider, delivery)
+            if once:
+                await self.store.forget(once)
             raise
         render_queued(resp, build)
 
@@ -164,20 +162,3 @@ class GitLabWebhookResource(_PushWebhook):
 
     def verify(self, secret: str, raw: bytes, credential: str) -> bool:
         return hmac.compare_digest(secret.encode(), credential.encode())
-
-
-class WebhookSecretResource:
-    """POST /deployments/{id}/webhook-secret: a new secret, shown once; the old one stops
-    working at once."""
-
-    def __init__(self, store: RecordStore) -> None:
-        self.store = store
-
-    async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
-        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
-        if deployment.source_type != SourceType.GIT:
-            raise conflict("Archive deployments have no webhooks: only git deployments build on push")
-        secret = new_webhook_secret()
-        if not await self.store.set_webhook_secret(deployment.id, secret):
-            raise not_found("Deployment not found")
-        resp.media = WebhookSecret(secret)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from common import contract
+from common.config import Config
 from common.models import ALLOWED_TRANSITIONS, Build, BuildStatus, LogState, utc_now
 from common.records import fields, keys, scripts
 from common.records.call import Call, Steps, first, pairs, text
@@ -139,16 +140,10 @@ def transition(
     )
 
 
-def claim(
-    build: Build,
-    worker_id: str,
-    lease_s: float,
-    max_attempts: int,
-    one_per_deployment: bool,
-    queue_deadline_s: float,
-) -> Call[Claim]:
-    """Claims the build under a new attempt number and a fresh lease; on success `build`
-    shows the claim."""
+def claim(build: Build, worker_id: str, config: Config) -> Call[Claim]:
+    """Claims the build under a new attempt number and a fresh lease (`lease_ttl_s`), within
+    `max_attempts`, behind older builds of its deployment (`one_build_per_deployment`) and not
+    past `queue_deadline_s` of the config; on success `build` shows the claim."""
 
     def parse(raw: list[bytes]) -> Claim:
         outcome = raw[0].decode()
@@ -166,10 +161,10 @@ def claim(
         keys=status_keys(build.id, build.deployment_id),
         args=[
             worker_id,
-            int(lease_s * 1000),
-            max_attempts,
-            "1" if one_per_deployment else "0",
-            int(queue_deadline_s * 1000),
+            int(config.lease_ttl_s * 1000),
+            config.max_attempts,
+            "1" if config.one_build_per_deployment else "0",
+            int(config.queue_deadline_s * 1000),
             keys.BUILD_PREFIX,
             utc_now(),
         ],

@@ -134,28 +134,15 @@ def delete_deployment(deployment: Deployment) -> Steps[None]:
     yield Call(lambda _: None, commands=[("DEL", *by_status, keys.deployment_build_seq(deployment.id))])
 
 
-def _claim_once(name: str, build_id: str) -> Call[str | None]:
-    """Records `build_id` under a one-shot key (24 h); returns the build id recorded earlier, if any."""
+def claim_once(name: str, build_id: str) -> Call[str | None]:
+    """Records `build_id` under a one-shot key (a deploy's Idempotency-Key, a webhook delivery;
+    24 h); returns the build id recorded earlier, if any: a repeated request gets that build."""
     return Call(
         lambda replies: None if replies[0] else text(replies[1]),
         commands=[("SET", name, build_id, "NX", "EX", IDEMPOTENCY_TTL_S), ("GET", name)],
     )
 
 
-def claim_idempotency_key(deployment: Deployment, key: str, build_id: str) -> Call[str | None]:
-    """The build recorded earlier for a deploy request's Idempotency-Key, if any, else records `build_id`."""
-    return _claim_once(keys.idempotency(deployment.tenant, deployment.id, key), build_id)
-
-
-def claim_webhook_delivery(
-    deployment: Deployment, provider: str, delivery_id: str, build_id: str
-) -> Call[str | None]:
-    """Like claim_idempotency_key, for a webhook delivery id: a redelivery gets the same build."""
-    return _claim_once(keys.webhook_delivery(deployment.id, provider, delivery_id), build_id)
-
-
-def release_webhook_delivery(deployment: Deployment, provider: str, delivery_id: str) -> Call[None]:
-    """Forgets a delivery whose build could not be queued, so that a redelivery tries again."""
-    return Call(
-        lambda _: None, commands=[("DEL", keys.webhook_delivery(deployment.id, provider, delivery_id))]
-    )
+def forget(name: str) -> Call[None]:
+    """Drops a one-shot key whose build could not be queued, so that a retry tries again."""
+    return Call(lambda _: None, commands=[("DEL", name)])
