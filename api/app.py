@@ -20,7 +20,7 @@ from api.openapi import BUILD, DEPLOYMENT, WEBHOOKS, OpenApiResource
 from api.resources.builds import BuildsResource
 from api.resources.dashboard import DashboardResource
 from api.resources.deployments import DeploymentsResource
-from api.resources.health import HealthResource, ReadyResource
+from api.resources.health import HealthResource
 from api.resources.logs import LogsResource
 from api.resources.uploads import UploadResource
 from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource
@@ -59,11 +59,12 @@ def routes(
     builds = BuildsResource(store, submission)
     logs = LogsResource(store, LogReader(config, redis, s3))
     dashboard = DashboardResource()
+    health = HealthResource(config, redis, s3)
     return [
         ("/", dashboard, None),
         ("/static/{name}", dashboard, "asset"),
-        ("/healthz", HealthResource(), None),
-        ("/readyz", ReadyResource(config, redis, s3), None),
+        ("/healthz", health, "live"),
+        ("/readyz", health, "ready"),
         ("/metrics", MetricsResource(config, redis, broker), None),
         (API_PREFIX + "/openapi.json", OpenApiResource(), None),
         (API_PREFIX + "/deployments", deployments, None),

@@ -9,15 +9,12 @@ from common.contract import Error, encode
 ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
-    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
-    429: "too_many_requests",
     500: "internal_error",
     503: "service_unavailable",
 }

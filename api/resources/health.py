@@ -14,17 +14,15 @@ CHECK_TIMEOUT_S = 2.0
 
 
 class HealthResource:
-    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
-
-
-class ReadyResource:
     def __init__(self, config: Config, redis: aioredis.Redis, s3: Minio) -> None:
         self.config = config
         self.redis = redis
         self.s3 = s3
 
-    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get_live(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+    async def on_get_ready(self, req: falcon.Request, resp: falcon.Response) -> None:
         checks = {
             "redis": await self._check(self.redis.ping()),
             "s3": await self._check(asyncio.to_thread(self.s3.bucket_exists, self.config.logs_bucket)),
