@@ -99,13 +99,16 @@ def test_past_its_disk_budget_a_worker_host_removes_the_images_it_pushed_but_not
 ):
     deployment = archive_deployment(client, context_archive(dockerfile("echo to be pruned")))
     build = wait_for_status(client, deploy(client, deployment))
-    assert docker_client.images(name=build["image_tag"].rsplit(":", 1)[0])
+    repository = build["image_tag"].rsplit(":", 1)[0]
+    assert docker_client.images(name=repository)
     tight = Config(**{**config.__dict__, "docker_disk_budget_bytes": 1})
     ctx = WorkerContext(tight, redis_client, s3)
-    assert prune_docker(ctx)["pushed"] == 0, "a fresh image may still be on its way to the registry"
+    # (An engine kept from earlier runs may hold older pushed images: those may go.)
+    prune_docker(ctx)
+    assert docker_client.images(name=repository), "a fresh image may still be on its way to the registry"
     removed = prune_docker(ctx, keep_recent_s=0)
     assert removed["pushed"] >= 1
-    assert not docker_client.images(name=build["image_tag"].rsplit(":", 1)[0])
+    assert not docker_client.images(name=repository)
     assert docker_client.images(name="buildfarm/busybox")
     # The image lives on in the registry
     import httpx
