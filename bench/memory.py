@@ -8,6 +8,7 @@ import time
 import uuid
 
 from bench.farm import BASE_IMAGE, Farm, children, context_archive, rss_kib
+from common.config import Config
 from common.records import keys
 from worker.logwriter import LogWriter
 
@@ -73,7 +74,8 @@ def redis_bytes_per_finished_build(farm: Farm, count: int) -> float:
 def redis_bytes_per_live_line(farm: Farm, lines: int) -> float:
     build_id = str(uuid.uuid4())
     farm.redis.hset(keys.build(build_id), mapping={"attempt": "1"})
-    log = LogWriter(farm.redis, build_id, 1, 1 << 30, 500, 0.02)
+    config = Config(log_max_bytes=1 << 30, log_batch_lines=500, log_flush_interval_s=0.02)
+    log = LogWriter(farm.redis, build_id, 1, config)
     for i in range(lines):
         log.line(f"{i:08d} {LINE[:50]}")
     log.drain()
