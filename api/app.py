@@ -8,7 +8,6 @@ import logging
 import falcon
 import falcon.asgi
 import falcon.media
-import msgspec
 import redis.asyncio as aioredis
 from falcon.routing import CompiledRouter
 
@@ -94,9 +93,9 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     middleware = [MetricsMiddleware(router), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
     app = falcon.asgi.App(middleware=middleware, router=router)
     app.set_error_serializer(serialize_error)
-    # Bodies are the contract's Structs (common/contract.py), encoded by msgspec.
-    json_handler = falcon.media.JSONHandler(dumps=contract.encode, loads=msgspec.json.decode)
-    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    # Response bodies are the contract's Structs (common/contract.py), encoded by msgspec; request
+    # bodies are read raw and fitted to their Struct by api/validation.py.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=contract.encode)
     app.req_options.strip_url_path_trailing_slash = True
     for template, resource, suffix in routes(config, redis, s3, broker, store):
         app.add_route(template, resource, suffix=suffix)
