@@ -62,6 +62,23 @@ DockerfilePath = _matching(
 )
 CommitSha = _matching(r"^[0-9a-f]{40}$(?!\n)", "a full 40-character lowercase hex SHA")
 BuildTimeout = Annotated[int, Meta(ge=1, le=MAX_BUILD_TIMEOUT_S)]
+# Names BuildKit reads as its own settings (BUILDKIT_INLINE_CACHE, BUILDKIT_SYNTAX, …) are the
+# farm's to set, not a build's.
+BuildArgName = _matching(
+    r"^(?!BUILDKIT_)[A-Za-z_][A-Za-z0-9_]*$(?!\n)",
+    "an ARG name: letters, digits and '_', not starting with a digit or 'BUILDKIT_'",
+    128,
+)
+BuildArgValue = _matching(r"^[^\x00]*$(?!\n)", "text without NUL characters", 4096)
+MAX_BUILD_ARGS = 64
+BuildArgs = Annotated[
+    dict[BuildArgName, BuildArgValue],
+    Meta(max_length=MAX_BUILD_ARGS, description="Values of the Dockerfile's ARGs (`--build-arg`)"),
+]
+SecretName = _matching(
+    r"^[A-Za-z0-9_.-]+$(?!\n)", "a secret name: letters, digits, '_', '.' or '-'", 64
+)
+MAX_SECRETS = 50
 
 
 # Requests
@@ -80,6 +97,7 @@ class NewDeployment(Struct, forbid_unknown_fields=True):
     supersede_queued: Annotated[
         bool, Meta(description="A new deploy cancels this deployment's builds still in the queue")
     ] = False
+    build_args: BuildArgs = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.source_type == "git":
@@ -96,6 +114,30 @@ class DeployRequest(Struct, forbid_unknown_fields=True):
     branch tip without one."""
 
     commit_sha: CommitSha | None = None
+    build_args: Annotated[
+        BuildArgs, Meta(description="Merged over the deployment's build args; these win")
+    ] = msgspec.field(default_factory=dict)
+    no_cache: Annotated[bool, Meta(description="Rebuild every step: use no cached layer")] = False
+
+
+class DeploymentUpdate(Struct, forbid_unknown_fields=True):
+    """PATCH /deployments/{id}: the fields given replace the deployment's; the next build uses
+    them. `build_args` replaces the whole set."""
+
+    name: Name | UnsetType = UNSET
+    branch: Annotated[Branch | UnsetType, Meta(description="git only")] = UNSET
+    dockerfile_path: DockerfilePath | UnsetType = UNSET
+    build_timeout_s: Annotated[
+        BuildTimeout | None | UnsetType, Meta(description="null: the farm's default")
+    ] = UNSET
+    supersede_queued: bool | UnsetType = UNSET
+    build_args: BuildArgs | UnsetType = UNSET
+
+
+class SecretValue(Struct, forbid_unknown_fields=True):
+    """PUT /deployments/{id}/secrets/{name}: the secret's value, write-only."""
+
+    value: Annotated[str, Meta(min_length=1, max_length=32 * 1024)]
 
 
 # Responses
@@ -106,6 +148,17 @@ class Error(Struct):
 
     error: str
     message: str
+
+
+class BuildTimings(Struct, omit_defaults=True):
+    """Where a build's time went, in seconds, and how many of its steps were cached."""
+
+    queued_s: float | None = None
+    source_s: Annotated[float | None, Meta(description="Fetching the source")] = None
+    build_s: float | None = None
+    push_s: float | None = None
+    steps: int | None = None
+    cached_steps: int | None = None
 
 
 class Build(Struct):
@@ -126,6 +179,9 @@ class Build(Struct):
     error: Annotated[str | None, Meta(description="Why the build failed or was cancelled")]
     attempt: Annotated[int, Meta(description="Runs started for this build (0 while pending)")]
     worker: Annotated[str | None, Meta(description="host:pid of the worker that ran it")]
+    build_args: dict[str, str]
+    no_cache: bool
+    timings: Annotated[BuildTimings | None, Meta(description="Set as the build goes")]
 
 
 class SourceArchive(Struct):
@@ -151,6 +207,7 @@ class Deployment(Struct):
     ]
     build_timeout_s: Annotated[int | None, Meta(description="null: the farm's default")]
     supersede_queued: bool
+    build_args: dict[str, str]
     latest_build_id: Uuid | None
     archive: SourceArchive | None
     created_at: Time
@@ -159,6 +216,12 @@ class Deployment(Struct):
         str | UnsetType,
         Meta(description="Git deployments, in the create response only: the push webhooks' secret"),
     ] = UNSET
+
+
+class SecretNames(Struct):
+    """GET /deployments/{id}/secrets: the names of the secrets set; values are never returned."""
+
+    names: list[str]
 
 
 class Upload(Struct):
@@ -195,15 +258,38 @@ SCHEMAS = tuple(
 )
 
 
+def _from_json(kind: Any, empty: Any) -> Any:
+    decode = msgspec.json.Decoder(kind).decode
+    return lambda text: decode(text) if text else empty
+
+
+# The public fields a record keeps as JSON text (common/models.py), and how they are read.
+_FROM_JSON = {"build_args": _from_json(dict[str, str], {}), "timings": _from_json(BuildTimings, None)}
+
+
 def public_build(record: BuildRecord) -> Build:
-    return Build(**{name: getattr(record, name) for name in Build.__struct_fields__})
+    values = {name: getattr(record, name) for name in Build.__struct_fields__}
+    for name, read in _FROM_JSON.items():
+        values[name] = read(values[name])
+    return Build(**values)
 
 
-# Where Build's integer fields stand among its fields; every other public field is text.
-_INTEGER_POSITIONS = [
-    position
+def _reader(name: str, kind: msgspec.inspect.Type) -> Any:
+    if name in _FROM_JSON:
+        return _FROM_JSON[name]
+    kind = getattr(kind, "type", kind)  # Annotated
+    if isinstance(kind, msgspec.inspect.IntType):
+        return lambda text: int(text or 0)
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return lambda text: text == "1"
+    return None
+
+
+# How Build's fields that are not text are read from their hash's text, by position.
+_READERS = [
+    (position, read)
     for position, field in enumerate(msgspec.inspect.type_info(Build).fields)
-    if isinstance(getattr(field.type, "type", field.type), msgspec.inspect.IntType)
+    if (read := _reader(field.name, field.type)) is not None
 ]
 
 
@@ -211,8 +297,8 @@ def build_from_values(values: list[bytes | None]) -> Build:
     """A public build from its hash's values, read in the order of Build's fields (the hot path
     of listing builds: no intermediate record)."""
     texts = [value.decode() if value is not None else None for value in values]
-    for position in _INTEGER_POSITIONS:
-        texts[position] = int(texts[position] or 0)
+    for position, read in _READERS:
+        texts[position] = read(texts[position])
     return Build(*texts)
 
 
@@ -221,7 +307,7 @@ def build_from_values(values: list[bytes | None]) -> Build:
 _DEPLOYMENT_AS_STORED = [
     name
     for name in Deployment.__struct_fields__
-    if name not in ("status", "build_timeout_s", "archive", "webhook_secret")
+    if name not in ("status", "build_timeout_s", "archive", "webhook_secret", "build_args")
 ]
 
 
@@ -238,6 +324,7 @@ def public_deployment(record: DeploymentRecord, status: str) -> Deployment:
         **{name: getattr(record, name) for name in _DEPLOYMENT_AS_STORED},
         status=status,
         build_timeout_s=record.build_timeout_s or None,
+        build_args=_FROM_JSON["build_args"](record.build_args),
         archive=archive,
     )
 

@@ -94,6 +94,8 @@ class Deployment(_RedisHash, kw_only=True):
     # GitHub's HMAC needs the secret itself; never in a repr, nor in the public deployment
     # (common/contract.py) but for the create response.
     webhook_secret: str | None = None
+    # JSON text (json_text): the values of the Dockerfile's ARGs for every build.
+    build_args: str | None = None
 
     def __repr__(self) -> str:
         shown = (
@@ -129,6 +131,19 @@ class Build(_RedisHash):
     lease_expires_ms: int = 0
     timeout_s: int = 0
     log_state: str | None = None
+    # JSON text (json_text): the ARG values this build uses, the deployment's merged with the deploy's.
+    build_args: str | None = None
+    no_cache: bool = False
+    # JSON text (json_text) of contract.BuildTimings, written by the worker as the build goes.
+    timings: str | None = None
+
+    def args(self) -> dict[str, str]:
+        return msgspec.json.decode(self.build_args, type=dict[str, str]) if self.build_args else {}
+
+
+def json_text(value: dict) -> str | None:
+    """A dict as a record keeps it in a hash field: compact JSON with sorted keys, None if empty."""
+    return msgspec.json.encode(value, order="sorted").decode() if value else None
 
 
 class LogState(StrEnum):
