@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 # Redis servers have 16 databases unless configured otherwise.
 LAST_DATABASE = 15
+BUILDKIT, CLASSIC = "buildkit", "classic"
+BUILDERS = (BUILDKIT, CLASSIC)
 
 
 class ConfigError(ValueError):
@@ -38,7 +40,10 @@ class Config:
     # Extraction caps for uploaded archives.
     max_archive_entries: int = 50_000
     max_extracted_bytes: int = 4 * 1024 * 1024 * 1024
-    # Builds.
+    # Builds: BuildKit through the docker CLI at docker_cli (the 20.10 CLI of Debian's docker.io;
+    # a CLI without buildx refuses BuildKit), or docker-py's classic builder.
+    builder: str = "buildkit"
+    docker_cli: str = "/usr/bin/docker"
     build_timeout_s: int = 30 * 60
     git_timeout_s: int = 300
     allowed_git_schemes: str = "https,http"
@@ -78,6 +83,8 @@ class Config:
         return cls(**values)
 
     def __post_init__(self) -> None:
+        if self.builder not in BUILDERS:
+            raise ConfigError(f"BUILDFARM_BUILDER must be one of {', '.join(BUILDERS)}, not {self.builder!r}")
         if _database(self.queue_redis_url) == _database(self.redis_url):
             raise ConfigError(
                 "BUILDFARM_BROKER_URL must name another Redis database than BUILDFARM_REDIS_URL "

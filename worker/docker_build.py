@@ -1,20 +1,22 @@
-"""Runs `docker build` and `docker push` through docker-py's low-level client, turning their
+"""The classic builder (BUILDFARM_BUILDER=classic) and the push of every build: `docker build`
+and `docker push` through docker-py's low-level client, turning their
 JSON streams into log lines, and lets another thread abort either one at any moment."""
 
 from __future__ import annotations
 
 import functools
+import re
 import socket
+from pathlib import Path
 from collections.abc import Callable
 
 import docker
 
 from common.config import Config
-from worker.source import Source
+from worker.build_types import BuildOutcome, BuildSpec, DockerError
 
-
-class DockerError(Exception):
-    """Raised when the daemon reports a build or push error; the message is for the log."""
+_STEP = re.compile(r"Step \d+/\d+ : ")
+_CACHED = " ---> Using cache"
 
 
 class AbortableAPIClient(docker.APIClient):
@@ -76,21 +78,31 @@ class _Lines:
 
 
 def build_image(
-    client: AbortableAPIClient, config: Config, source: Source, tag: str, log: Callable[[str], None]
-) -> str:
-    """Builds `tag` from the source; returns the image id."""
+    client: AbortableAPIClient, config: Config, spec: BuildSpec, context_dir: Path, log: Callable[[str], None]
+) -> BuildOutcome:
+    """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's."""
     memory = config.build_memory_bytes
     stream = client.build(
-        path=str(source.context_dir),
-        dockerfile=source.dockerfile,
-        tag=tag,
+        path=str(context_dir),
+        dockerfile=spec.dockerfile,
+        tag=spec.tag,
+        buildargs=spec.build_args,
+        nocache=spec.no_cache,
         rm=True,
         forcerm=True,
         decode=True,
         container_limits={"memory": memory, "memswap": memory, "cpushares": config.build_cpu_shares},
         shmsize=config.build_shm_bytes,
     )
-    lines, image_id = _Lines(log), None
+    steps = cached = 0
+
+    def count(line: str) -> None:
+        nonlocal steps, cached
+        steps += bool(_STEP.match(line))
+        cached += line == _CACHED
+        log(line)
+
+    lines, image_id = _Lines(count), None
     for item in stream:
         if "stream" in item:
             lines.feed(item["stream"])
@@ -105,7 +117,7 @@ def build_image(
     lines.flush()
     if image_id is None:
         raise DockerError("The build ended without producing an image")
-    return image_id
+    return BuildOutcome(steps, cached)
 
 
 def push_image(client: AbortableAPIClient, tag: str, log: Callable[[str], None]) -> str:

@@ -16,6 +16,10 @@ from common.records.call import SyncRunner
 
 # Lines held in memory at most, in batches, before the build thread waits for Redis.
 MAX_BUFFERED_BATCHES = 4
+# What a secret's value becomes in the log; shorter values (or lines of one) are not hidden, as
+# they would hide common text and give away the value by where the mask appears.
+MASK = "****"
+MIN_MASKED = 4
 # Room kept past the cap for the lines that say how the build ended.
 FOOTER_RESERVE_BYTES = 64 * 1024
 
@@ -36,13 +40,27 @@ class LogWriter:
         self._truncated = False
         self.lost_claim = False
         self.bytes_written = 0
+        self._secrets: list[str] = []
         # A takeover continues the numbering of the lines an earlier attempt wrote.
         last = client.xrevrange(keys.build_log(build_id), count=1)
         self.last_line = line_number(last[0][0]) if last else 0
         self._flusher = threading.Thread(target=self._flush_loop, name=f"log-{build_id[:8]}", daemon=True)
         self._flusher.start()
 
+    def mask(self, secrets: list[str]) -> None:
+        """Hides these values, and each of their lines, in every later line: a build's secrets
+        never reach Redis, and so neither the WebSocket nor the archive."""
+        parts = {part for value in secrets for part in (value, *value.splitlines()) if len(part.strip()) >= MIN_MASKED}
+        # Longest first: a value that contains another is hidden whole.
+        self._secrets = sorted(parts, key=len, reverse=True)
+
+    def masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def line(self, text: str, *, footer: bool = False) -> None:
+        text = self.masked(text)
         size = len(text.encode("utf-8", "replace")) + 1
         with self._cond:
             limit = self.max_bytes + (FOOTER_RESERVE_BYTES if footer else 0)

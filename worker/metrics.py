@@ -24,6 +24,7 @@ logger = logging.getLogger("buildfarm.metrics")
 
 KIND = "worker"
 DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
+STEP_BUCKETS = (1, 2, 5, 10, 20, 50, 100, float("inf"))
 QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
@@ -45,6 +46,20 @@ class _Series:
             "buildfarm_build_queue_wait_seconds",
             "From a build's created_at to its first start (started_at)",
             buckets=QUEUE_WAIT_BUCKETS,
+            registry=None,
+        )
+        self.phases = prom.Histogram(
+            "buildfarm_build_phase_seconds",
+            "Time of a build's phases: source (fetch or stream), build, push (queued: queue_wait)",
+            ["phase"],
+            buckets=DURATION_BUCKETS,
+            registry=None,
+        )
+        self.steps = prom.Histogram(
+            "buildfarm_build_steps",
+            "Dockerfile steps of a build: all of them, and those taken from the cache",
+            ["kind"],
+            buckets=STEP_BUCKETS,
             registry=None,
         )
         self.running = prom.Gauge(
@@ -106,6 +121,23 @@ def build_ended(s: _Series, status: BuildStatus, duration_s: float | None = None
     s.builds.labels(BuildStatus(status).value).inc()
     if duration_s is not None:
         s.duration.labels(BuildStatus(status).value).observe(duration_s)
+
+
+# BuildTimings fields and the series they go to: (histogram attribute, label).
+_PHASES = {
+    "source_s": ("phases", "source"),
+    "build_s": ("phases", "build"),
+    "push_s": ("phases", "push"),
+    "steps": ("steps", "all"),
+    "cached_steps": ("steps", "cached"),
+}
+
+
+@_record
+def build_phases(s: _Series, values: dict[str, float]) -> None:
+    for name, value in values.items():
+        series, label = _PHASES[name]
+        getattr(s, series).labels(label).observe(value)
 
 
 @_record

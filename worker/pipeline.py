@@ -1,4 +1,5 @@
-"""One build, start to end: claim → fetch source → docker build → push → finish → archive."""
+"""One build, start to end: claim → source and build (worker/build_step.py) → push → finish →
+archive."""
 
 from __future__ import annotations
 
@@ -7,19 +8,27 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import redis
 
+from common import contract
+from common.build_secrets import SecretCipher
+from common.config import ConfigError
 from common.logging_json import bind_build, build_scope
-from common.models import Build, BuildStatus, image_tag, utc_now
+from common.models import Build, BuildStatus, json_text, utc_now
 from common.records.builds import LostClaim
 from worker import metrics
+from worker.build_step import build_step
+from worker.build_types import DockerError
+from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
-from worker.docker_build import DockerError, build_image, create_docker, push_image
+from worker.docker_build import create_docker, push_image
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
-from worker.source import SourceError, fetch_source
+from worker.source import SourceError
 
 logger = logging.getLogger("buildfarm.worker")
 
@@ -117,17 +126,23 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     log = ctx.log_writer(build)
     if previous := claim.took_over_from:
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
-    docker = create_docker(config)
-    watcher = _Watcher(ctx, build, docker.abort_stream)
+    docker, buildkit = create_docker(config), BuildKitRun(config)
+
+    def abort() -> None:
+        buildkit.abort()
+        docker.abort_stream()
+
+    watcher = _Watcher(ctx, build, abort)
     watcher.start()
     status, error, result = BuildStatus.FAILED, None, {}
+    timings = _Timings(ctx, build)
     metrics.running_builds(1)
     try:
-        result = _build_and_push(ctx, build, docker, log.line, watcher)
+        result = _build_and_push(ctx, build, (buildkit, docker), log, watcher, timings)
         status = BuildStatus.SUCCESS
     except (_Stopped, LostClaim):
         pass
-    except (SourceError, DockerError) as e:
+    except (SourceError, DockerError, ConfigError) as e:
         error = str(e)
     except Exception as e:  # the build must end as failed whatever broke; the trace goes to our log
         if watcher.stop is None:
@@ -145,21 +160,60 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     else:
         if stop:
             status, error = stop.status, stop.reason
-        conclude(ctx, build, log, status, error, result, run_started=claimed_at)
+        conclude(ctx, build, log, status, error, {**result, **timings.fields()}, run_started=claimed_at)
 
 
-def _build_and_push(ctx: WorkerContext, build: Build, docker, log, watcher: _Watcher) -> dict[str, str]:
+class _Timings:
+    """Where the build's time goes (contract.BuildTimings), kept on its record as it goes."""
+
+    def __init__(self, ctx: WorkerContext, build: Build) -> None:
+        self.ctx = ctx
+        self.build = build
+        self.values = contract.BuildTimings(queued_s=_seconds_between(build.created_at, build.started_at))
+
+    def record(self, **values: float | int) -> None:
+        for name, value in values.items():
+            setattr(self.values, name, round(value, 3) if isinstance(value, float) else value)
+        metrics.build_phases(values)
+        self.ctx.records.update(self.build, **self.fields())
+
+    def fields(self) -> dict[str, str]:
+        return {"timings": json_text(msgspec.to_builtins(self.values))}
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not (start and end):
+        return None
+    moments = [datetime.fromisoformat(value.replace("Z", "+00:00")) for value in (start, end)]
+    return round((moments[1] - moments[0]).total_seconds(), 3)
+
+
+def _secrets(ctx: WorkerContext, build: Build) -> dict[str, str]:
+    """The deployment's build secrets, decrypted for this build only."""
+    tokens = ctx.records.secret_tokens(build.deployment_id)
+    if not tokens:
+        return {}
+    cipher = SecretCipher.from_config(ctx.config)
+    if cipher is None:
+        raise ConfigError("This deployment has build secrets, but BUILDFARM_SECRETS_KEY is not set on the worker")
+    return {name: cipher.decrypt(token) for name, token in tokens.items()}
+
+
+def _build_and_push(
+    ctx: WorkerContext, build: Build, engines, log: LogWriter, watcher: _Watcher, timings: _Timings
+) -> dict[str, str]:
+    secrets = _secrets(ctx, build)
+    log.mask(list(secrets.values()))
     with tempfile.TemporaryDirectory(prefix=f"build-{build.id[:8]}-") as scratch:
-        source = fetch_source(ctx.config, ctx.s3, build, Path(scratch), log)
-        watcher.check()
-        if source.commit_sha != build.commit_sha:
-            ctx.records.update(build, commit_sha=source.commit_sha)
-        tag = image_tag(ctx.config.registry, build.subdomain, source.commit_sha)
-        build_image(docker, ctx.config, source, tag, log)
+        built = build_step(ctx, build, engines, Path(scratch), secrets, log.line)
     watcher.check()
-    digest = push_image(docker, tag, log)
+    outcome = built.outcome
+    timings.record(source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps)
+    pushing = time.monotonic()
+    digest = push_image(engines[1], built.tag, log.line)
     watcher.check()
-    return {"image_tag": tag, "image_digest": digest}
+    timings.record(push_s=time.monotonic() - pushing)
+    return {"image_tag": built.tag, "image_digest": digest}
 
 
 def _abandon(build: Build, log: LogWriter, stop: Stop | None) -> None:
@@ -195,6 +249,7 @@ def conclude(
     """Ends a build: its last lines, then its final status, then the end marker, then the archive.
     A reader that sees the end of the log always finds the build finished, with its whole log."""
     if error:
+        error = log.masked(error)
         log.line(f"ERROR: {error}", footer=True)
     log.line(f"Build {status.value}", footer=True)
     fields = dict(result) if status == BuildStatus.SUCCESS else {}

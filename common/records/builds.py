@@ -263,6 +263,27 @@ def supersede_queued(newer: Build) -> Steps[None]:
         yield transition(raw.decode(), newer.deployment_id, BuildStatus.CANCELLED, values, expected=pending)
 
 
+# How far back a build looks for the images whose layers it may reuse.
+CACHE_LOOKBACK = 20
+
+
+def cache_images(build: Build) -> Steps[list[str]]:
+    """The images a build may take its cache from: its deployment's last successful image and,
+    for git, the last one of its branch (when the deployment's last success was another)."""
+    index = keys.deployment_builds(build.deployment_id, BuildStatus.SUCCESS)
+    ids = yield Call(first, commands=[("ZREVRANGE", index, 0, CACHE_LOOKBACK - 1)])
+    if not ids:
+        return []
+    reads = [("HMGET", keys.build(raw.decode()), fields.IMAGE_TAG, fields.BRANCH) for raw in ids]
+    rows = yield Call(lambda replies: replies, commands=reads)
+    found = [(text(tag), text(branch)) for tag, branch in rows if tag]
+    images = [found[0][0]] if found else []
+    same_branch = next((tag for tag, branch in found if branch == build.branch), None)
+    if build.branch and same_branch and same_branch not in images:
+        images.append(same_branch)
+    return images
+
+
 def now_ms() -> Call[int]:
     """The Redis clock, which every host shares, in milliseconds."""
     return Call(lambda replies: replies[0][0] * 1000 + replies[0][1] // 1000, commands=[("TIME",)])

@@ -1,0 +1,96 @@
+"""The build step of a build, by the farm's builder. With BuildKit (the default) an uploaded
+archive goes to the engine as stored (worker/archive_stream.py) and a git source is a cloned
+folder; the build gets its args, secrets and the cache of its deployment's last images. The
+classic builder (BUILDFARM_BUILDER=classic) builds an extracted folder, with args only."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import CLASSIC
+from common.models import Build, SourceType, image_tag
+from worker.archive_stream import fetch_inline_dockerfile, inline_dockerfile_name, stream_archive, tar_member
+from worker.build_types import BuildOutcome, BuildSpec
+from worker.buildkit import BuildKitRun
+from worker.context import WorkerContext
+from worker.docker_build import AbortableAPIClient, build_image
+from worker.source import fetch_source
+
+
+@dataclass(frozen=True)
+class Built:
+    tag: str
+    outcome: BuildOutcome
+    # Fetching the source (for a streamed archive: until the engine had all of it), then building.
+    source_s: float
+    build_s: float
+
+
+def build_step(
+    ctx: WorkerContext,
+    build: Build,
+    engines: tuple[BuildKitRun, AbortableAPIClient],
+    scratch: Path,
+    secrets: dict[str, str],
+    log: Callable[[str], None],
+) -> Built:
+    buildkit, docker = engines
+    started = time.monotonic()
+    options = {"build_args": build.args(), "no_cache": build.no_cache}
+    if ctx.config.builder == CLASSIC:
+        if secrets:
+            log("Warning: the classic builder cannot mount build secrets (BUILDFARM_BUILDER=classic)")
+        source = fetch_source(ctx.config, ctx.s3, build, scratch, log)
+        _resolved(ctx, build, source.commit_sha)
+        spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
+        fetched = time.monotonic()
+        return Built(spec.tag, build_image(docker, ctx.config, spec, source.context_dir, log), fetched - started, time.monotonic() - fetched)
+    options.update(secrets=_secret_files(secrets, scratch), cache_from=tuple(ctx.records.cache_images(build)))
+    if build.source_type == SourceType.ARCHIVE:
+        dockerfile, head = build.dockerfile_path, b""
+        if build.inline_dockerfile:
+            dockerfile = inline_dockerfile_name(build)
+            head = tar_member(dockerfile, fetch_inline_dockerfile(ctx.config, ctx.s3, build))
+            log("Using the Dockerfile uploaded with the archive")
+        log(f"Streaming source archive {build.commit_sha[:12]} to the engine")
+        spec = BuildSpec(_tag(ctx, build), dockerfile, **options)
+        began = time.monotonic()
+        outcome = buildkit.run(spec, lambda out: stream_archive(ctx.config, ctx.s3, build, head, out), scratch, log)
+        source_s = began - started + outcome.context_s
+        return Built(spec.tag, outcome, source_s, time.monotonic() - started - source_s)
+    source = fetch_source(ctx.config, ctx.s3, build, scratch, log)
+    _resolved(ctx, build, source.commit_sha)
+    spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
+    fetched = time.monotonic()
+    outcome = buildkit.run(spec, source.context_dir, scratch, log)
+    return Built(spec.tag, outcome, fetched - started, time.monotonic() - fetched)
+
+
+def _tag(ctx: WorkerContext, build: Build) -> str:
+    return image_tag(ctx.config.registry, build.subdomain, build.commit_sha)
+
+
+def _resolved(ctx: WorkerContext, build: Build, commit_sha: str) -> None:
+    """Records the commit a git build resolved its branch to."""
+    if commit_sha != build.commit_sha:
+        ctx.records.update(build, commit_sha=commit_sha)
+
+
+def _secret_files(secrets: dict[str, str], scratch: Path) -> dict[str, Path]:
+    """Each secret in a file only the worker can read, in the build's scratch folder (removed
+    with it); BuildKit mounts it into the RUN steps that ask, never into a layer."""
+    if not secrets:
+        return {}
+    folder = scratch / "secrets"
+    folder.mkdir(mode=0o700)
+    files = {}
+    for name, value in secrets.items():
+        files[name] = folder / name
+        descriptor = os.open(files[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(value)
+    return files

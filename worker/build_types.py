@@ -1,0 +1,32 @@
+"""What both builders (BuildKit, worker/buildkit.py; classic, worker/docker_build.py) take and
+give back, and how they fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class DockerError(Exception):
+    """Raised when the engine reports a build or push error; the message is for the log."""
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    tag: str
+    # A path inside the context (relative to it).
+    dockerfile: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    # Images whose inline cache the build may reuse (BuildKit skips those it cannot find).
+    cache_from: tuple[str, ...] = ()
+    # Secret id → file holding its value, for `RUN --mount=type=secret,id=…` (BuildKit only).
+    secrets: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    steps: int
+    cached_steps: int
+    # Seconds from the start until the engine had the whole context (0 for a directory).
+    context_s: float = 0.0

@@ -1,0 +1,168 @@
+"""Runs a build with BuildKit, through the docker CLI as a subprocess: docker-py cannot drive
+BuildKit (docker/docker-py#2230, it does not speak the engine's /session protocol) and no
+maintained Python library does. The CLI's plain progress becomes the build's log
+(worker/buildkit_progress.py); another thread can stop the build at any moment by killing the
+CLI's process group, which ends its session with the engine and so the build on the engine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from common.config import Config
+from worker.buildkit_progress import PlainProgress
+from worker.build_types import BuildOutcome, BuildSpec, DockerError
+
+# Longer lines reach the log in pieces of this size: memory stays bounded whatever a step prints.
+MAX_LINE_BYTES = 64 * 1024
+_PR_SET_PDEATHSIG = 1
+# Messages of the CLI that mean the engine, not the Dockerfile, failed.
+_ENGINE_DOWN = ("Cannot connect to the Docker daemon", "error during connect")
+
+
+# Writes the context to the CLI's stdin; raises to stop the build before the context is whole.
+Feed = Callable[[BinaryIO], object]
+
+
+def _die_with_worker() -> None:
+    """In the CLI's process, before exec: a worker killed with -9 takes its builds with it."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class BuildKitRun:
+    """One `docker build`; `abort` may be called from any thread, before, during or after it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._process: subprocess.Popen | None = None
+        self._aborted = False
+        self._lock = threading.Lock()
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            if self._process is not None:
+                _kill(self._process)
+
+    def run(
+        self, spec: BuildSpec, context: Path | Feed, scratch: Path, log: Callable[[str], None]
+    ) -> BuildOutcome:
+        """Builds `spec.tag` from a directory or from the gzip tar `context` writes; `scratch` is
+        a private folder of the build."""
+        directory = isinstance(context, Path)
+        # The CLI reads a folder's Dockerfile path from its own working directory.
+        dockerfile = str(context / spec.dockerfile) if directory else spec.dockerfile
+        command = [*self._command(spec, dockerfile), str(context) if directory else "-"]
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL if directory else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self._environment(scratch),
+                process_group=0,
+                preexec_fn=_die_with_worker,
+            )
+        except FileNotFoundError:
+            raise DockerError(
+                f"No docker CLI at {self.config.docker_cli}: install Debian's docker.io or set BUILDFARM_DOCKER_CLI"
+            ) from None
+        with self._lock:
+            self._process = process
+        if self._aborted:
+            self.abort()
+        feeder = None if directory else _Feeder(process, context, started)
+        progress = PlainProgress(log)
+        for raw in iter(lambda: process.stdout.readline(MAX_LINE_BYTES), b""):
+            progress.feed(raw.decode("utf-8", "replace").rstrip("\n"))
+        returncode = process.wait()
+        process.stdout.close()
+        if feeder is not None:
+            feeder.join()
+        error = progress.finish(failed=returncode != 0)
+        if returncode != 0:
+            if feeder is not None and feeder.error is not None:
+                raise feeder.error
+            raise DockerError(self._explain(error or f"docker build exited with status {returncode}", spec))
+        return BuildOutcome(
+            progress.step_count, progress.cached_count, feeder.finished - started if feeder else 0.0
+        )
+
+    def _command(self, spec: BuildSpec, dockerfile: str) -> list[str]:
+        command = [self.config.docker_cli, "build", "--progress=plain", "--tag", spec.tag]
+        command += ["--file", dockerfile, "--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+        for name, value in sorted(spec.build_args.items()):
+            command += ["--build-arg", f"{name}={value}"]
+        for name, path in sorted(spec.secrets.items()):
+            command += ["--secret", f"id={name},src={path}"]
+        if spec.no_cache:
+            command.append("--no-cache")
+        else:
+            for image in spec.cache_from:
+                command += ["--cache-from", image]
+        return command
+
+    def _environment(self, scratch: Path) -> dict[str, str]:
+        # No user's docker config: the CLI reads its settings from an empty folder of the build.
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(scratch),
+            "DOCKER_CONFIG": str(scratch / ".docker"),
+            "DOCKER_HOST": self.config.docker_host,
+            "DOCKER_BUILDKIT": "1",
+        }
+
+    @staticmethod
+    def _explain(error: str, spec: BuildSpec) -> str:
+        if error.startswith(_ENGINE_DOWN):
+            return f"The Docker engine is unreachable: {error}"
+        if "failed to read dockerfile" in error:
+            return f"Dockerfile not found: no file '{spec.dockerfile}' in the build context"
+        return error
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """Kills the CLI and anything it started (its process group)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already ended
+
+
+class _Feeder(threading.Thread):
+    """Writes the context to the CLI's stdin beside the thread that reads its output; a feed that
+    raises kills the CLI (nothing is built) and its error becomes the build's."""
+
+    def __init__(self, process: subprocess.Popen, feed: Feed, started: float) -> None:
+        super().__init__(name="context-feed", daemon=True)
+        self.process = process
+        self.feed = feed
+        self.error: Exception | None = None
+        self.finished = started
+        self.start()
+
+    def run(self) -> None:
+        stdin = self.process.stdin
+        try:
+            self.feed(stdin)
+            stdin.close()
+        except BrokenPipeError:
+            pass  # the CLI stopped reading: it ended, and says why in its output
+        except Exception as e:
+            # Killed before stdin closes: the engine never sees the end of the context.
+            self.error = e
+            _kill(self.process)
+        self.finished = time.monotonic()
+        try:
+            stdin.close()
+        except OSError:
+            pass

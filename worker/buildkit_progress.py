@@ -1,0 +1,115 @@
+"""Turns BuildKit's plain progress (`docker build --progress=plain`) into the lines a person
+reads: each step once, its output, CACHED, the time it took, and the engine's error; no
+digests, transfer counters or the engine's internal steps.
+
+BuildKit prints a step's lines under its number, `#5 [2/3] RUN make` first, then output as
+`#5 0.182 text`, statuses (`#5 extracting …`) and its end (`#5 CACHED`, `#5 DONE 0.2s`,
+`#5 ERROR: …`); when steps run in parallel it repeats a step's name each time its lines resume.
+After the progress, a failed build prints a summary block between `------` lines and then the
+error itself, without the `#` prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+_LINE = re.compile(r"#(\d+) (.*)")
+_OUTPUT = re.compile(r"\d+\.\d+ (.*)", re.DOTALL)
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_DONE = re.compile(r"DONE (\d+(?:\.\d+)?)s")
+# A Dockerfile step: `[2/3] RUN …` or, in a multi-stage build, `[builder 2/3] RUN …`.
+_STEP = re.compile(r"\[(?:[^\]]* )?\d+/\d+\] ")
+SHOWN_PREFIXES = ("importing cache manifest",)
+# The Dockerfile frontend's wrapping of its own errors: the rest is the message for the user.
+_ERROR_WRAPPERS = (
+    "failed to solve with frontend dockerfile.v0: failed to create LLB definition: ",
+    "failed to solve with frontend dockerfile.v0: ",
+    "failed to solve: ",
+)
+
+
+@dataclass
+class _Step:
+    name: str
+    shown: bool
+    cached: bool = False
+
+
+@dataclass
+class PlainProgress:
+    """Fed the CLI's lines one by one; writes readable ones to `log`, counts steps, keeps the
+    error the build ended with."""
+
+    log: Callable[[str], None]
+    steps: dict[str, _Step] = field(default_factory=dict)
+    _last: str | None = None
+    _tail: list[str] = field(default_factory=list)
+    _in_summary: bool = False
+
+    @property
+    def step_count(self) -> int:
+        return sum(1 for step in self.steps.values() if _STEP.match(step.name))
+
+    @property
+    def cached_count(self) -> int:
+        return sum(1 for step in self.steps.values() if step.cached and _STEP.match(step.name))
+
+    def feed(self, line: str) -> None:
+        match = _LINE.fullmatch(line)
+        if match is None:
+            self._trailer(line)
+            return
+        number, text = match.groups()
+        step = self.steps.get(number)
+        if step is None:
+            self.steps[number] = _Step(text, shown=bool(_STEP.match(text)) or text.startswith(SHOWN_PREFIXES))
+            if self.steps[number].shown:
+                self._say(number, text)
+            return
+        if text == step.name or _DIGEST.fullmatch(text):
+            return
+        if output := _OUTPUT.fullmatch(text):
+            if self._last != number and step.shown and self._last is not None:
+                self._say(number, f"{step.name} (continued)")
+            self._say(number, output.group(1))
+        elif text == "CACHED":
+            step.cached = True
+            if step.shown:
+                self._say(number, f"{_label(step.name)} CACHED")
+        elif done := _DONE.fullmatch(text):
+            if step.shown:
+                self._say(number, f"{_label(step.name)} done in {done.group(1)}s")
+        elif text.startswith("ERROR:"):
+            self._say(number, f"{_label(step.name) if step.shown else step.name} {text}")
+
+    def _say(self, number: str, text: str) -> None:
+        self._last = number
+        self.log(text)
+
+    def _trailer(self, line: str) -> None:
+        """Lines without a step number: the CLI's warnings, the failure summary, the error."""
+        if line == "------":
+            self._in_summary = not self._in_summary
+        elif not self._in_summary and line.strip():
+            self._tail.append(line)
+
+    def finish(self, failed: bool) -> str | None:
+        """Logs the trailing lines; for a failed build returns its error (the last of them)
+        instead of logging it."""
+        error = self._tail.pop() if failed and self._tail else None
+        for line in self._tail:
+            self.log(line)
+        self._tail.clear()
+        if error is None:
+            return None
+        for wrapper in _ERROR_WRAPPERS:
+            error = error.removeprefix(wrapper)
+        return error
+
+
+def _label(name: str) -> str:
+    """`[2/3]` of `[2/3] RUN make`; other names as they are."""
+    match = _STEP.match(name)
+    return match.group(0).strip() if match else name
