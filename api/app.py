@@ -21,12 +21,14 @@ from api.resources.dashboard import DashboardResource
 from api.resources.deployments import DeploymentsResource
 from api.resources.health import HealthResource
 from api.resources.logs import LogsResource
+from api.resources.secrets import SecretsResource
 from api.resources.uploads import UploadResource
 from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource
 from api.store import RecordStore
 from api.submission import BuildSubmission
 from common import contract
 from common.broker import create_broker
+from common.build_secrets import SecretCipher
 from common.config import Config
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 from common.redis_clients import async_redis
@@ -59,6 +61,7 @@ def routes(
     logs = LogsResource(store, LogReader(config, redis, s3))
     dashboard = DashboardResource()
     health = HealthResource(config, redis, s3)
+    secrets = SecretsResource(config, store, SecretCipher.from_config(config))
     return [
         ("/", dashboard, None),
         ("/static/{name}", dashboard, "asset"),
@@ -77,6 +80,8 @@ def routes(
         (BUILD + "/cancel", builds, "cancel"),
         (BUILD + "/retry", builds, "retry"),
         (DEPLOYMENT + "/webhook-secret", deployments, "webhook_secret"),
+        (DEPLOYMENT + "/secrets", secrets, None),
+        (DEPLOYMENT + "/secrets/{name}", secrets, "item"),
         (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
     ]

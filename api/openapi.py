@@ -113,6 +113,9 @@ PAGING = [
 # The bodies, derived from the contract's Structs.
 _, SCHEMAS = msgspec.json.schema_components(contract.SCHEMAS, ref_template=REF)
 
+# A secret's name in its path, as the contract declares it.
+SECRET_NAME = msgspec.json.schema(contract.SecretName)
+
 # The one body no Struct describes (api/resources/uploads.py).
 FILE = {"type": "string", "format": "binary"}
 UPLOAD_FORM = {"type": "object", "required": ["archive"], "properties": {"archive": FILE, "dockerfile": FILE}}
@@ -181,6 +184,12 @@ PATHS = {
     },
     DEPLOYMENT: {
         "get": _op("Get a deployment", {"200": _returns("The deployment", "Deployment")}),
+        "patch": _op(
+            "Change a deployment's settings: the fields given replace its own for its next builds "
+            "(`{}` changes nothing)",
+            {"200": _returns("The deployment", "Deployment")},
+            body=_json_body("DeploymentUpdate"),
+        ),
         "delete": _op(
             "Delete a deployment with its builds; refused (409) while a build is pending or building",
             {"204": {"description": "Deleted"}},
@@ -197,7 +206,8 @@ PATHS = {
     },
     DEPLOYMENT + "/deploy": {
         "post": _op(
-            "Trigger a build (git: branch tip or the given commit; archive: the last upload)",
+            "Trigger a build (git: branch tip or the given commit; archive: the last upload), "
+            "with build args merged over the deployment's, and without the layer cache if asked",
             {"202": _returns("Queued", "Build")},
             "409",
             "503",
@@ -252,6 +262,27 @@ PATHS = {
             {"200": _returns("The new secret", "WebhookSecret")},
             "409",
         ),
+    },
+    DEPLOYMENT + "/secrets": {
+        "get": _op(
+            "The names of the deployment's build secrets (values are never returned)",
+            {"200": _returns("The names, sorted", "SecretNames")},
+        ),
+    },
+    DEPLOYMENT + "/secrets/{name}": {
+        "parameters": [
+            {"name": "deployment_id", "in": "path", "required": True, "schema": UUID},
+            {"name": "name", "in": "path", "required": True, "schema": SECRET_NAME},
+        ],
+        "put": _op(
+            "Set or rotate a build secret (Dockerfiles read it with RUN --mount=type=secret,id=NAME); "
+            "encrypted at rest, never returned",
+            {"204": {"description": "Stored"}},
+            "409",
+            "503",
+            body=_json_body("SecretValue"),
+        ),
+        "delete": _op("Delete a build secret", {"204": {"description": "Deleted"}}, "422"),
     },
     WEBHOOKS + "/github/{deployment_id}": {
         "post": _webhook(

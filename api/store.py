@@ -8,15 +8,26 @@ import uuid
 
 from common import tokens
 from common.records import builds, deployments
+from common.records import secrets as secret_records
 from common.records.call import AsyncRunner
 from common.records.deployments import ActiveBuilds, SubdomainTaken
+from common.records.secrets import DeploymentGone, TooManySecrets
 from common.tokens import Principal
 
-__all__ = ["ActiveBuilds", "Principal", "RecordStore", "SubdomainTaken", "new_id", "new_webhook_secret"]
+__all__ = [
+    "ActiveBuilds",
+    "DeploymentGone",
+    "Principal",
+    "RecordStore",
+    "SubdomainTaken",
+    "TooManySecrets",
+    "new_id",
+    "new_webhook_secret",
+]
 
 
 class RecordStore(AsyncRunner):
-    modules = (tokens, deployments, builds)
+    modules = (tokens, deployments, builds, secret_records)
 
 
 def new_id() -> str:

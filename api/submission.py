@@ -16,17 +16,18 @@ from api.openapi import BUILD
 from api.store import RecordStore, new_id
 from common.broker import build_message
 from common.config import Config
-from common.contract import public_build
-from common.models import Build, BuildStatus, Deployment, SourceType, utc_now
+from common.contract import MAX_BUILD_ARGS, DeployRequest, public_build
+from common.models import Build, BuildStatus, Deployment, SourceType, json_text, utc_now
 
 logger = logging.getLogger("buildfarm.api")
 
 # Records a new build's id under a request's key (Idempotency-Key, webhook delivery id) and
 # returns the build id an earlier request with the same key recorded, if any.
 Claim = Callable[[str], Awaitable[str | None]]
-# What a pending build takes from its deployment unless given, and what a retry copies.
-DEPLOYMENT_SOURCE = ("subdomain", "source_type", "dockerfile_path")
-SOURCE_FIELDS = (*DEPLOYMENT_SOURCE, "repo_url", "branch", "commit_sha", "inline_dockerfile")
+# What a pending build takes from its deployment unless given, and what a retry copies: the
+# source, and how it is built.
+DEPLOYMENT_SOURCE = ("subdomain", "source_type", "dockerfile_path", "build_args")
+SOURCE_FIELDS = (*DEPLOYMENT_SOURCE, "repo_url", "branch", "commit_sha", "inline_dockerfile", "no_cache")
 
 
 class BuildSubmission:
@@ -36,12 +37,17 @@ class BuildSubmission:
         self.broker = broker
 
     async def deploy(
-        self, deployment: Deployment, commit_sha: str | None = None, claim: Claim | None = None
+        self, deployment: Deployment, request: DeployRequest | None = None, claim: Claim | None = None
     ) -> Build:
-        """A build of the deployment's source: git, of `commit_sha` or else the branch tip;
-        archive, of the last upload (422 with a commit, 409 before any upload). With `claim`, a
-        request repeating an earlier one's key gets the build the earlier one created."""
-        build = _pending_build(deployment)
+        """A build of the deployment's source: git, of the request's `commit_sha` or else the
+        branch tip; archive, of the last upload (422 with a commit, 409 before any upload). The
+        request's build args are merged over the deployment's (422 past MAX_BUILD_ARGS). With
+        `claim`, a request repeating an earlier one's key gets the build the earlier one created."""
+        request = request or DeployRequest()
+        commit_sha = request.commit_sha
+        build = _pending_build(deployment, no_cache=request.no_cache)
+        if request.build_args:
+            build.build_args = json_text(_merged_args(deployment, request.build_args))
         if deployment.source_type == SourceType.ARCHIVE:
             if commit_sha is not None:
                 raise unprocessable("Archive deployments build their uploaded archive: no 'commit_sha'")
@@ -101,9 +107,18 @@ def render_queued(resp: falcon.Response, build: Build) -> None:
     resp.media = public_build(build)
 
 
+def _merged_args(deployment: Deployment, given: dict[str, str]) -> dict[str, str]:
+    merged = {**deployment.args(), **given}
+    if len(merged) > MAX_BUILD_ARGS:
+        raise unprocessable(
+            f"Too many build args: {len(merged)} with the deployment's, at most {MAX_BUILD_ARGS}"
+        )
+    return merged
+
+
 def _pending_build(deployment: Deployment, **fields) -> Build:
     """A pending build of `deployment`, not stored yet; `fields` (its source) override the
-    deployment's subdomain, source type and Dockerfile path."""
+    deployment's subdomain, source type, Dockerfile path and build args."""
     defaults = {name: getattr(deployment, name) for name in DEPLOYMENT_SOURCE}
     return Build(
         id=new_id(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 # Redis servers have 16 databases unless configured otherwise.
@@ -64,6 +64,9 @@ class Config:
     # Observability: each worker host serves its metrics here (port 0: off).
     metrics_port: int = 9191
     metrics_host: str = "0.0.0.0"
+    # The Fernet key that encrypts build secrets at rest (common/build_secrets.py); empty: the
+    # farm takes no secrets. `make run` generates one into .local/.
+    secrets_key: str = field(default="", repr=False)
     # Logs.
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500
@@ -74,12 +77,12 @@ class Config:
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        for field in fields(cls):
-            name = "DOCKER_HOST" if field.name == "docker_host" else f"BUILDFARM_{field.name.upper()}"
+        for setting in fields(cls):
+            name = "DOCKER_HOST" if setting.name == "docker_host" else f"BUILDFARM_{setting.name.upper()}"
             raw = environ.get(name)
             if raw is None or raw == "":
                 continue
-            values[field.name] = _parse(name, raw, type(field.default))
+            values[setting.name] = _parse(name, raw, type(setting.default))
         return cls(**values)
 
     def __post_init__(self) -> None:

@@ -97,6 +97,9 @@ class Deployment(_RedisHash, kw_only=True):
     # JSON text (json_text): the values of the Dockerfile's ARGs for every build.
     build_args: str | None = None
 
+    def args(self) -> dict[str, str]:
+        return _args(self.build_args)
+
     def __repr__(self) -> str:
         shown = (
             f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "webhook_secret"
@@ -138,7 +141,11 @@ class Build(_RedisHash):
     timings: str | None = None
 
     def args(self) -> dict[str, str]:
-        return msgspec.json.decode(self.build_args, type=dict[str, str]) if self.build_args else {}
+        return _args(self.build_args)
+
+
+def _args(text: str | None) -> dict[str, str]:
+    return msgspec.json.decode(text, type=dict[str, str]) if text else {}
 
 
 def json_text(value: dict) -> str | None:

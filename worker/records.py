@@ -4,9 +4,9 @@ fenced by the claim's attempt number), each as a method of its name, on the bloc
 
 from __future__ import annotations
 
-from common.records import builds
+from common.records import builds, secrets
 from common.records.call import SyncRunner
 
 
 class BuildRecords(SyncRunner):
-    modules = (builds,)
+    modules = (builds, secrets)

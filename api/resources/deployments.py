@@ -1,4 +1,5 @@
-"""Deployments: create, list, get, delete, and deploy (a new build, queued by api/submission.py)."""
+"""Deployments: create, list, get, change, delete, and deploy (a new build, queued by
+api/submission.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ import falcon
 import msgspec
 
 from api.auth import principal
-from api.errors import conflict, not_found
+from api.errors import conflict, not_found, unprocessable
 from api.lookups import find_deployment
 from api.paging import link_next_page, paging_params
 from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id, new_webhook_secret
 from api.submission import BuildSubmission, render_queued
 from api.validation import check_git_url, check_request_key, read_json
 from common.config import Config
-from common.contract import DeployRequest, NewDeployment, WebhookSecret, public_deployment
-from common.models import DEPLOYMENT_CREATED, Deployment, SourceType, utc_now
+from common.contract import (
+    DeploymentUpdate,
+    DeployRequest,
+    NewDeployment,
+    WebhookSecret,
+    public_deployment,
+)
+from common.models import DEPLOYMENT_CREATED, Deployment, SourceType, json_text, utc_now
 from common.records import keys
 
 
@@ -37,8 +44,7 @@ class DeploymentsResource:
         if new.repo_url is not None:
             check_git_url(new.repo_url, self.config.git_schemes)
         now = utc_now()
-        # Every setting as the request gives it; a null timeout (the farm's default) is stored as 0.
-        settings = msgspec.structs.asdict(new) | {"build_timeout_s": new.build_timeout_s or 0}
+        settings = _as_stored(msgspec.structs.asdict(new))
         deployment = Deployment(
             id=new_id(),
             tenant=principal(req).tenant,
@@ -64,6 +70,24 @@ class DeploymentsResource:
         [status] = await self.store.deployment_statuses([deployment])
         resp.media = public_deployment(deployment, status)
 
+    async def on_patch_item(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
+        """The fields given replace the deployment's, for its next builds; `{}` changes nothing."""
+        deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
+        update = await read_json(req, self.config.max_json_bytes, DeploymentUpdate)
+        given = {k: v for k, v in msgspec.structs.asdict(update).items() if v is not msgspec.UNSET}
+        if "branch" in given and deployment.source_type != SourceType.GIT:
+            raise unprocessable("Archive deployments have no 'branch': only git deployments build one")
+        given = _as_stored(given)
+        if given:
+            deployment = msgspec.structs.replace(deployment, **given, updated_at=utc_now())
+            stored = deployment.to_redis()
+            # A setting given empty (no build args) is cleared: it reads back as absent.
+            changes = {name: stored.get(name, "") for name in (*given, "updated_at")}
+            if not await self.store.update_deployment(deployment.id, changes):
+                raise not_found("Deployment not found")
+        [status] = await self.store.deployment_statuses([deployment])
+        resp.media = public_deployment(deployment, status)
+
     async def on_delete_item(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
         try:
@@ -84,7 +108,7 @@ class DeploymentsResource:
             claim = functools.partial(
                 self.store.claim_once, keys.idempotency(deployment.tenant, deployment.id, key)
             )
-        render_queued(resp, await self.submission.deploy(deployment, body.commit_sha, claim))
+        render_queued(resp, await self.submission.deploy(deployment, body, claim))
 
     async def on_post_webhook_secret(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str
@@ -98,3 +122,14 @@ class DeploymentsResource:
         if not await self.store.set_webhook_secret(deployment.id, secret):
             raise not_found("Deployment not found")
         resp.media = WebhookSecret(secret)
+
+
+def _as_stored(settings: dict) -> dict:
+    """Settings as the record keeps them: a null timeout (the farm's default) as 0, the build
+    args as JSON text."""
+    stored = dict(settings)
+    if "build_timeout_s" in stored:
+        stored["build_timeout_s"] = stored["build_timeout_s"] or 0
+    if "build_args" in stored:
+        stored["build_args"] = json_text(stored["build_args"])
+    return stored

@@ -24,7 +24,7 @@ from api.store import RecordStore
 from api.submission import BuildSubmission, render_queued
 from api.validation import check_request_key, is_uuid, parse_json, read_body
 from common.config import Config
-from common.contract import CommitSha, PushPayload, WebhookAck
+from common.contract import CommitSha, DeployRequest, PushPayload, WebhookAck
 from common.models import Deployment
 from common.records import keys
 
@@ -108,7 +108,7 @@ class _PushWebhook:
         once = keys.webhook_delivery(deployment.id, self.provider, delivery) if delivery else None
         claim = functools.partial(self.store.claim_once, once) if once else None
         try:
-            build = await self.submission.deploy(deployment, sha, claim)
+            build = await self.submission.deploy(deployment, DeployRequest(commit_sha=sha), claim)
         except falcon.HTTPServiceUnavailable:
             # The build was marked failed: a redelivery must try again, not get that build.
             if once:

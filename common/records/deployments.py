@@ -66,6 +66,14 @@ def set_webhook_secret(deployment_id: str, secret: str) -> Call[bool]:
     )
 
 
+def update_deployment(deployment_id: str, changes: dict[str, str]) -> Call[bool]:
+    """Replaces some of a deployment's fields as stored (an empty value reads back as absent);
+    False if the deployment is gone."""
+    return Call(
+        bool, script=scripts.HSET_IF_EXISTS, keys=[keys.deployment(deployment_id)], args=pairs(changes)
+    )
+
+
 def record_upload(deployment_id: str, sha256: str, size: int, has_dockerfile: bool) -> Call[None]:
     now = utc_now()
     values = {
@@ -108,7 +116,7 @@ def deployment_statuses(deployments: list[Deployment]) -> Call[list[str]]:
 
 
 def delete_deployment(deployment: Deployment) -> Steps[None]:
-    """Deletes the deployment with its builds and logs, unless builds of it are active."""
+    """Deletes the deployment with its secrets, builds and logs, unless builds of it are active."""
     by_status = keys.deployment_builds_by_status(deployment.id)
     active = yield Call(
         int,
@@ -119,6 +127,7 @@ def delete_deployment(deployment: Deployment) -> Steps[None]:
             keys.deployment_builds(deployment.id, BuildStatus.BUILDING),
             keys.tenant_deployments(deployment.tenant),
             keys.subdomain(deployment.subdomain),
+            keys.deployment_secrets(deployment.id),
         ],
         args=[deployment.id],
     )

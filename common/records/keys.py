@@ -34,6 +34,11 @@ def subdomain(name: str) -> str:
     return f"{PREFIX}subdomain:{name}"
 
 
+def deployment_secrets(deployment_id: str) -> str:
+    """Hash: a deployment's build secrets, name → Fernet token (common/build_secrets.py)."""
+    return f"{PREFIX}deployment:{deployment_id}:secrets"
+
+
 def deployment_build_seq(deployment_id: str) -> str:
     """Counter: the number given to a deployment's next build."""
     return f"{PREFIX}deployment:{deployment_id}:seq"

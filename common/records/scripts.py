@@ -195,15 +195,27 @@ redis.call('ZADD', KEYS[4], seq, ARGV[1])
 return 1
 """)
 
-# Deletes a deployment's record only while none of its builds is pending or building.
-# KEYS: the deployment, its pending and building builds, its tenant's deployments, its subdomain.
+# Deletes a deployment's record and its secrets only while none of its builds is pending or
+# building. KEYS: the deployment, its pending and building builds, its tenant's deployments, its
+# subdomain, its secrets.
 DELETE_DEPLOYMENT = _script("""
 local active = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
 if active > 0 then return active end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[6])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
 return 0
+""")
+
+# Sets a secret (KEYS[2], field ARGV[1], value ARGV[2]) of a deployment that still exists
+# (KEYS[1]), unless that would make more than ARGV[3] secrets: replies 1 when the name is new,
+# 0 when it replaced a value, -1 when the deployment is gone, -2 when it has too many secrets.
+SET_SECRET = _script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  return -2
+end
+return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 """)
 
 # Sets hash fields only on a record that still exists (a concurrent delete must not leave a stub).
