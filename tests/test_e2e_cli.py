@@ -134,7 +134,7 @@ def test_deploy_follow_exits_1_when_the_build_fails_with_the_failure_on_stderr(
 
     result = run_cli(api_url, tenant_token[1], "deploy", str(root), "--subdomain", subdomain, "--follow")
 
-    assert_clean_failure(result, 1, "failed", "returned a non-zero code: 3", "image_tag: -")
+    assert_clean_failure(result, 1, "failed", "exit code: 3", "image_tag: -")
     assert "about-to-fail" in result.stdout and result.stdout.splitlines()[-1] == "Build failed"
     [build] = builds_of(client, find_deployment(client, subdomain))
     assert build["status"] == "failed"

@@ -208,7 +208,7 @@ def test_an_archive_deployment_created_in_the_browser_uploads_deploys_and_shows_
     expect(status_badge(page)).to_have_text("success", timeout=120_000)
     expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log")
     text = logs(client, build)
-    assert log.text_content() == text and "Successfully tagged" in text
+    assert log.text_content() == text and "Pushing " in text
     finished = client.get(build_path(build)).json()
     expect(page.locator(".facts .tag code")).to_have_text(finished["image_tag"])
     screenshot(page, "build")

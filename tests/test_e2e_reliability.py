@@ -123,7 +123,7 @@ def test_a_worker_killed_mid_build_is_taken_over_by_another_under_a_new_attempt(
     assert worker_of(survivor, done)
     text = logs(client, build)
     assert f"--- attempt 2: taking over from worker {running['worker']}, whose lease expired ---" in text
-    assert text.count("Successfully built") == 1 and text.count("Build success") == 1
+    assert text.count("Pushing ") == 1 and text.count("Build success") == 1
 
 
 def test_a_build_whose_workers_keep_dying_fails_as_worker_lost_after_its_last_attempt(client, workers):

@@ -48,7 +48,12 @@ def build_step(
         _resolved(ctx, build, source.commit_sha)
         spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
         fetched = time.monotonic()
-        return Built(spec.tag, build_image(docker, ctx.config, spec, source.context_dir, log), fetched - started, time.monotonic() - fetched)
+        return Built(
+            spec.tag,
+            build_image(docker, ctx.config, spec, source.context_dir, log),
+            fetched - started,
+            time.monotonic() - fetched,
+        )
     options.update(secrets=_secret_files(secrets, scratch), cache_from=tuple(ctx.records.cache_images(build)))
     if build.source_type == SourceType.ARCHIVE:
         dockerfile, head = build.dockerfile_path, b""
@@ -59,7 +64,9 @@ def build_step(
         log(f"Streaming source archive {build.commit_sha[:12]} to the engine")
         spec = BuildSpec(_tag(ctx, build), dockerfile, **options)
         began = time.monotonic()
-        outcome = buildkit.run(spec, lambda out: stream_archive(ctx.config, ctx.s3, build, head, out), scratch, log)
+        outcome = buildkit.run(
+            spec, lambda out: stream_archive(ctx.config, ctx.s3, build, head, out), scratch, log
+        )
         source_s = began - started + outcome.context_s
         return Built(spec.tag, outcome, source_s, time.monotonic() - started - source_s)
     source = fetch_source(ctx.config, ctx.s3, build, scratch, log)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.config import Config
-from worker.buildkit_progress import PlainProgress
 from worker.build_types import BuildOutcome, BuildSpec, DockerError
+from worker.buildkit_progress import PlainProgress
 
 # Longer lines reach the log in pieces of this size: memory stays bounded whatever a step prints.
 MAX_LINE_BYTES = 64 * 1024

@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 import re
 import socket
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import docker
 

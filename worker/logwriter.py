@@ -50,7 +50,12 @@ class LogWriter:
     def mask(self, secrets: list[str]) -> None:
         """Hides these values, and each of their lines, in every later line: a build's secrets
         never reach Redis, and so neither the WebSocket nor the archive."""
-        parts = {part for value in secrets for part in (value, *value.splitlines()) if len(part.strip()) >= MIN_MASKED}
+        parts = {
+            part
+            for value in secrets
+            for part in (value, *value.splitlines())
+            if len(part.strip()) >= MIN_MASKED
+        }
         # Longest first: a value that contains another is hidden whole.
         self._secrets = sorted(parts, key=len, reverse=True)
 

@@ -195,7 +195,9 @@ def _secrets(ctx: WorkerContext, build: Build) -> dict[str, str]:
         return {}
     cipher = SecretCipher.from_config(ctx.config)
     if cipher is None:
-        raise ConfigError("This deployment has build secrets, but BUILDFARM_SECRETS_KEY is not set on the worker")
+        raise ConfigError(
+            "This deployment has build secrets, but BUILDFARM_SECRETS_KEY is not set on the worker"
+        )
     return {name: cipher.decrypt(token) for name, token in tokens.items()}
 
 
@@ -208,7 +210,9 @@ def _build_and_push(
         built = build_step(ctx, build, engines, Path(scratch), secrets, log.line)
     watcher.check()
     outcome = built.outcome
-    timings.record(source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps)
+    timings.record(
+        source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps
+    )
     pushing = time.monotonic()
     digest = push_image(engines[1], built.tag, log.line)
     watcher.check()

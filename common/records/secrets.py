@@ -51,7 +51,7 @@ def secret_names(deployment_id: str) -> Call[list[str]]:
     )
 
 
-def tokens(deployment_id: str) -> Call[dict[str, str]]:
+def secret_tokens(deployment_id: str) -> Call[dict[str, str]]:
     """Every secret of a deployment, name → its encrypted value, for the worker to decrypt."""
     return Call(
         lambda replies: {name.decode(): token.decode() for name, token in replies[0].items()},
