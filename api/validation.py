@@ -18,9 +18,7 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 # msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself), or
 # for an object field's keys and values "- at `key` in `$.<field>`" and "- at `$.<field>[...]`".
-_AT_FIELD = re.compile(
-    r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?`$"
-)
+_AT_FIELD = re.compile(r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?`$")
 _TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
 
 T = TypeVar("T")
