@@ -95,8 +95,20 @@ class ApiClient:
         path = f"/deployments/{_seg(deployment_id)}/upload"
         return self.request("POST", path, files=files, timeout=UPLOAD_TIMEOUT).json()
 
-    def deploy(self, deployment_id: str) -> dict:
-        return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy").json()
+    def deploy(self, deployment_id: str, body: dict | None = None) -> dict:
+        return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy", json=body or None).json()
+
+    def _secret_path(self, deployment_id: str, name: str) -> str:
+        return f"/deployments/{_seg(deployment_id)}/secrets/{_seg(name)}"
+
+    def set_secret(self, deployment_id: str, name: str, value: str) -> None:
+        self.request("PUT", self._secret_path(deployment_id, name), json={"value": value})
+
+    def delete_secret(self, deployment_id: str, name: str) -> None:
+        self.request("DELETE", self._secret_path(deployment_id, name))
+
+    def secret_names(self, deployment_id: str) -> list[str]:
+        return self.request("GET", f"/deployments/{_seg(deployment_id)}/secrets").json()["names"]
 
     def builds(self, deployment_id: str, limit: int, status: str | None = None) -> list[dict]:
         path = f"/deployments/{_seg(deployment_id)}/builds"
