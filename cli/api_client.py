@@ -7,7 +7,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -141,6 +141,16 @@ class ApiClient:
         ws = "wss://" + self.url[8:] if self.url.startswith("https://") else "ws://" + self.url[7:]
         url = f"{ws}/api/v1{self.build_path(deployment_id, build_id)}/logs/stream"
         return f"{url}?after={after}" if after else url
+
+
+def run_deployment_action(args: Any, actions: dict[str, Callable[[ApiClient, dict, Any], int]]) -> int:
+    """Runs the subcommand `args.action` on the deployment `args.deployment` names (an id or a
+    subdomain); its exit status."""
+    api = ApiClient.from_settings(args.api_url, args.api_token)
+    try:
+        return actions[args.action](api, api.resolve_deployment(args.deployment), args)
+    finally:
+        api.close()
 
 
 def _seg(value: str) -> str:

@@ -9,17 +9,12 @@ import getpass
 import sys
 
 from cli import output
-from cli.api_client import ApiClient
+from cli.api_client import ApiClient, run_deployment_action
 from cli.errors import CliError
 
 
 def run(args: argparse.Namespace) -> int:
-    api = ApiClient.from_settings(args.api_url, args.api_token)
-    try:
-        deployment = api.resolve_deployment(args.deployment)
-        return ACTIONS[args.action](api, deployment, args)
-    finally:
-        api.close()
+    return run_deployment_action(args, ACTIONS)
 
 
 def read_value(name: str) -> str:
