@@ -9,6 +9,7 @@ import json
 import pytest
 
 from common.contract import MAX_BUILD_ARGS
+from common.tokens import create_token
 from tests.conftest import unique_subdomain
 from tests.farm import archive_deployment, build_path, context_archive, deploy, dockerfile
 
@@ -212,8 +213,6 @@ def test_only_a_git_deployment_has_a_branch_to_patch(client):
 
 
 def test_another_tenants_deployment_cannot_be_patched(client, anonymous_client, redis_client):
-    from common.tokens import create_token
-
     deployment = git_deployment(client)
     stranger = {"Authorization": f"Bearer {create_token(redis_client, 'someone-else', 'tests')}"}
     response = anonymous_client.patch(

@@ -7,8 +7,9 @@ import logging
 import httpx
 import pytest
 
+from api.app import create_app
 from common.build_secrets import SecretCipher
-from common.config import Config
+from common.config import Config, ConfigError
 from common.contract import MAX_SECRETS
 from common.records import keys
 from common.tokens import create_token
@@ -173,8 +174,5 @@ def test_a_farm_without_a_secrets_key_refuses_secrets_rather_than_store_them_in_
 
 
 def test_a_malformed_secrets_key_stops_the_api_with_a_clear_message():
-    from api.app import create_app
-    from common.config import ConfigError
-
     with pytest.raises(ConfigError, match="BUILDFARM_SECRETS_KEY is not a Fernet key"):
         create_app(Config.from_env({**api_env(), "BUILDFARM_SECRETS_KEY": "not-a-key"}))
