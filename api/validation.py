@@ -16,8 +16,9 @@ from api.errors import bad_request, unprocessable
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
-# msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself).
-_AT_FIELD = re.compile(r"^(?P<what>.*) - at `\$\.(?P<field>\w+)`$")
+# msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself), or
+# for an object field's keys and values "- at `key` in `$.<field>`" and "- at `$.<field>[...]`".
+_AT_FIELD = re.compile(r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?`$")
 _TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def _malformed(raw: bytes, error: msgspec.DecodeError) -> str:
 
 def _field_problem(kind: type, text: str) -> str:
     """msgspec's account of a body that does not fit `kind`, said in the API's words."""
-    if text.startswith("Expected `object`, got"):
+    if re.fullmatch(r"Expected `object`, got `\w+`", text):
         return "The JSON body must be an object"
     if missing := re.fullmatch(r"Object missing required field `(\w+)`", text):
         return f"Field '{missing[1]}' is required"
@@ -80,22 +81,41 @@ def _field_problem(kind: type, text: str) -> str:
     if at is None:
         return text  # a rule of the Struct's own (__post_init__), already in the API's words
     what, field = at["what"], at["field"]
-    metas, choices = _declared(typing.get_type_hints(kind, include_extras=True)[field])
-    if what.endswith("got `null`"):
-        return f"Field '{field}' is required"
+    annotation = typing.get_type_hints(kind, include_extras=True)[field]
+    subject = f"Field '{field}'"
+    if at["key"] or at["value"]:
+        part = 0 if at["key"] else 1
+        annotation = typing.get_args(_unwrapped(annotation))[part]
+        subject = f"Each {('name', 'value')[part]} in '{field}'"
+    elif what.endswith("got `null`"):
+        return f"{subject} is required"
+    metas, choices = _declared(annotation)
     if expected := re.fullmatch(r"Expected `(\w+)(?: \| null)?`, got `\w+`", what):
-        return f"Field '{field}' must be of type {_TYPE_NAMES.get(expected[1], expected[1])}"
+        return f"{subject} must be of type {_TYPE_NAMES.get(expected[1], expected[1])}"
     if "matching regex" in what:
         [meta] = [m for m in metas if m.pattern]
-        return f"Field '{field}' must be {meta.description}"
+        return f"{subject} must be {meta.description}"
     if length := re.fullmatch(r"Expected `str` of length <= (\d+)", what):
-        return f"Field '{field}' must be at most {length[1]} characters"
+        return f"{subject} must be at most {length[1]} characters"
+    if entries := re.fullmatch(r"Expected `object` of length <= (\d+)", what):
+        return f"{subject} must have at most {entries[1]} entries"
     if what.startswith("Invalid enum value"):
-        return f"Field '{field}' must be " + " or ".join(f"'{choice}'" for choice in choices)
+        return f"{subject} must be " + " or ".join(f"'{choice}'" for choice in choices)
     if re.fullmatch(r"Expected `int` [<>]= -?\d+", what):
         [meta] = [m for m in metas if m.ge is not None]
-        return f"Field '{field}' must be between {meta.ge} and {meta.le}"
-    return f"Field '{field}': {what}"
+        return f"{subject} must be between {meta.ge} and {meta.le}"
+    return f"{subject}: {what}"
+
+
+def _unwrapped(annotation):
+    """The object type (dict) inside a field's annotation: past Annotated and `| None`/UNSET."""
+    while True:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = annotation.__origin__
+        elif typing.get_origin(annotation) is dict:
+            return annotation
+        else:
+            [annotation] = [a for a in typing.get_args(annotation) if typing.get_origin(a) is not None]
 
 
 def _declared(annotation) -> tuple[list[msgspec.Meta], tuple]:

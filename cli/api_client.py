@@ -7,7 +7,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -95,8 +95,20 @@ class ApiClient:
         path = f"/deployments/{_seg(deployment_id)}/upload"
         return self.request("POST", path, files=files, timeout=UPLOAD_TIMEOUT).json()
 
-    def deploy(self, deployment_id: str) -> dict:
-        return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy").json()
+    def deploy(self, deployment_id: str, body: dict | None = None) -> dict:
+        return self.request("POST", f"/deployments/{_seg(deployment_id)}/deploy", json=body or None).json()
+
+    def _secret_path(self, deployment_id: str, name: str) -> str:
+        return f"/deployments/{_seg(deployment_id)}/secrets/{_seg(name)}"
+
+    def set_secret(self, deployment_id: str, name: str, value: str) -> None:
+        self.request("PUT", self._secret_path(deployment_id, name), json={"value": value})
+
+    def delete_secret(self, deployment_id: str, name: str) -> None:
+        self.request("DELETE", self._secret_path(deployment_id, name))
+
+    def secret_names(self, deployment_id: str) -> list[str]:
+        return self.request("GET", f"/deployments/{_seg(deployment_id)}/secrets").json()["names"]
 
     def builds(self, deployment_id: str, limit: int, status: str | None = None) -> list[dict]:
         path = f"/deployments/{_seg(deployment_id)}/builds"
@@ -129,6 +141,16 @@ class ApiClient:
         ws = "wss://" + self.url[8:] if self.url.startswith("https://") else "ws://" + self.url[7:]
         url = f"{ws}/api/v1{self.build_path(deployment_id, build_id)}/logs/stream"
         return f"{url}?after={after}" if after else url
+
+
+def run_deployment_action(args: Any, actions: dict[str, Callable[[ApiClient, dict, Any], int]]) -> int:
+    """Runs the subcommand `args.action` on the deployment `args.deployment` names (an id or a
+    subdomain); its exit status."""
+    api = ApiClient.from_settings(args.api_url, args.api_token)
+    try:
+        return actions[args.action](api, api.resolve_deployment(args.deployment), args)
+    finally:
+        api.close()
 
 
 def _seg(value: str) -> str:

@@ -7,17 +7,12 @@ import json
 import sys
 
 from cli import output
-from cli.api_client import ApiClient
+from cli.api_client import ApiClient, run_deployment_action
 from cli.follow import follow_and_report
 
 
 def run(args: argparse.Namespace) -> int:
-    api = ApiClient.from_settings(args.api_url, args.api_token)
-    try:
-        deployment = api.resolve_deployment(args.deployment)
-        return ACTIONS[args.action](api, deployment, args)
-    finally:
-        api.close()
+    return run_deployment_action(args, ACTIONS)
 
 
 def _list(api: ApiClient, deployment: dict, args: argparse.Namespace) -> int:

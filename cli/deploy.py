@@ -37,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
     api = ApiClient.from_settings(args.api_url, args.api_token)
     try:
         if is_dir:
-            deployment, build = _deploy_directory(api, args, Path(source), dockerfile)
+            deployment = _deploy_directory(api, args, Path(source), dockerfile)
         else:
-            deployment, build = _deploy_git(api, args, source, dockerfile)
+            deployment = _deploy_git(api, args, source, dockerfile)
+        build = api.deploy(deployment["id"], {"build_args": dict(args.build_args), "no_cache": args.no_cache})
         output.note(f"Queued {output.build_label(build)} of {deployment['subdomain']}")
         if not args.follow:
             output.line(build["id"])
@@ -89,9 +90,7 @@ def _same_source(existing: dict, source_type: str, asked: Asked) -> None:
             )
 
 
-def _deploy_directory(
-    api: ApiClient, args: argparse.Namespace, root: Path, dockerfile: str | None
-) -> tuple[dict, dict]:
+def _deploy_directory(api: ApiClient, args: argparse.Namespace, root: Path, dockerfile: str | None) -> dict:
     asked: Asked = [("--dockerfile", dockerfile, "dockerfile_path")]
     existing = api.find_by_subdomain(args.subdomain)
     if existing is not None:
@@ -116,17 +115,14 @@ def _deploy_directory(
         finally:
             bar.finish()
     output.note(f"Uploaded {human(uploaded['size'])} (sha256 {uploaded['sha256'][:12]})")
-    return deployment, api.deploy(deployment["id"])
+    return deployment
 
 
-def _deploy_git(
-    api: ApiClient, args: argparse.Namespace, url: str, dockerfile: str | None
-) -> tuple[dict, dict]:
+def _deploy_git(api: ApiClient, args: argparse.Namespace, url: str, dockerfile: str | None) -> dict:
     asked: Asked = [
         ("repository", url, "repo_url"),
         ("--branch", args.branch, "branch"),
         ("--dockerfile", dockerfile, "dockerfile_path"),
     ]
     fields = {"source_type": "git", **{field: value for _, value, field in asked if value}}
-    deployment = _reuse_or_create(api, args, api.find_by_subdomain(args.subdomain), fields, asked)
-    return deployment, api.deploy(deployment["id"])
+    return _reuse_or_create(api, args, api.find_by_subdomain(args.subdomain), fields, asked)

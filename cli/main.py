@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, tokens
+from cli import builds, deploy, secrets, tokens
 from cli.errors import EXIT_INTERRUPTED, CliError
 from common.models import BuildStatus
 
@@ -34,6 +34,13 @@ def _tenant(value: str) -> str:
     if not _TENANT.match(value):
         raise argparse.ArgumentTypeError("a tenant is 1-63 lowercase letters, digits, '-' or '_'")
     return value
+
+
+def _build_arg(value: str) -> tuple[str, str]:
+    name, equals, arg = value.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{value!r}: give NAME=VALUE (the value may be empty)")
+    return name, arg
 
 
 def _positive(value: str) -> int:
@@ -81,9 +88,41 @@ def _deploy_command(commands) -> None:
     )
     parser.add_argument("--branch", help="git branch (default: main)")
     parser.add_argument(
+        "--build-arg",
+        dest="build_args",
+        metavar="NAME=VALUE",
+        type=_build_arg,
+        action="append",
+        default=[],
+        help="a Dockerfile ARG for this build, over the deployment's own (repeatable)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every step, using no cached layer")
+    parser.add_argument(
         "--follow", "-f", action="store_true", help="print the build log live; exit 1 if it fails"
     )
     _api_options(parser, argparse.SUPPRESS)
+
+
+def _secrets_commands(commands) -> None:
+    parser = commands.add_parser(
+        "secrets",
+        help="a deployment's build secrets (RUN --mount=type=secret,id=NAME)",
+        description="Values are write-only: set reads one from stdin (never from the command line), "
+        "ls lists names only.",
+        **WITH_EPILOG,
+    )
+    parser.set_defaults(handler=secrets.run)
+    actions = parser.add_subparsers(dest="action", required=True)
+    for name, help in (
+        ("set", "set or replace a secret; its value is read from stdin"),
+        ("rm", "delete a secret"),
+        ("ls", "list the names of the secrets"),
+    ):
+        sub = actions.add_parser(name, help=help, **WITH_EPILOG)
+        sub.add_argument("deployment", metavar="ID_OR_SUBDOMAIN")
+        if name != "ls":
+            sub.add_argument("name", metavar="NAME")
+        _api_options(sub, argparse.SUPPRESS)
 
 
 def _builds_commands(commands) -> None:
@@ -119,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _deploy_command(commands)
     _builds_commands(commands)
+    _secrets_commands(commands)
     _token_commands(commands)
     return parser
 

@@ -75,7 +75,12 @@ BuildArgs = Annotated[
     dict[BuildArgName, BuildArgValue],
     Meta(max_length=MAX_BUILD_ARGS, description="Values of the Dockerfile's ARGs (`--build-arg`)"),
 ]
-SecretName = _matching(r"^[A-Za-z0-9_.-]+$(?!\n)", "a secret name: letters, digits, '_', '.' or '-'", 64)
+# Never '.' or '..': a name may end up as a file name on a worker.
+SecretName = _matching(
+    r"^(?!\.\.?$)[A-Za-z0-9_.-]+$(?!\n)",
+    "a secret name: letters, digits, '_', '.' or '-' (not '.' or '..')",
+    64,
+)
 MAX_SECRETS = 50
 
 

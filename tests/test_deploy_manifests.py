@@ -365,6 +365,12 @@ def test_compose_containers_name_only_real_settings_and_never_fall_back_to_local
     assert "DOCKER_HOST" in compose_env(services["worker"])
 
 
+def test_compose_gives_the_api_and_workers_the_secrets_key_from_the_environment_only():
+    services = compose()["services"]
+    for name in ("api", "worker"):
+        assert compose_env(services[name])["BUILDFARM_SECRETS_KEY"] == "${BUILDFARM_SECRETS_KEY:-}", name
+
+
 # --- Kubernetes -----------------------------------------------------------------------------
 
 
@@ -557,3 +563,14 @@ def test_the_keda_target_per_pod_is_the_builds_one_worker_pod_runs_at_once():
     # Worker processes also run the reaper and the archive retries: never scale to zero.
     assert spec["minReplicaCount"] >= 1
     assert spec["maxReplicaCount"] >= spec["minReplicaCount"]
+
+
+def test_k8s_gives_the_api_and_workers_the_secrets_key_from_a_secret():
+    refs = []
+    for name, cname in (("buildfarm-api", "api"), ("buildfarm-worker", "worker")):
+        workload = k8s_one("Deployment", name)
+        value = container_env(workload, container(workload, cname))["BUILDFARM_SECRETS_KEY"]
+        assert isinstance(value, dict) and "secretKeyRef" in value, f"{name}: the key is not from a Secret"
+        refs.append(value["secretKeyRef"])
+    assert refs[0] == refs[1], "the API and the workers must share one key"
+    assert "BUILDFARM_SECRETS_KEY" not in k8s_one("ConfigMap", "buildfarm-config")["data"]

@@ -1,6 +1,7 @@
 """The `buildfarm` CLI, run as a subprocess against the real farm (gunicorn API, Dramatiq
-worker, dockerd, registry, Redis, S3): deploy a directory or a git URL, follow the log,
-list, get, print and cancel builds. Nothing here is mocked."""
+worker, dockerd, registry, Redis, S3): deploy a directory or a git URL (with build args,
+without the cache), follow the log, list, get, print and cancel builds, set and list build
+secrets. Nothing here is mocked."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def cli_env(api_url: str, token: str) -> dict[str, str]:
     return env
 
 
-def run_cli(api_url: str, token: str, *args: str, command=CLI, timeout: float = 180):
+def run_cli(
+    api_url: str, token: str, *args: str, command=CLI, timeout: float = 180, stdin: str | None = None
+):
     return subprocess.run(
         [*command, *args],
         cwd=ROOT,
@@ -53,6 +56,7 @@ def run_cli(api_url: str, token: str, *args: str, command=CLI, timeout: float = 
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=stdin,
     )
 
 
@@ -463,3 +467,72 @@ def test_a_large_directory_is_uploaded_streaming_with_bounded_cli_memory(
     )
     assert re.search(r"Uploaded 48\.\d MiB", result.stderr), result.stderr
     assert growth_mib < 16, f"the CLI grew by {growth_mib:.1f} MiB for a 48 MiB upload"
+
+
+def test_deploy_sends_its_build_args_and_no_cache_with_the_build(client, api_url, tenant_token, tmp_path):
+    token = tenant_token[1]
+    root = context_dir(tmp_path, "true")
+    subdomain = unique_subdomain("cli")
+    # Split on the first '=': values may hold '=' or be empty; a repeated name: the last wins
+    args = ["--build-arg", "A=1", "--build-arg", "B=x=y", "--build-arg", "EMPTY=", "--build-arg", "A=2"]
+
+    result = run_cli(api_url, token, "deploy", str(root), "--subdomain", subdomain, *args, "--no-cache")
+
+    assert result.returncode == 0, result.stderr
+    deployment = find_deployment(client, subdomain)
+    [build] = builds_of(client, deployment)
+    assert build["id"] == result.stdout.strip()
+    assert build["build_args"] == {"A": "2", "B": "x=y", "EMPTY": ""} and build["no_cache"] is True
+    # The args were the deploy's: the deployment keeps none, and a plain deploy uses the cache
+    assert deployment["build_args"] == {}
+    plain = run_cli(api_url, token, "deploy", str(root), "--subdomain", subdomain)
+    assert plain.returncode == 0, plain.stderr
+    assert builds_of(client, deployment)[0]["build_args"] == {}
+    assert builds_of(client, deployment)[0]["no_cache"] is False
+    # A malformed option is a usage error; a name the API refuses, the API's error
+    malformed = run_cli(api_url, token, "deploy", str(root), "--subdomain", subdomain, "--build-arg", "A")
+    assert_clean_failure(malformed, 2, "argument --build-arg: 'A': give NAME=VALUE")
+    refused = run_cli(
+        api_url, token, "deploy", str(root), "--subdomain", subdomain, "--build-arg", "BUILDKIT_X=1"
+    )
+    assert_clean_failure(refused, 3, "Each name in 'build_args' must be an ARG name", "HTTP 422")
+    assert len(builds_of(client, deployment)) == 2
+    for queued in builds_of(client, deployment):  # no worker here: leave none for a later one
+        client.post(f"/deployments/{deployment['id']}/builds/{queued['id']}/cancel")
+
+
+def test_secrets_are_set_from_stdin_listed_and_removed_and_the_value_is_never_logged(
+    client, api_url, tenant_token, logs_dir
+):
+    token = tenant_token[1]
+    deployment = client.post(
+        "/deployments", json={"name": "s", "subdomain": unique_subdomain("cli"), "source_type": "archive"}
+    ).json()
+    value = f"value-{uuid.uuid4().hex}"
+
+    # By subdomain or id, the value on stdin (one final newline dropped)
+    set_one = run_cli(
+        api_url, token, "secrets", "set", deployment["subdomain"], "npm_token", stdin=value + "\n"
+    )
+    set_two = run_cli(api_url, token, "secrets", "set", deployment["id"], "other", stdin="x")
+
+    assert set_one.returncode == 0 and set_two.returncode == 0, (set_one.stderr, set_two.stderr)
+    assert f"Set secret npm_token of {deployment['subdomain']}" in set_one.stderr
+    listed = run_cli(api_url, token, "secrets", "ls", deployment["subdomain"])
+    assert listed.returncode == 0 and listed.stdout.splitlines() == ["npm_token", "other"]
+    assert client.get(f"/deployments/{deployment['id']}/secrets").json() == {"names": ["npm_token", "other"]}
+    # The value is in no output of the CLI and no line the API server logged
+    for result in (set_one, set_two, listed):
+        assert value not in result.stdout + result.stderr
+    assert (logs_dir / "api.log").read_text(), "the server logged nothing: the check would prove nothing"
+    assert value not in (logs_dir / "api.log").read_text()
+
+    removed = run_cli(api_url, token, "secrets", "rm", deployment["subdomain"], "npm_token")
+    assert removed.returncode == 0, removed.stderr
+    assert run_cli(api_url, token, "secrets", "ls", deployment["id"]).stdout.splitlines() == ["other"]
+    again = run_cli(api_url, token, "secrets", "rm", deployment["subdomain"], "npm_token")
+    assert_clean_failure(again, 3, "Secret not found [HTTP 404 not_found]")
+    empty = run_cli(api_url, token, "secrets", "set", deployment["subdomain"], "blank", stdin="")
+    assert_clean_failure(empty, 2, "no value for blank: give it on stdin")
+    bad_name = run_cli(api_url, token, "secrets", "set", deployment["subdomain"], "bad name", stdin="x")
+    assert_clean_failure(bad_name, 3, "a secret name", "HTTP 422")
