@@ -416,6 +416,7 @@ def test_build_args_no_cache_and_phase_timings_are_shown_as_they_come_and_only_a
     # records, whoever fills them (the API stores the args, the worker times the phases), so no
     # worker runs here. One value is HTML that would run if it were parsed.
     injection = "<img src=x onerror=window.__pwned=1>"
+    long_value = "v" * 300
     deployment = create_archive_deployment(client)
     deployment_args = json_text({"GREETING": injection, "MODE": "production"})
     redis_client.hset(keys.deployment(deployment["id"]), fields.BUILD_ARGS, deployment_args)
@@ -432,7 +433,7 @@ def test_build_args_no_cache_and_phase_timings_are_shown_as_they_come_and_only_a
         started_at=utc_now(),
         attempt=1,
         worker="test:1",
-        build_args=json_text({"GREETING": injection, "MODE": "staging"}),
+        build_args=json_text({"GREETING": injection, "LONG": long_value, "MODE": "staging"}),
         no_cache=True,
     )
     key = keys.build(build.id)
@@ -447,7 +448,9 @@ def test_build_args_no_cache_and_phase_timings_are_shown_as_they_come_and_only_a
 
         # The build's page shows its own args and that it uses no cache; no phases yet
         page.goto(build_page_url({"id": build.id, "deployment_id": deployment["id"]}))
-        expect(fact(page, "Build args").locator("li")).to_have_text([f"GREETING={injection}", "MODE=staging"])
+        expect(fact(page, "Build args").locator("li")).to_have_text(
+            [f"GREETING={injection}", f"LONG={long_value}", "MODE=staging"]
+        )
         expect(fact(page, "Cache")).to_have_text("not used (no_cache): every step runs again")
         expect(fact(page, "Phases")).to_have_count(0)
 
@@ -473,5 +476,8 @@ def test_build_args_no_cache_and_phase_timings_are_shown_as_they_come_and_only_a
         assert page.evaluate("window.__pwned") is None
         assert page.locator("main img").count() == 0
         screenshot(page, "build-timings")
+        # ...and a long value wraps within a narrow screen
+        page.set_viewport_size({"width": 360, "height": 740})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
     finally:
         redis_client.delete(key)

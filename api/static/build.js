@@ -32,7 +32,7 @@ function phases(timings) {
   const steps = timings ? stepCount(timings) : null;
   if (measured.length === 0 && steps == null) return null;
   const parts = measured.map(([key, name]) => h("span", { class: `phase phase-${name}` }, `${name} ${phaseSeconds(timings[key])}`));
-  if (steps != null) parts.push(h("span", {}, steps));
+  if (steps != null) parts.push(h("span", { class: "steps" }, steps));
   const segments = measured.map(([key, name]) => {
     const segment = h("span", { class: `phase-${name}` });
     // Through the CSSOM, which the page's policy (no inline styles) allows.

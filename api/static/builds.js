@@ -34,7 +34,7 @@ export function facts(pairs) {
 export function buildArgs(args) {
   const pairs = Object.entries(args ?? {});
   if (pairs.length === 0) return null;
-  return h("ul", { class: "args" }, pairs.map(([name, value]) => h("li", {}, h("code", {}, name), "=", h("code", {}, value))));
+  return h("ul", { class: "args" }, pairs.map(([name, value]) => h("li", {}, h("code", {}, `${name}=${value}`))));
 }
 
 function actions(d) {
