@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
+from common.contract import BuildTimings
+from common.models import Build, json_text, utc_now
+from common.records import fields, keys
 from tests.conftest import ROOT, missing, unique_subdomain
 from tests.farm import (
     archive_deployment,
     build_path,
     context_archive,
+    create_archive_deployment,
     deploy,
     dockerfile,
     logs,
@@ -390,3 +396,88 @@ def test_the_live_log_resumes_after_a_dropped_connection_without_a_gap_or_a_repe
     expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log", timeout=30_000)
     assert len(urls) == 2 and urls[1].endswith("/logs/stream?after=5"), urls
     assert page.locator("pre.log").text_content() == logs(client, build)
+
+
+def fact(page, term: str):
+    """The value of a page's fact named `term` (a <dd> of the .facts lists)."""
+    return page.locator(f'.facts > div:has(> dt:text-is("{term}")) > dd')
+
+
+def timings_text(**values: float) -> str:
+    """A build record's timings field as the worker writes it (contract.BuildTimings as JSON)."""
+    return json_text(msgspec.to_builtins(BuildTimings(**values)))
+
+
+def test_build_args_no_cache_and_phase_timings_are_shown_as_they_come_and_only_as_text(
+    page, client, redis_client, tenant_token
+):
+    # Given a deployment and a building build whose args and no_cache are written straight into
+    # their Redis hashes, and later their timings: what is tested is the rendering of the public
+    # records, whoever fills them (the API stores the args, the worker times the phases), so no
+    # worker runs here. One value is HTML that would run if it were parsed.
+    injection = "<img src=x onerror=window.__pwned=1>"
+    long_value = "v" * 300
+    deployment = create_archive_deployment(client)
+    deployment_args = json_text({"GREETING": injection, "MODE": "production"})
+    redis_client.hset(keys.deployment(deployment["id"]), fields.BUILD_ARGS, deployment_args)
+    build = Build(
+        id=str(uuid.uuid4()),
+        deployment_id=deployment["id"],
+        tenant=tenant_token[0],
+        number=1,
+        status="building",
+        subdomain=deployment["subdomain"],
+        source_type="archive",
+        dockerfile_path="Dockerfile",
+        created_at=utc_now(),
+        started_at=utc_now(),
+        attempt=1,
+        worker="test:1",
+        build_args=json_text({"GREETING": injection, "LONG": long_value, "MODE": "staging"}),
+        no_cache=True,
+    )
+    key = keys.build(build.id)
+    redis_client.hset(key, mapping=build.to_redis())
+    try:
+        sign_in(page, tenant_token[1])
+        # The deployment's page lists its build args
+        page.goto(f"/#/deployments/{deployment['id']}")
+        expect(fact(page, "Build args").locator("li")).to_have_text(
+            [f"GREETING={injection}", "MODE=production"]
+        )
+
+        # The build's page shows its own args and that it uses no cache; no phases yet
+        page.goto(build_page_url({"id": build.id, "deployment_id": deployment["id"]}))
+        expect(fact(page, "Build args").locator("li")).to_have_text(
+            [f"GREETING={injection}", f"LONG={long_value}", "MODE=staging"]
+        )
+        expect(fact(page, "Cache")).to_have_text("not used (no_cache): every step runs again")
+        expect(fact(page, "Phases")).to_have_count(0)
+
+        # When the worker has timed the first phases, the page shows those, without a reload
+        page.evaluate("window.__notReloaded = true")
+        redis_client.hset(key, fields.TIMINGS, timings_text(queued_s=0.4, source_s=0.2))
+        expect(fact(page, "Phases")).to_have_text("queued 0.4 s · source 0.2 s")
+        # ...then all of them once the build ended
+        timings = timings_text(
+            queued_s=0.4, source_s=0.2, build_s=12.34, push_s=75.2, steps=7, cached_steps=5
+        )
+        redis_client.hset(
+            key, mapping={fields.TIMINGS: timings, fields.STATUS: "success", fields.FINISHED_AT: utc_now()}
+        )
+        expect(status_badge(page)).to_have_text("success")
+        expect(fact(page, "Phases")).to_have_text(
+            "queued 0.4 s · source 0.2 s · build 12.3 s · push 1 min 15 s · 7 steps, 5 cached"
+        )
+        expect(fact(page, "Phases").locator(".phase-bar > span")).to_have_count(4)
+        assert page.evaluate("window.__notReloaded") is True
+
+        # The HTML in a value was shown as text on both pages, never parsed
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("main img").count() == 0
+        screenshot(page, "build-timings")
+        # ...and a long value wraps within a narrow screen
+        page.set_viewport_size({"width": 360, "height": 740})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    finally:
+        redis_client.delete(key)

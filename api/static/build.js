@@ -2,10 +2,50 @@
 // runs (resuming with ?after=N after a dropped connection), the stored log once it ended.
 
 import { api, hasOperation, json, logSocket } from "./api.js";
-import { facts } from "./builds.js";
-import { ago, badge, copyButton, h, report, runningDuration, TERMINAL } from "./dom.js";
+import { buildArgs, facts } from "./builds.js";
+import { ago, badge, copyButton, h, report, runningDuration, seconds, TERMINAL } from "./dom.js";
 
 const RETRY_PATH = "/api/v1/deployments/{deployment_id}/builds/{build_id}/retry";
+const PHASES = [
+  ["queued_s", "queued"],
+  ["source_s", "source"],
+  ["build_s", "build"],
+  ["push_s", "push"],
+];
+
+/** 0.4 → "0.4 s", 75.2 → "1 min 15 s": tenths only while they matter. */
+const phaseSeconds = (s) => (s < 60 ? `${s.toFixed(1)} s` : seconds(s));
+
+const count = (n, thing) => `${n} ${thing}${n === 1 ? "" : "s"}`;
+
+/** "7 steps, 5 cached", or the one of the two counts there is. */
+function stepCount({ steps, cached_steps: cached }) {
+  if (steps == null) return cached == null ? null : count(cached, "cached step");
+  return cached == null ? count(steps, "step") : `${count(steps, "step")}, ${cached} cached`;
+}
+
+/** Where the build's time went, "queued 0.4 s · source 0.2 s · … · 7 steps, 5 cached", over a
+ * bar of the phases' shares; null until the worker measured something. The worker fills the
+ * timings as the build goes, so whatever part is there is shown. */
+function phases(timings) {
+  const measured = PHASES.filter(([key]) => timings?.[key] != null);
+  const steps = timings ? stepCount(timings) : null;
+  if (measured.length === 0 && steps == null) return null;
+  const parts = measured.map(([key, name]) => h("span", { class: `phase phase-${name}` }, `${name} ${phaseSeconds(timings[key])}`));
+  if (steps != null) parts.push(h("span", { class: "steps" }, steps));
+  const segments = measured.map(([key, name]) => {
+    const segment = h("span", { class: `phase-${name}` });
+    // Through the CSSOM, which the page's policy (no inline styles) allows.
+    segment.style.flexGrow = timings[key];
+    return segment;
+  });
+  return h(
+    "span",
+    { class: "phases" },
+    h("span", {}, parts.flatMap((part, i) => (i ? [" · ", part] : [part]))),
+    segments.length ? h("span", { class: "phase-bar", "aria-hidden": "true" }, segments) : null,
+  );
+}
 
 export function buildView(root, { ids: [deploymentId, buildId], signal }) {
   const path = `/deployments/${deploymentId}/builds/${buildId}`;
@@ -63,6 +103,9 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
         ["Commit", b.commit_sha ? h("code", { class: "wrap" }, b.commit_sha) : null],
         ["Image", image],
         ["Digest", b.image_digest ? h("code", { class: "wrap" }, b.image_digest) : null],
+        ["Build args", buildArgs(b.build_args)],
+        ["Cache", b.no_cache ? "not used (no_cache): every step runs again" : null],
+        ["Phases", phases(b.timings)],
         ["Error", b.error ? h("span", { class: "error-text" }, b.error) : null],
       ]),
     );

@@ -30,6 +30,13 @@ export function facts(pairs) {
     .map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value)));
 }
 
+/** A build's or a deployment's build args as NAME=value lines, or null when there are none. */
+export function buildArgs(args) {
+  const pairs = Object.entries(args ?? {});
+  if (pairs.length === 0) return null;
+  return h("ul", { class: "args" }, pairs.map(([name, value]) => h("li", {}, h("code", {}, `${name}=${value}`))));
+}
+
 function actions(d) {
   const message = h("p", { class: "message", role: "status" });
   const deploy = h("button", { type: "button" }, d.source_type === "git" ? `Deploy the tip of ${d.branch}` : "Deploy the last upload");
@@ -119,7 +126,14 @@ export function buildsView(root, { ids: [deploymentId], query, signal }) {
         heading.textContent = d.name;
         document.title = `${d.name} · Build farm`;
         status.replaceChildren(badge(d.status));
-        details.replaceChildren(...facts([["Subdomain", d.subdomain], ["Source", source(d)], ["Dockerfile", d.dockerfile_path]]));
+        details.replaceChildren(
+          ...facts([
+            ["Subdomain", d.subdomain],
+            ["Source", source(d)],
+            ["Dockerfile", d.dockerfile_path],
+            ["Build args", buildArgs(d.build_args)],
+          ]),
+        );
         if (!slot.firstChild) slot.append(actions(d));
       }
       syncRows(tbody, items.map((b) => ({ key: b.id, sig: JSON.stringify(b), value: b })), buildRow);
