@@ -86,12 +86,14 @@ def through_farm(farm: Farm, context: Path, subdomain: str) -> FarmRun:
     command = [str(BIN / "buildfarm"), "deploy", str(context), "--subdomain", subdomain, "--follow"]
     marks: dict[str, float] = {}
     build_id: list[str] = []
+    said: list[str] = []
     start = time.perf_counter()
     cli = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def notes() -> None:
         for line in cli.stderr:
             now = time.perf_counter() - start
+            said.append(line)
             if line.startswith("Uploaded "):
                 marks["uploaded"] = now
             elif match := QUEUED.match(line):
@@ -110,7 +112,7 @@ def through_farm(farm: Farm, context: Path, subdomain: str) -> FarmRun:
     total = time.perf_counter() - start
     reader.join()
     if status != 0 or not build_id:
-        raise SystemExit(f"bench: buildfarm deploy exited {status}")
+        raise SystemExit(f"bench: buildfarm deploy exited {status}: {''.join(said[-5:])}")
     deployment = farm.client.get("/deployments", params={"limit": 100}).json()
     [deployment_id] = [d["id"] for d in deployment if d["subdomain"] == subdomain]
     build = farm.build({"deployment_id": deployment_id, "id": build_id[0]})
