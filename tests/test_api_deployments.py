@@ -189,7 +189,9 @@ def test_a_deployment_with_a_pending_build_cannot_be_deleted_until_it_is_cancell
         ("dev", tarfile.CHRTYPE, ""),
     ],
 )
-def test_an_unsafe_archive_is_refused_at_upload(client, entry_name, kind, link):
+def test_an_unsafe_archive_is_refused_at_upload_and_nothing_of_it_is_stored(
+    client, s3, config, entry_name, kind, link
+):
     deployment = create_archive_deployment(client)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -201,6 +203,7 @@ def test_an_unsafe_archive_is_refused_at_upload(client, entry_name, kind, link):
     )
     assert response.status_code == 400 and "Unsafe archive entry" in response.json()["message"]
     assert client.get(f"/deployments/{deployment['id']}").json()["archive"] is None
+    assert list(s3.list_objects(config.sources_bucket, prefix=f"{deployment['id']}/")) == []
 
 
 def test_a_gzip_bomb_and_a_truncated_archive_are_refused_at_upload(client):

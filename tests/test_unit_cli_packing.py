@@ -7,12 +7,22 @@ import hashlib
 import io
 import os
 import socket
+import subprocess
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
 
-from cli.packing import PackError, context_paths, pack_directory, read_dockerignore
+from cli.packing import (
+    COMPRESS_LEVEL,
+    STORE_LEVEL,
+    PackError,
+    compress_level,
+    context_paths,
+    pack_directory,
+    read_dockerignore,
+)
 from cli.progress import ProgressBar, ProgressReader
 from common.archive import inspect_archive
 
@@ -175,3 +185,52 @@ def test_the_upload_reader_streams_the_file_in_chunks_and_reports_progress(tmp_p
     lines = out.getvalue().splitlines()
     assert lines[-1].startswith("Uploading [" + "#" * 30 + "] 100%") and "293.0 KiB / 293.0 KiB" in lines[-1]
     assert 2 <= len(lines) <= 11, lines  # one line per 10 % off a terminal, not one per chunk
+
+
+def test_incompressible_and_compressible_files_round_trip_exactly_each_at_its_own_level(tmp_path):
+    # Given random files (stored, not compressed) between text files (compressed)
+    noise = {f"data/noise{i}.bin": os.urandom(300_000) for i in range(3)}
+    text = {"a.txt": "line of text\n" * 50_000, "data/z.txt": "more text\n" * 50_000}
+    root = tmp_path / "ctx"
+    for name, content in {"Dockerfile": "FROM x\nCOPY . /app\n", **noise, **text}.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "ctx.tar.gz"
+    # When the directory is packed
+    with out.open("wb") as f:
+        packed = pack_directory(root, f)
+    # Then every file comes back byte for byte from a `r:gz` read, and from GNU tar
+    with tarfile.open(out, mode="r:gz") as tar:
+        back = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    expected = {name: c if isinstance(c, bytes) else c.encode() for name, c in {**noise, **text}.items()}
+    assert back == {"Dockerfile": b"FROM x\nCOPY . /app\n", **expected}
+    listed = subprocess.run(["tar", "-tzf", str(out)], capture_output=True, text=True, check=True).stdout
+    assert sorted(listed.split()) == sorted([*back, "data/"])
+    # And the text is compressed while the noise costs little more than its own size
+    noise_bytes = sum(len(c) for c in noise.values())
+    assert packed.bytes_in > out.stat().st_size > noise_bytes
+    assert out.stat().st_size < noise_bytes + 0.05 * (packed.bytes_in - noise_bytes)
+    assert inspect_archive(out, max_entries=100, max_bytes=10 << 20) == 7
+    # And the archive is several gzip members: text, noise, text
+    assert gzip_members(out.read_bytes()) == 3
+
+
+def gzip_members(data: bytes) -> int:
+    count = 0
+    while data:
+        member = zlib.decompressobj(wbits=31)
+        member.decompress(data)
+        data = member.unused_data
+        count += 1
+    return count
+
+
+def test_a_large_file_is_stored_if_a_sample_barely_compresses_and_a_small_one_is_always_compressed():
+    assert compress_level(io.BytesIO(os.urandom(200_000)), 200_000) == STORE_LEVEL
+    assert compress_level(io.BytesIO(b"text " * 40_000), 200_000) == COMPRESS_LEVEL
+    assert compress_level(io.BytesIO(os.urandom(1000)), 1000) == COMPRESS_LEVEL
+    # A file compressible only after its sample is stored: the sample decides, and the file is
+    # read again from its start
+    data = io.BytesIO(os.urandom(100_000) + b"\0" * 100_000)
+    assert compress_level(data, 200_000) == STORE_LEVEL and data.tell() == 0

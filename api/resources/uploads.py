@@ -48,8 +48,19 @@ class UploadResource:
         with tempfile.NamedTemporaryFile() as spool:
             sha256, size, dockerfile = await self._read_parts(req, spool)
             spool.flush()
-            await self._inspect(Path(spool.name))
-            await asyncio.to_thread(self._store, deployment.id, spool, sha256, size, dockerfile)
+            # The check and the store each read the whole archive (100 MiB: 0.15 s and 0.7 s
+            # here): run them together. A refused archive's object goes; none other has its
+            # key, since the key holds the archive's SHA-256.
+            stored = asyncio.create_task(
+                asyncio.to_thread(self._store, deployment.id, spool, sha256, size, dockerfile)
+            )
+            try:
+                await self._inspect(Path(spool.name))
+            except falcon.HTTPError:
+                await asyncio.gather(stored, return_exceptions=True)
+                await asyncio.to_thread(self._unstore, deployment.id, sha256)
+                raise
+            await stored
         await self.store.record_upload(deployment.id, sha256, size, dockerfile is not None)
         resp.media = Upload("uploaded", size, sha256)
 
@@ -102,6 +113,11 @@ class UploadResource:
             self.s3.put_object(
                 bucket, key, io.BytesIO(dockerfile), len(dockerfile), content_type="text/plain"
             )
+
+    def _unstore(self, deployment_id: str, sha256: str) -> None:
+        bucket = self.config.sources_bucket
+        self.s3.remove_object(bucket, archive_key(deployment_id, sha256))
+        self.s3.remove_object(bucket, dockerfile_key(deployment_id, sha256))
 
 
 def _too_large(limit: int, what: str = "archive") -> falcon.HTTPError:
