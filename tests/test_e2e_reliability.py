@@ -44,8 +44,22 @@ def workers(logs_dir, redis_client, s3, docker_client):
 
 
 def build_containers(docker_client, marker: str) -> list:
-    """Containers (running or not) whose command carries the marker of one build's RUN step."""
-    return [c for c in docker_client.containers(all=True) if marker in (c.get("Command") or "")]
+    """What is left of one build's RUN step on the engine: containers (running or not, the
+    classic builder's) and processes (BuildKit runs a step with runc, not as a container) whose
+    command carries its marker."""
+    containers = [c for c in docker_client.containers(all=True) if marker in (c.get("Command") or "")]
+    return containers + [pid for pid in processes_with(marker) if pid != os.getpid()]
+
+
+def processes_with(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # ended meanwhile
+    return found
 
 
 def worker_of(process: Process, build: dict) -> bool:
