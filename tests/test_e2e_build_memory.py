@@ -25,7 +25,9 @@ def capped_worker(redis_client, s3, docker_client, logs_dir):
 
 def test_a_run_step_past_the_memory_cap_is_killed_and_fails_its_build_as_the_users(client, capped_worker):
     # A step that stays under the cap builds; one that allocates 3× the cap is killed by the kernel
-    under = archive_deployment(client, context_archive(dockerfile("dd if=/dev/zero of=/dev/null bs=32M count=1")))
+    under = archive_deployment(
+        client, context_archive(dockerfile("dd if=/dev/zero of=/dev/null bs=32M count=1"))
+    )
     assert wait_for_status(client, deploy(client, under))["status"] == "success"
     over = archive_deployment(
         client, context_archive(dockerfile(f"dd if=/dev/zero of=/dev/null bs={3 * CAP // 2**20}M count=1"))

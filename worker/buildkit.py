@@ -7,6 +7,7 @@ CLI's process group, which ends its session with the engine and so the build on 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -74,7 +75,8 @@ class BuildKitRun:
             )
         except FileNotFoundError:
             raise DockerError(
-                f"No docker CLI at {self.config.docker_cli}: install Debian's docker.io or set BUILDFARM_DOCKER_CLI"
+                f"No docker CLI at {self.config.docker_cli}: "
+                "install Debian's docker.io or set BUILDFARM_DOCKER_CLI"
             ) from None
         with self._lock:
             self._process = process
@@ -112,11 +114,12 @@ class BuildKitRun:
         return command
 
     def _environment(self, scratch: Path) -> dict[str, str]:
-        # No user's docker config: the CLI reads its settings from an empty folder of the build.
+        # Only the docker settings the operator gave the worker (registry logins, for base images
+        # and --cache-from): else an empty folder of the build, never a user's own.
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(scratch),
-            "DOCKER_CONFIG": str(scratch / ".docker"),
+            "DOCKER_CONFIG": os.environ.get("DOCKER_CONFIG") or str(scratch / ".docker"),
             "DOCKER_HOST": self.config.docker_host,
             "DOCKER_BUILDKIT": "1",
         }
@@ -132,10 +135,8 @@ class BuildKitRun:
 
 def _kill(process: subprocess.Popen) -> None:
     """Kills the CLI and anything it started (its process group)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already ended
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already ended
 
 
 class _Feeder(threading.Thread):
@@ -162,7 +163,5 @@ class _Feeder(threading.Thread):
             self.error = e
             _kill(self.process)
         self.finished = time.monotonic()
-        try:
+        with contextlib.suppress(OSError):
             stdin.close()
-        except OSError:
-            pass
