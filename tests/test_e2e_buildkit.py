@@ -65,16 +65,28 @@ def succeeded(client, build: dict) -> dict:
     return done
 
 
-def step_lines(text: str, command: str) -> list[str]:
-    """The lines of the step whose name ends with `command`: its header, output and end."""
+# A step's label: `[2/4]`, or `[stage-0 2/4]` when BuildKit names it by its stage (it names
+# a vertex shared with another build as that build did).
+STEP = re.compile(r"(\[(?:[^\]]* )?\d+/\d+\]) (.+)")
+
+
+def step_names(text: str) -> dict[str, str]:
+    """Each step's label and name (its first line, `[2/4] RUN make` → `RUN make`)."""
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        if step := STEP.fullmatch(line):
+            names.setdefault(*step.groups())
+    return names
+
+
+def step_lines(text: str, name: str) -> list[str]:
+    """The lines of the step named `name`: its first line, its output, then its end."""
+    labels = [label for label, step in step_names(text).items() if step == name]
+    assert len(labels) == 1, text
     lines = text.splitlines()
-    headers = [line for line in lines if re.fullmatch(r"\[\d+/\d+\] .*", line) and line.endswith(command)]
-    assert len(headers) == 1, text
-    header = headers[0]
-    label = header.split()[0]
-    following = lines[lines.index(header) + 1 :]
-    end = next(i for i, line in enumerate(following) if line.startswith(f"{label} "))
-    return [header, *following[: end + 1]]
+    start = lines.index(f"{labels[0]} {name}")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(f"{labels[0]} "))
+    return lines[start : end + 1]
 
 
 def test_a_cache_mount_keeps_what_one_build_wrote_for_the_next_build_of_the_deployment(client, worker):
@@ -185,17 +197,15 @@ def test_build_args_come_from_the_deployment_and_the_deploy_wins_and_a_retry_reu
     # it CACHED (the values are part of its cache key)
     assert retried["build_args"] == build["build_args"]
     run = step_lines(logs(client, retried), 'RUN echo "greeting=from-deployment color=red"')
-    assert run[1:] == [f"{run[0].split()[0]} CACHED"]
+    assert len(run) == 2 and run[1].endswith("] CACHED"), run
 
 
 def cached_steps(text: str) -> list[str]:
-    """The steps a log shows as CACHED, by name."""
-    lines = text.splitlines()
-    names = {}
-    for line in lines:
-        if re.fullmatch(r"\[\d+/\d+\] .+", line):
-            names.setdefault(line.split()[0], line)  # its first line is its name
-    return sorted(names[line.split()[0]] for line in lines if re.fullmatch(r"\[\d+/\d+\] CACHED", line))
+    """The names of the steps a log shows as CACHED."""
+    names = step_names(text)
+    return sorted(
+        names[step[1]] for line in text.splitlines() if (step := STEP.fullmatch(line)) and step[2] == "CACHED"
+    )
 
 
 def test_a_rebuild_uses_the_cache_and_no_cache_rebuilds_every_step(client, worker):
@@ -210,7 +220,7 @@ def test_a_rebuild_uses_the_cache_and_no_cache_rebuilds_every_step(client, worke
     # report it resolved instead): the record counts what the log shows
     text = logs(client, second)
     shown = cached_steps(text)
-    assert {"[2/4] WORKDIR /app", "[3/4] COPY . .", "[4/4] RUN echo run step ran"} <= set(shown), text
+    assert {"WORKDIR /app", "COPY . .", "RUN echo run step ran"} <= set(shown), text
     assert second["timings"]["steps"] == 4 and second["timings"]["cached_steps"] == len(shown), text
     assert "run step ran" not in text.splitlines()
     # When it is built a third time with no_cache
@@ -222,9 +232,9 @@ def test_a_rebuild_uses_the_cache_and_no_cache_rebuilds_every_step(client, worke
     # The record counts what the log shows.
     text = logs(client, third)
     shown = cached_steps(text)
-    assert third["no_cache"] is True and [n for n in shown if " FROM " not in n] == ["[2/4] WORKDIR /app"], (
-        text
-    )
+    assert third["no_cache"] is True and [n for n in shown if not n.startswith("FROM ")] == [
+        "WORKDIR /app"
+    ], text
     assert third["timings"]["steps"] == 4 and third["timings"]["cached_steps"] == len(shown)
     assert step_lines(text, "RUN echo run step ran")[1] == "run step ran"
 
