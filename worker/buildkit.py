@@ -27,6 +27,14 @@ MAX_LINE_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 # Messages of the CLI that mean the engine, not the Dockerfile, failed.
 _ENGINE_DOWN = ("Cannot connect to the Docker daemon", "error during connect")
+# The CLI sends a context from stdin in a request of its own beside the build's; engine 20.10
+# sometimes looks for it before it is registered (seen about once in 8 builds on a loaded host).
+_CONTEXT_LOST = "failed to read downloaded context"
+
+
+class ContextLost(DockerError):
+    """The engine lost the context sent on stdin before the build read it: nothing was built,
+    and the same build may run again."""
 
 
 # Writes the context to the CLI's stdin; raises to stop the build before the context is whole.
@@ -94,7 +102,10 @@ class BuildKitRun:
         if returncode != 0:
             if feeder is not None and feeder.error is not None:
                 raise feeder.error
-            raise DockerError(self._explain(error or f"docker build exited with status {returncode}", spec))
+            error = error or f"docker build exited with status {returncode}"
+            if _CONTEXT_LOST in error:
+                raise ContextLost(error)
+            raise DockerError(self._explain(error, spec))
         return BuildOutcome(
             progress.step_count, progress.cached_count, feeder.finished - started if feeder else 0.0
         )
