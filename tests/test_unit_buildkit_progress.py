@@ -130,3 +130,14 @@ def test_the_import_of_a_cache_is_shown():
 #4 DONE 0.1s
 """)
     assert lines == ["importing cache manifest from localhost:5000/app:0123abcd"]
+
+
+def test_a_step_that_ran_is_not_counted_cached_when_a_concurrent_build_reports_it_cached_later():
+    lines, progress, _ = read("""#4 [1/2] FROM docker.io/buildfarm/busybox:latest
+#4 DONE 0.0s
+#5 [2/2] RUN true
+#5 DONE 0.1s
+#4 [1/2] FROM docker.io/buildfarm/busybox:latest
+#4 CACHED
+""")
+    assert "[1/2] CACHED" not in lines and (progress.step_count, progress.cached_count) == (2, 0)

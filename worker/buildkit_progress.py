@@ -36,6 +36,7 @@ class _Step:
     name: str
     shown: bool
     cached: bool = False
+    done: bool = False
 
     @property
     def is_dockerfile_step(self) -> bool:
@@ -80,10 +81,13 @@ class PlainProgress:
                 self._say(number, f"{step.name} (continued)")
             self._say(number, output.group(1))
         elif text == "CACHED":
+            if step.done:
+                return  # a step shared with a concurrent build, which found it in the cache
             step.cached = True
             if step.is_dockerfile_step:
                 self._say(number, f"{_label(step.name)} CACHED")
         elif done := _DONE.fullmatch(text):
+            step.done = True
             if step.is_dockerfile_step:
                 self._say(number, f"{_label(step.name)} done in {done.group(1)}s")
         elif text.startswith("ERROR:"):
