@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from common.s3 import archive_key
-from tests.conftest import BASE_IMAGE, start_worker, wait_until
+from tests.conftest import BASE_IMAGE
 from tests.farm import (
     MetricsWorker,
     archive_deployment,
@@ -43,20 +43,6 @@ def worker(logs_dir, redis_client, s3, docker_client):
     started = MetricsWorker(logs_dir)
     yield started
     started.stop()
-
-
-@pytest.fixture
-def classic_worker(worker, logs_dir):
-    """A worker with the classic builder, alone on the queue: the module's BuildKit worker is
-    stopped meanwhile (it would take the builds otherwise) and started again after."""
-    worker.stop()
-    classic = start_worker(logs_dir, name="classic", BUILDFARM_BUILDER="classic")
-    try:
-        wait_until(lambda: "ready for action" in classic.tail(), 30, what="the classic worker to boot")
-        yield classic
-    finally:
-        classic.stop()
-        worker.start()
 
 
 def succeeded(client, build: dict) -> dict:
