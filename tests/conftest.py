@@ -127,12 +127,16 @@ class Process:
     """A child process in its own session, stopped with its whole process group."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
+        self.args, self.env, self.log = args, env, log
+        self.start()
+
+    def start(self) -> None:
+        """Starts the process, again after `stop` (its log goes on in the same file)."""
         self.handle = subprocess.Popen(
-            args,
+            self.args,
             cwd=ROOT,
-            env=env,
-            stdout=log.open("wb"),
+            env=self.env,
+            stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -249,6 +253,26 @@ def worker(redis_client, s3, docker_client, logs_dir):
     wait_until(lambda: "ready for action" in process.tail(), 30, what="the worker to boot")
     yield process
     process.stop()
+
+
+@pytest.fixture
+def classic_worker(worker, logs_dir):
+    """A worker with the classic builder, alone on the queue: the module's BuildKit worker is
+    stopped meanwhile (it would take the builds otherwise) and started again after."""
+    worker.stop()
+    classic = start_worker(logs_dir, name="classic", BUILDFARM_BUILDER="classic")
+    try:
+        wait_until(lambda: "ready for action" in classic.tail(), 30, what="the classic worker to boot")
+        yield classic
+    finally:
+        classic.stop()
+        booted = worker.log.read_text(errors="replace").count("ready for action")
+        worker.start()
+        wait_until(
+            lambda: worker.log.read_text(errors="replace").count("ready for action") > booted,
+            30,
+            what="the worker to boot again",
+        )
 
 
 @pytest.fixture

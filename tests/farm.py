@@ -8,10 +8,11 @@ import time
 import uuid
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from common.records import keys
-from tests.conftest import BASE_IMAGE, unique_subdomain, wait_until
+from tests.conftest import BASE_IMAGE, free_port, start_worker, unique_subdomain, wait_until
 
 TERMINAL = ("success", "failed", "cancelled")
 
@@ -120,3 +121,50 @@ def archived_log(redis_client, s3, config, build, timeout: float) -> str:
         what="the log archive",
     )
     return s3.get_object(config.logs_bucket, f"{build['deployment_id']}/{build['id']}.log").read().decode()
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a Prometheus text page, keyed by (name, labels)."""
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+class MetricsWorker:
+    """A Dramatiq worker (one process, two threads) serving its metrics on a port of its own."""
+
+    def __init__(self, logs_dir, **env: str) -> None:
+        self.logs_dir, self.env = logs_dir, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/metrics"
+        self.start()
+
+    def start(self) -> None:
+        """Starts the worker, again after `stop` (a new process, on the same port)."""
+        self.process = start_worker(
+            self.logs_dir, name="metrics", BUILDFARM_METRICS_PORT=str(self.port), **self.env
+        )
+        wait_until(lambda: "ready for action" in self.process.tail(), 30, what="the worker to boot")
+        wait_until(self._answers, 30, what="the worker's metrics endpoint")
+
+    def _answers(self) -> bool:
+        assert self.process.alive(), self.process.tail()
+        try:
+            return httpx.get(self.url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def scrape(self) -> dict:
+        return scrape(self.url)
+
+    def stop(self) -> None:
+        self.process.stop()

@@ -176,6 +176,22 @@ def copied_sources(instructions: list[tuple[str, str]]) -> set[str]:
     return sources
 
 
+def stage_named(instructions: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
+    """The instructions of the build stage `FROM … AS name`, up to the next FROM."""
+    starts = [i for i, (word, _) in enumerate(instructions) if word == "FROM"] + [len(instructions)]
+    for start, end in zip(starts, starts[1:], strict=False):
+        if instructions[start][1].lower().endswith(f" as {name.lower()}"):
+            return instructions[start:end]
+    raise AssertionError(f"no build stage named {name!r}")
+
+
+def local_engine_buildkit_env() -> dict[str, str]:
+    """The BUILDKIT_* variables deploy/local/services starts its Docker engine with."""
+    script = (DEPLOY / "local" / "services").read_text()
+    (line,) = [line for line in script.splitlines() if "spawn docker " in line]
+    return dict(re.findall(r"\b(BUILDKIT_\w+)=(\S+)", line))
+
+
 def unix_socket(host: str) -> Path:
     assert host.startswith("unix://"), f"{host!r} is not a unix socket"
     return Path(host.removeprefix("unix://"))
@@ -262,6 +278,20 @@ def test_the_worker_image_runs_the_dramatiq_actors_on_the_builds_queue_as_a_non_
         (ROOT / "worker" / "actors.py").read_text(),
         re.M,
     )
+
+
+def test_the_worker_image_carries_a_docker_cli_that_drives_buildkit_where_the_worker_runs_it():
+    instructions = dockerfile(WORKER_DOCKERFILE)
+    stage = final_stage(instructions)
+    cli = image_env(stage).get("BUILDFARM_DOCKER_CLI", Config.docker_cli)
+    copies = [shlex.split(rest) for word, rest in stage if word == "COPY" and rest.startswith("--from=")]
+    found = [c for c in copies if c[-1] == cli]
+    assert len(found) == 1, f"nothing in the worker image at {cli}, where the worker runs the docker CLI"
+    source_stage, source = found[0][0].removeprefix("--from="), found[0][1]
+    # Debian's docker.io CLI builds with BuildKit by itself; a newer CLI needs the buildx plugin.
+    runs = " ".join(rest for word, rest in stage_named(instructions, source_stage) if word == "RUN")
+    assert "apt-get download docker.io" in runs
+    assert source.endswith("/usr/bin/docker"), f"{source} is not the docker.io package's CLI"
 
 
 def test_the_images_install_the_project_from_pyproject_with_the_packages_they_run():
@@ -454,6 +484,24 @@ def test_each_k8s_worker_pod_has_a_privileged_dind_sidecar_on_a_shared_socket():
     assert dockerd_group(args) == str(security["runAsGroup"])
     _, gid = image_user(final_stage(dockerfile(WORKER_DOCKERFILE)))
     assert str(security["runAsGroup"]) == gid
+
+
+def test_the_dind_engines_set_buildkits_step_log_limits_as_the_local_engine_does():
+    # BuildKit clips a step's output at 1 MiB (and 100 KiB/s) unless its engine's environment
+    # says otherwise: the farm's own log cap must be the size that applies, and the speed limit
+    # is raised but kept (see deploy/local/services).
+    limits = local_engine_buildkit_env()
+    assert limits.keys() == {"BUILDKIT_STEP_LOG_MAX_SIZE", "BUILDKIT_STEP_LOG_MAX_SPEED"}
+    # The engine's BuildKit reads a 32-bit number, and -1 as a limit rather than as none.
+    assert Config.log_max_bytes < int(limits["BUILDKIT_STEP_LOG_MAX_SIZE"]) < 2**31
+    assert 100 * 1024 < int(limits["BUILDKIT_STEP_LOG_MAX_SPEED"]) < 2**31
+    worker = k8s_one("Deployment", "buildfarm-worker")
+    engines = {
+        "compose": compose_env(compose()["services"]["dind"]),
+        "k8s": container_env(worker, container(worker, "dind")),
+    }
+    for where, env in engines.items():
+        assert {name: env.get(name) for name in limits} == limits, f"the {where} dind engine clips step logs"
 
 
 def test_a_stopping_k8s_worker_gets_longer_than_its_build_grace_period():

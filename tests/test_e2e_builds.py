@@ -312,29 +312,68 @@ def worker_children_rss_kib(worker) -> int:
     return max(rss_kib(pid) for pid in children)
 
 
-def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory(
-    client, worker, config, s3, redis_client
-):
-    pad = "." * 60
-    deployment = archive_deployment(
-        client, context_archive(dockerfile(f"seq -w 1 200000 | sed 's/$/ {pad}/'"))
-    )
-    rss_before = worker_children_rss_kib(worker)
+PAD = "." * 60
+
+
+def build_watching_rss(client, process, step: str) -> tuple[dict, float]:
+    """Runs a build of one RUN step; returns it and how far the worker's RSS grew (MiB)."""
+    deployment = archive_deployment(client, context_archive(dockerfile(step)))
+    rss_before = worker_children_rss_kib(process)
     build = deploy(client, deployment)
     peak = rss_before
     while (current := client.get(build_path(build)).json())["status"] in ("pending", "building"):
-        peak = max(peak, worker_children_rss_kib(worker))
+        peak = max(peak, worker_children_rss_kib(process))
         time.sleep(0.05)
     assert current["status"] == "success", current
+    return current, (peak - rss_before) / 1024
+
+
+def numbered_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.endswith(PAD)]
+
+
+def expected_lines(count: int) -> list[str]:
+    return [f"{i:06d} {PAD}" for i in range(1, count + 1)]
+
+
+def test_a_200k_line_log_arrives_whole_in_the_archive_with_bounded_worker_memory(
+    client, classic_worker, config, s3, redis_client
+):
+    # The classic builder passes a step's output as fast as it comes (BuildKit: the tests below)
+    build, growth_mib = build_watching_rss(client, classic_worker, f"seq -w 1 200000 | sed 's/$/ {PAD}/'")
     archived = archived_log(redis_client, s3, config, build, 60)
-    numbered = [line for line in archived.splitlines() if line.endswith(pad)]
-    assert numbered == [f"{i:06d} {pad}" for i in range(1, 200001)], archived.splitlines()[-8:]
-    growth_mib = (peak - rss_before) / 1024
-    print(
-        f"\nworker RSS: {rss_before / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak "
-        f"(+{growth_mib:.1f} MiB) for a {len(archived) / 1e6:.1f} MB log"
-    )
+    assert numbered_lines(archived) == expected_lines(200_000), archived.splitlines()[-8:]
+    print(f"\nworker RSS +{growth_mib:.1f} MiB for a {len(archived) / 1e6:.1f} MB log")
     assert growth_mib < 30, f"worker memory grew by {growth_mib:.1f} MiB"
+
+
+def test_a_100k_line_buildkit_log_arrives_whole_with_bounded_worker_memory(
+    client, worker, config, s3, redis_client
+):
+    # Within the local engine's speed limit for BuildKit's step output (1 MiB/s: 2,000 lines of
+    # 68 bytes at most every 0.15 s)
+    batch = f"printf '%06d {PAD}\\n' $(seq $((i * 2000 + 1)) $((i * 2000 + 2000)))"
+    step = f"for i in $(seq 0 49); do {batch}; sleep 0.15; done"
+    build, growth_mib = build_watching_rss(client, worker, step)
+    archived = archived_log(redis_client, s3, config, build, 60)
+    assert numbered_lines(archived) == expected_lines(100_000), archived.splitlines()[-8:]
+    print(f"\nworker RSS +{growth_mib:.1f} MiB for a {len(archived) / 1e6:.1f} MB log")
+    assert growth_mib < 30, f"worker memory grew by {growth_mib:.1f} MiB"
+
+
+def test_a_buildkit_step_printing_faster_than_the_engine_forwards_is_clipped_and_the_build_goes_on(
+    client, worker
+):
+    # Engine 20.10's BuildKit stalls a build for good once some 3.5 MB of a step's output are
+    # pending; the engine's speed limit drops the excess instead, and says so in the log
+    started = time.monotonic()
+    build, _ = build_watching_rss(
+        client, worker, f"seq -w 1 200000 | sed 's/$/ {PAD}/'; echo after the burst"
+    )
+    text = logs(client, build)
+    assert "[output clipped, log limit 1MiB/s reached]" in text
+    assert numbered_lines(text) == expected_lines(len(numbered_lines(text)))  # a prefix, in order
+    assert time.monotonic() - started < 60
 
 
 def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(

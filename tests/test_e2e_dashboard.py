@@ -151,7 +151,7 @@ def log_lines(page) -> list[str]:
 
 
 def line(text: str) -> re.Pattern:
-    """A whole log line (the `Step n/m : RUN …` line that printed it also contains it)."""
+    """A whole log line (the `[n/m] RUN …` line that printed it also contains it)."""
     return re.compile(rf"^{re.escape(text)}$", re.MULTILINE)
 
 

@@ -11,53 +11,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from common.records import keys
-from tests.conftest import FAST_LEASES, free_port, start_worker, unique_subdomain, wait_until
-from tests.farm import archive_deployment, build_path, context_archive, deploy, dockerfile, wait_for_status
+from tests.conftest import FAST_LEASES, unique_subdomain, wait_until
+from tests.farm import (
+    MetricsWorker,
+    archive_deployment,
+    build_path,
+    context_archive,
+    deploy,
+    dockerfile,
+    scrape,
+    value,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-def scrape(url: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of a Prometheus text page, keyed by (name, labels)."""
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-class MetricsWorker:
-    """A Dramatiq worker (one process, two threads) serving its metrics on a port of its own."""
-
-    def __init__(self, logs_dir, **env: str) -> None:
-        self.port = free_port()
-        self.process = start_worker(logs_dir, name="metrics", BUILDFARM_METRICS_PORT=str(self.port), **env)
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
-        wait_until(lambda: "ready for action" in self.process.tail(), 30, what="the worker to boot")
-        wait_until(self._answers, 30, what="the worker's metrics endpoint")
-
-    def _answers(self) -> bool:
-        assert self.process.alive(), self.process.tail()
-        try:
-            return httpx.get(self.url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def scrape(self) -> dict:
-        return scrape(self.url)
-
-    def stop(self) -> None:
-        self.process.stop()
 
 
 @pytest.fixture

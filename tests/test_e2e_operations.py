@@ -41,7 +41,7 @@ def test_a_retry_builds_exactly_the_same_archive_even_after_a_newer_upload(clien
     assert retried["status"] == "success" and retried["commit_sha"] == first["commit_sha"]
     assert retried["image_tag"] == first["image_tag"]
     # ...from the first archive (its RUN step comes from the layer cache of the first build)
-    assert f"Fetched source archive {first['commit_sha'][:12]}" in logs(client, retried)
+    assert f"Streaming source archive {first['commit_sha'][:12]}" in logs(client, retried)
     assert client.get(build_path(first)).json()["status"] == "success"
 
 

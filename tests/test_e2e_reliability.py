@@ -13,7 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BIN, FAST_LEASES, ROOT, Process, free_port, process_env, start_worker, wait_until
+from tests.conftest import (
+    BASE_IMAGE,
+    BIN,
+    FAST_LEASES,
+    ROOT,
+    Process,
+    free_port,
+    process_env,
+    start_worker,
+    wait_until,
+)
 from tests.farm import (
     archive_deployment,
     build_path,
@@ -45,21 +55,69 @@ def workers(logs_dir, redis_client, s3, docker_client):
 
 def build_containers(docker_client, marker: str) -> list:
     """What is left of one build's RUN step on the engine: containers (running or not, the
-    classic builder's) and processes (BuildKit runs a step with runc, not as a container) whose
-    command carries its marker."""
+    classic builder's) and processes (BuildKit runs a step with runc, not as a container) that
+    carry its marker."""
     containers = [c for c in docker_client.containers(all=True) if marker in (c.get("Command") or "")]
-    return containers + [pid for pid in processes_with(marker) if pid != os.getpid()]
+    return containers + processes_with(marker)
 
 
-def processes_with(text: str) -> list[int]:
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line or environment holds the marker. The environment
+    too: the step's shell execs its last command, whose command line has lost the comment."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+            if entry.name.isdigit() and any(
+                marker.encode() in (entry / name).read_bytes() for name in ("cmdline", "environ")
+            ):
                 found.append(int(entry.name))
         except OSError:
             continue  # ended meanwhile
+    return [pid for pid in found if pid != os.getpid() and alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    return _state(pid) != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """Children of every thread of the process: a build's CLI is forked by a worker thread."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
     return found
+
+
+def build_clis(process: Process, deployment: dict) -> list[int]:
+    """The `docker build` processes of a deployment's builds started by this Dramatiq master's
+    worker processes."""
+    tag = f"/{deployment['subdomain']}:".encode()
+    found = []
+    for child in _children(process.pid):
+        for pid in _children(child):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if args[0].endswith(b"docker") and args[1:2] == [b"build"] and any(tag in arg for arg in args):
+                found.append(pid)
+    return found
+
+
+def engine_side(step: list[int]) -> list[int]:
+    """A BuildKit step's processes and the runc processes above them: what the engine runs for it."""
+    parents = []
+    for pid in step:
+        try:
+            parent = int(Path(f"/proc/{pid}/status").read_text().split("PPid:")[1].split()[0])
+            if Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0].endswith(b"runc"):
+                parents.append(parent)
+        except (OSError, IndexError):
+            continue
+    return step + parents
 
 
 def worker_of(process: Process, build: dict) -> bool:
@@ -70,12 +128,16 @@ def worker_of(process: Process, build: dict) -> bool:
 
 def slow_build(client, command: str, **fields) -> tuple[dict, dict, str]:
     marker = f"m{uuid.uuid4().hex[:12]}"
-    deployment = archive_deployment(client, context_archive(dockerfile(f"{command} # {marker}")), **fields)
+    steps = f"FROM {BASE_IMAGE}\nENV TEST_MARKER={marker}\nRUN {command} # {marker}\n"
+    deployment = archive_deployment(client, context_archive(steps), **fields)
     return deployment, deploy(client, deployment), marker
 
 
-def wait_for_log(client, build: dict, text: str, timeout: float = 60) -> None:
-    wait_until(lambda: text in client.get(build_path(build) + "/logs").text, timeout, what=repr(text))
+def wait_for_line(client, build: dict, line: str, timeout: float = 60) -> None:
+    """Until the log has this whole line: the step's header, which holds the command, comes
+    before the step runs."""
+    path = build_path(build) + "/logs"
+    wait_until(lambda: line in client.get(path).text.splitlines(), timeout, what=repr(line))
 
 
 def test_cancelling_a_running_build_stops_it_within_two_seconds_and_leaves_no_container(
@@ -83,7 +145,7 @@ def test_cancelling_a_running_build_stops_it_within_two_seconds_and_leaves_no_co
 ):
     workers()
     _, build, marker = slow_build(client, "echo started && sleep 60")
-    wait_for_log(client, build, "started")
+    wait_for_line(client, build, "started")
     assert build_containers(docker_client, marker), "the RUN step should be running"
 
     # When the build is cancelled while its RUN step runs
@@ -103,6 +165,33 @@ def test_cancelling_a_running_build_stops_it_within_two_seconds_and_leaves_no_co
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
+def test_cancelling_a_silent_buildkit_step_ends_the_step_and_the_cli_within_two_seconds(client, workers):
+    worker = workers()
+    # Given a RUN step that prints nothing, running on the engine (no log line to stop at)
+    deployment, build, marker = slow_build(client, "sleep 600")
+    step = engine_side(wait_until(lambda: processes_with(marker), 60, interval=0.05, what="the RUN step"))
+    clis = build_clis(worker, deployment)
+    assert len(clis) == 1, "the worker should be running the build's `docker build`"
+
+    # When the build is cancelled
+    asked = time.monotonic()
+    assert client.post(build_path(build) + "/cancel").status_code == 202
+    cancelled = wait_for_status(client, build, timeout=10)
+    elapsed = time.monotonic() - asked
+
+    # Then within 2 s it is cancelled, its CLI and its step (and the runc above it) are gone,
+    # and no process carries its marker
+    print(f"\nsilent step: cancel → cancelled in {elapsed:.2f} s")
+    assert cancelled["status"] == "cancelled" and elapsed <= 2.0
+    wait_until(
+        lambda: not any(alive(pid) for pid in clis + step) and not processes_with(marker),
+        max(0.1, asked + 2.0 - time.monotonic()),
+        interval=0.05,
+        what="the CLI and the RUN step to go",
+    )
+    assert logs(client, build).splitlines()[-1] == "Build cancelled"
+
+
 def test_a_build_running_past_its_timeout_fails_as_timed_out_and_is_stopped(client, workers, docker_client):
     workers()
     _, build, marker = slow_build(client, "echo started && sleep 60", build_timeout_s=2)
@@ -116,14 +205,21 @@ def test_a_worker_killed_mid_build_is_taken_over_by_another_under_a_new_attempt(
     client, workers, docker_client
 ):
     first, second = workers(), workers()
-    _, build, marker = slow_build(client, "echo started && sleep 4 && echo finished")
-    wait_for_log(client, build, "started")
+    deployment, build, marker = slow_build(client, "echo started && sleep 4 && echo finished")
+    wait_for_line(client, build, "started")
     running = client.get(build_path(build)).json()
     holder, survivor = (first, second) if worker_of(first, running) else (second, first)
+    clis, step = build_clis(holder, deployment), engine_side(processes_with(marker))
+    assert len(clis) == 1 and step, "the holder should be running `docker build` and its RUN step"
 
     # When the worker running the build dies at once (its whole host, say)
     os.killpg(holder.pid, signal.SIGKILL)
     killed_at = time.monotonic()
+    # Its `docker build` (in a process group of its own, so not hit by the kill) dies with it
+    # (PDEATHSIG), and the engine stops the step whose session ended, before any takeover
+    wait_until(
+        lambda: not any(alive(pid) for pid in clis + step), 2, interval=0.05, what="the orphaned CLI and step"
+    )
     taken = wait_until(
         lambda: client.get(build_path(build)).json()["attempt"] == 2, 90, interval=0.05, what="the takeover"
     )
@@ -143,7 +239,7 @@ def test_a_worker_killed_mid_build_is_taken_over_by_another_under_a_new_attempt(
 def test_a_build_whose_workers_keep_dying_fails_as_worker_lost_after_its_last_attempt(client, workers):
     first, second = workers(BUILDFARM_MAX_ATTEMPTS="1"), workers(BUILDFARM_MAX_ATTEMPTS="1")
     _, build, _ = slow_build(client, "echo started && sleep 30")
-    wait_for_log(client, build, "started")
+    wait_for_line(client, build, "started")
     running = client.get(build_path(build)).json()
     os.killpg((first if worker_of(first, running) else second).pid, signal.SIGKILL)
     lost = wait_for_status(client, build, timeout=60)
@@ -154,7 +250,7 @@ def test_a_build_whose_workers_keep_dying_fails_as_worker_lost_after_its_last_at
 def test_a_stopping_worker_finishes_a_build_within_its_grace_period(client, workers):
     stopping = workers(BUILDFARM_WORKER_GRACE_S="30")
     _, build, _ = slow_build(client, "echo started && sleep 2 && echo finished")
-    wait_for_log(client, build, "started")
+    wait_for_line(client, build, "started")
     stopping.handle.send_signal(signal.SIGTERM)
     done = wait_for_status(client, build, timeout=60)
     assert done["status"] == "success" and done["attempt"] == 1
@@ -164,7 +260,7 @@ def test_a_stopping_worker_finishes_a_build_within_its_grace_period(client, work
 def test_a_stopping_worker_hands_a_long_build_back_after_its_grace_period(client, workers):
     stopping = workers(BUILDFARM_WORKER_GRACE_S="1")
     _, build, _ = slow_build(client, "echo started && sleep 5 && echo finished")
-    wait_for_log(client, build, "started")
+    wait_for_line(client, build, "started")
     other = workers()
     stopping.handle.send_signal(signal.SIGTERM)
     done = wait_for_status(client, build, timeout=90)

@@ -23,7 +23,7 @@ def test_the_worker_reads_back_every_secret_the_api_set_and_decrypts_it(run, dep
     assert run(secrets.set_secret(deployment.id, "a", cipher.encrypt("other"))) is True
     # Rotating a name replaces its value: not a new secret
     assert run(secrets.set_secret(deployment.id, "b", cipher.encrypt("second"))) is False
-    tokens = run(secrets.tokens(deployment.id))
+    tokens = run(secrets.secret_tokens(deployment.id))
     assert {name: cipher.decrypt(token) for name, token in tokens.items()} == {"a": "other", "b": "second"}
     assert run(secrets.secret_names(deployment.id)) == ["a", "b"]
     assert run(secrets.delete_secret(deployment.id, "a")) is True
@@ -37,7 +37,7 @@ def test_a_secret_is_refused_past_the_limit_and_for_a_deleted_deployment(run, de
     with pytest.raises(secrets.TooManySecrets):
         run(secrets.set_secret(deployment.id, "one-more", "token"))
     run(deployments.delete_deployment(deployment))
-    assert run(secrets.tokens(deployment.id)) == {}
+    assert run(secrets.secret_tokens(deployment.id)) == {}
     with pytest.raises(secrets.DeploymentGone):
         run(secrets.set_secret(deployment.id, "late", "token"))
     assert run(secrets.secret_names(deployment.id)) == []

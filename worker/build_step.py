@@ -14,11 +14,14 @@ from pathlib import Path
 from common.config import CLASSIC
 from common.models import Build, SourceType, image_tag
 from worker.archive_stream import fetch_inline_dockerfile, inline_dockerfile_name, stream_archive, tar_member
-from worker.build_types import BuildOutcome, BuildSpec
-from worker.buildkit import BuildKitRun
+from worker.build_types import BuildOutcome, BuildSpec, DockerError
+from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
 from worker.source import fetch_source
+
+# Tries of a build whose context the engine lost (worker/buildkit.py ContextLost).
+CONTEXT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,19 @@ def build_step(
             dockerfile = inline_dockerfile_name(build)
             head = tar_member(dockerfile, fetch_inline_dockerfile(ctx.config, ctx.s3, build))
             log("Using the Dockerfile uploaded with the archive")
-        log(f"Streaming source archive {build.commit_sha[:12]} to the engine")
         spec = BuildSpec(_tag(ctx, build), dockerfile, **options)
-        began = time.monotonic()
-        outcome = buildkit.run(
-            spec, lambda out: stream_archive(ctx.config, ctx.s3, build, head, out), scratch, log
-        )
+        for attempt in range(1, CONTEXT_ATTEMPTS + 1):
+            log(f"Streaming source archive {build.commit_sha[:12]} to the engine")
+            began = time.monotonic()
+            try:
+                outcome = buildkit.run(
+                    spec, lambda out: stream_archive(ctx.config, ctx.s3, build, head, out), scratch, log
+                )
+                break
+            except ContextLost as e:
+                if attempt == CONTEXT_ATTEMPTS:
+                    raise DockerError(f"The engine lost the build context {attempt} times: {e}") from None
+                log("The engine lost the build context before reading it (nothing built): sending it again")
         source_s = began - started + outcome.context_s
         return Built(spec.tag, outcome, source_s, time.monotonic() - started - source_s)
     source = fetch_source(ctx.config, ctx.s3, build, scratch, log)

@@ -7,6 +7,7 @@ CLI's process group, which ends its session with the engine and so the build on 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -26,6 +27,14 @@ MAX_LINE_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 # Messages of the CLI that mean the engine, not the Dockerfile, failed.
 _ENGINE_DOWN = ("Cannot connect to the Docker daemon", "error during connect")
+# The CLI sends a context from stdin in a request of its own beside the build's; engine 20.10
+# sometimes looks for it before it is registered (seen about once in 8 builds on a loaded host).
+_CONTEXT_LOST = "failed to read downloaded context"
+
+
+class ContextLost(DockerError):
+    """The engine lost the context sent on stdin before the build read it: nothing was built,
+    and the same build may run again."""
 
 
 # Writes the context to the CLI's stdin; raises to stop the build before the context is whole.
@@ -74,7 +83,8 @@ class BuildKitRun:
             )
         except FileNotFoundError:
             raise DockerError(
-                f"No docker CLI at {self.config.docker_cli}: install Debian's docker.io or set BUILDFARM_DOCKER_CLI"
+                f"No docker CLI at {self.config.docker_cli}: "
+                "install Debian's docker.io or set BUILDFARM_DOCKER_CLI"
             ) from None
         with self._lock:
             self._process = process
@@ -92,7 +102,10 @@ class BuildKitRun:
         if returncode != 0:
             if feeder is not None and feeder.error is not None:
                 raise feeder.error
-            raise DockerError(self._explain(error or f"docker build exited with status {returncode}", spec))
+            error = error or f"docker build exited with status {returncode}"
+            if _CONTEXT_LOST in error:
+                raise ContextLost(error)
+            raise DockerError(self._explain(error, spec))
         return BuildOutcome(
             progress.step_count, progress.cached_count, feeder.finished - started if feeder else 0.0
         )
@@ -112,11 +125,12 @@ class BuildKitRun:
         return command
 
     def _environment(self, scratch: Path) -> dict[str, str]:
-        # No user's docker config: the CLI reads its settings from an empty folder of the build.
+        # Only the docker settings the operator gave the worker (registry logins, for base images
+        # and --cache-from): else an empty folder of the build, never a user's own.
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(scratch),
-            "DOCKER_CONFIG": str(scratch / ".docker"),
+            "DOCKER_CONFIG": os.environ.get("DOCKER_CONFIG") or str(scratch / ".docker"),
             "DOCKER_HOST": self.config.docker_host,
             "DOCKER_BUILDKIT": "1",
         }
@@ -132,10 +146,8 @@ class BuildKitRun:
 
 def _kill(process: subprocess.Popen) -> None:
     """Kills the CLI and anything it started (its process group)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already ended
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already ended
 
 
 class _Feeder(threading.Thread):
@@ -162,7 +174,5 @@ class _Feeder(threading.Thread):
             self.error = e
             _kill(self.process)
         self.finished = time.monotonic()
-        try:
+        with contextlib.suppress(OSError):
             stdin.close()
-        except OSError:
-            pass

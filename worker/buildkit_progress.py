@@ -21,7 +21,8 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DONE = re.compile(r"DONE (\d+(?:\.\d+)?)s")
 # A Dockerfile step: `[2/3] RUN …` or, in a multi-stage build, `[builder 2/3] RUN …`.
 _STEP = re.compile(r"\[(?:[^\]]* )?\d+/\d+\] ")
-SHOWN_PREFIXES = ("importing cache manifest",)
+# Shown besides the Dockerfile's steps (by their name's start): where the cache came from.
+SHOWN_ALSO = ("importing cache manifest",)
 # The Dockerfile frontend's wrapping of its own errors: the rest is the message for the user.
 _ERROR_WRAPPERS = (
     "failed to solve with frontend dockerfile.v0: failed to create LLB definition: ",
@@ -35,6 +36,11 @@ class _Step:
     name: str
     shown: bool
     cached: bool = False
+    done: bool = False
+
+    @property
+    def is_dockerfile_step(self) -> bool:
+        return bool(_STEP.match(self.name))
 
 
 @dataclass
@@ -50,21 +56,21 @@ class PlainProgress:
 
     @property
     def step_count(self) -> int:
-        return sum(1 for step in self.steps.values() if _STEP.match(step.name))
+        return sum(1 for step in self.steps.values() if step.is_dockerfile_step)
 
     @property
     def cached_count(self) -> int:
-        return sum(1 for step in self.steps.values() if step.cached and _STEP.match(step.name))
+        return sum(1 for step in self.steps.values() if step.cached and step.is_dockerfile_step)
 
     def feed(self, line: str) -> None:
         match = _LINE.fullmatch(line)
-        if match is None:
+        if match is None or self._in_summary:
             self._trailer(line)
             return
         number, text = match.groups()
         step = self.steps.get(number)
         if step is None:
-            self.steps[number] = _Step(text, shown=bool(_STEP.match(text)) or text.startswith(SHOWN_PREFIXES))
+            self.steps[number] = _Step(text, shown=bool(_STEP.match(text)) or text.startswith(SHOWN_ALSO))
             if self.steps[number].shown:
                 self._say(number, text)
             return
@@ -75,11 +81,14 @@ class PlainProgress:
                 self._say(number, f"{step.name} (continued)")
             self._say(number, output.group(1))
         elif text == "CACHED":
+            if step.done:
+                return  # a step shared with a concurrent build, which found it in the cache
             step.cached = True
-            if step.shown:
+            if step.is_dockerfile_step:
                 self._say(number, f"{_label(step.name)} CACHED")
         elif done := _DONE.fullmatch(text):
-            if step.shown:
+            step.done = True
+            if step.is_dockerfile_step:
                 self._say(number, f"{_label(step.name)} done in {done.group(1)}s")
         elif text.startswith("ERROR:"):
             self._say(number, f"{_label(step.name) if step.shown else step.name} {text}")

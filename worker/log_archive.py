@@ -41,8 +41,8 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
     if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
         return False
     try:
-        # The stored build, not the caller's copy (which lacks the started_at its claim wrote
-        # in Redis): the archived record is the one the API returns.
+        # The stored build, not the caller's copy, which may be older: the archived record is
+        # the one the API returns.
         stored = ctx.records.load(build.id)
         if stored is None or stored.log_state == LogState.ARCHIVED.value:
             # Archived already, or deleted with its deployment (and its stream with it).

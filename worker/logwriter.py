@@ -16,8 +16,8 @@ from common.records.call import SyncRunner
 
 # Lines held in memory at most, in batches, before the build thread waits for Redis.
 MAX_BUFFERED_BATCHES = 4
-# What a secret's value becomes in the log; shorter values (or lines of one) are not hidden, as
-# they would hide common text and give away the value by where the mask appears.
+# What a secret's value becomes in the log. Shorter values, and shorter lines of a multi-line
+# value (a blank line, a `}`), are left alone: masking them would garble ordinary text.
 MASK = "****"
 MIN_MASKED = 4
 # Room kept past the cap for the lines that say how the build ended.

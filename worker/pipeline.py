@@ -4,12 +4,10 @@ archive."""
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import msgspec
 import redis
@@ -28,6 +26,7 @@ from worker.context import WorkerContext
 from worker.docker_build import create_docker, push_image
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
+from worker.scratch import scratch_folder
 from worker.source import SourceError
 
 logger = logging.getLogger("buildfarm.worker")
@@ -206,8 +205,8 @@ def _build_and_push(
 ) -> dict[str, str]:
     secrets = _secrets(ctx, build)
     log.mask(list(secrets.values()))
-    with tempfile.TemporaryDirectory(prefix=f"build-{build.id[:8]}-") as scratch:
-        built = build_step(ctx, build, engines, Path(scratch), secrets, log.line)
+    with scratch_folder(build) as scratch:
+        built = build_step(ctx, build, engines, scratch, secrets, log.line)
     watcher.check()
     outcome = built.outcome
     timings.record(

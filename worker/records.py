@@ -1,6 +1,7 @@
 """The worker's adapter over the Redis data model (common.records): runs the operations on build
 records (claim under a lease, renew or release it, update and finish the record, every write
-fenced by the claim's attempt number) and reads a deployment's build secrets, each as a method of its name, on the blocking client."""
+fenced by the claim's attempt number) and reads a deployment's build secrets, each as a method
+of its name, on the blocking client."""
 
 from __future__ import annotations
 

@@ -144,6 +144,7 @@ def claim(build: Build, worker_id: str, config: Config) -> Call[Claim]:
     """Claims the build under a new attempt number and a fresh lease (`lease_ttl_s`), within
     `max_attempts`, behind older builds of its deployment (`one_build_per_deployment`) and not
     past `queue_deadline_s` of the config; on success `build` shows the claim."""
+    started_at = utc_now()
 
     def parse(raw: list[bytes]) -> Claim:
         outcome = raw[0].decode()
@@ -152,6 +153,8 @@ def claim(build: Build, worker_id: str, config: Config) -> Call[Claim]:
         attempt, previous_status, previous_worker = int(raw[1]), raw[2].decode(), raw[3].decode()
         build.status, build.attempt, build.worker = BuildStatus.BUILDING.value, attempt, worker_id
         build.log_state = LogState.LIVE.value
+        if previous_status == BuildStatus.PENDING:
+            build.started_at = started_at  # a takeover keeps the first attempt's start
         took_over = previous_worker if previous_status == BuildStatus.BUILDING else None
         return Claim(outcome, attempt, took_over)
 
@@ -166,7 +169,7 @@ def claim(build: Build, worker_id: str, config: Config) -> Call[Claim]:
             "1" if config.one_build_per_deployment else "0",
             int(config.queue_deadline_s * 1000),
             keys.BUILD_PREFIX,
-            utc_now(),
+            started_at,
         ],
     )
 

@@ -17,7 +17,25 @@
 #
 # Git sources need git and CA certificates; tini is PID 1 so that processes orphaned by a
 # killed `git` are reaped (Dramatiq's master does not reap strangers) and signals reach Dramatiq.
+#
+# Builds run through a docker CLI (worker/buildkit.py: `DOCKER_BUILDKIT=1 docker build
+# --progress=plain --secret … -`), at /usr/bin/docker, BUILDFARM_DOCKER_CLI's default. It is the
+# CLI of Debian bookworm's docker.io 20.10, which drives BuildKit by itself; a docker-ce-cli >= 23
+# (or trixie's docker-cli) refuses to without the buildx plugin, so moving PYTHON_IMAGE to another
+# Debian release means installing that release's buildx package too. Only the CLI binary is
+# taken (it needs nothing but libc): the package would also bring dockerd, containerd and runc,
+# which the worker never runs. This 20.10 CLI speaks engine API 1.41, which the dind engines of
+# deploy/ (docker:28) still accept; docker 29 engines refuse clients older than API 1.44.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS docker-cli
+WORKDIR /tmp/docker.io
+# The docker.io of the base image's own Debian release, whatever its current version.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get download docker.io \
+ && dpkg-deb --fsys-tarfile docker.io_*.deb | tar -x ./usr/bin/docker \
+ && ./usr/bin/docker --version
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
@@ -44,6 +62,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/buildfarm --create-home \
       --shell /usr/sbin/nologin buildfarm
 COPY --from=build /opt/buildfarm /opt/buildfarm
+COPY --from=docker-cli /tmp/docker.io/usr/bin/docker /usr/bin/docker
 # dramatiq_worker_timeout=100 (ms): an idle process polls the queue every 100 ms instead of
 # backing off to 1 s. dramatiq_queue_prefetch defaults to the thread count (below), so a process
 # holds no more builds than it can run and an idle process gets the next one.

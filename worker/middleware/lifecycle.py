@@ -1,5 +1,6 @@
-"""Starts each worker process's timer (reaper, log archive retries, cleanup jobs) and gives
-running builds a grace period at shutdown."""
+"""Starts each worker process's timer (reaper, log archive retries, cleanup jobs), caps the
+memory of BuildKit's RUN steps, removes the scratch folders of dead workers, and gives running
+builds a grace period at shutdown."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import time
 
 import dramatiq
 
+from common.config import BUILDKIT
+from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
+from worker.scratch import remove_orphans
 from worker.timer import TimerThread
 
 
 class WorkerLifecycle(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker) -> None:
+        remove_orphans()
+        if worker_context().config.builder == BUILDKIT:
+            cap_buildkit_memory(worker_context().config)
         self.timer = TimerThread(worker_context())
         self.timer.start()
 

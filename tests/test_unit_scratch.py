@@ -1,0 +1,24 @@
+"""Scratch folders of dead workers (worker/scratch.py): a worker killed with -9 leaves its
+build's folder, secret files included; the next worker to start on the host removes it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from worker.scratch import PREFIX, remove_orphans
+
+
+def test_a_starting_worker_removes_the_folders_of_dead_workers_and_keeps_the_living_ones(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"{PREFIX}{dead.pid}-0a1b2c3d-x"
+    (orphan / "secrets").mkdir(parents=True)
+    (orphan / "secrets" / "tok").write_text("s3cr3t")
+    living = tmp_path / f"{PREFIX}{os.getpid()}-4e5f6a7b-y"
+    living.mkdir()
+    unrelated = tmp_path / "someone-else"
+    unrelated.mkdir()
+
+    assert remove_orphans(tmp_path) == 1
+    assert not orphan.exists() and living.exists() and unrelated.exists()
