@@ -1,5 +1,5 @@
 """Log latency (a line printed by a RUN step → received by a WebSocket client) and log
-throughput (a 40,000-line build, end to end), and the archive checked line for line."""
+throughput (a 20,000-line build, end to end), and the archive checked line for line."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 
 from bench.farm import BASE_IMAGE, LOGS, ROOT, Farm, context_archive, percentile
 
-# This engine's BuildKit (docker.io 20.10) slows to a crawl once one step's output passes about
-# 3.2 MB (docs/BENCHMARKS.md): 40,000 lines of ~47 bytes (1.9 MB) stay under it.
-THROUGHPUT_LINES = 40_000
+# Under BuildKit a step's output reaches the farm at most at the engine's 1 MiB/s (README, Known
+# limits; beyond, BuildKit drops it): a burst of 20,000 lines of ~47 bytes (0.94 MB) stays whole.
+THROUGHPUT_LINES = 20_000
 
 
 def stamp_binary() -> bytes:
