@@ -1,5 +1,5 @@
 """Log latency (a line printed by a RUN step → received by a WebSocket client) and log
-throughput (a 200,000-line build, end to end), and the archive checked line for line."""
+throughput (a 20,000-line build, end to end), and the archive checked line for line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import subprocess
 import time
 
 from bench.farm import BASE_IMAGE, LOGS, ROOT, Farm, context_archive, percentile
+
+# Under BuildKit a step's output reaches the farm at most at the engine's 1 MiB/s (README, Known
+# limits; beyond, BuildKit drops it): a burst of 20,000 lines of ~47 bytes (0.94 MB) stays whole.
+THROUGHPUT_LINES = 20_000
 
 
 def stamp_binary() -> bytes:
@@ -79,7 +83,7 @@ def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
     farm.start_workers(processes=1, threads=2)
     stamped = 2000 if quick else 10_000
     p50, p99 = latency(farm, stamped)
-    lines = 50_000 if quick else 200_000
+    lines = THROUGHPUT_LINES
     rate, exact = throughput(farm, lines)
     farm.stop_workers()
     return [

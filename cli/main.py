@@ -179,5 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:
+    """The `buildfarm` console script: main(), then the end of the process once its output is
+    out, without Python's teardown of every imported module, which took 0.07 s of CPU (0.13 s
+    wall on a busy 2-core host) at the end of every command."""
+    status = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass  # a reader that stopped early (`| head`) wants no more
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

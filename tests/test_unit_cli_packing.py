@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from cli.dockerignore import context_paths, read_dockerignore
 from cli.packing import (
     COMPRESS_LEVEL,
     STORE_LEVEL,
     PackError,
     compress_level,
-    context_paths,
     pack_directory,
-    read_dockerignore,
 )
 from cli.progress import ProgressBar, ProgressReader
 from common.archive import inspect_archive
@@ -115,6 +114,55 @@ def test_the_last_matching_pattern_wins(tmp_path):
         {"Dockerfile": "FROM x\n", ".dockerignore": "!a.txt\n*.txt\n", "a.txt": "", "b.md": ""},
     )
     assert packed_names(tmp_path) == [".dockerignore", "Dockerfile", "b.md"]
+
+
+def test_the_matcher_answers_as_docker_pys_on_every_kind_of_pattern(tmp_path):
+    """cli/dockerignore.py is a port of docker-py's matcher (kept as a dependency by the
+    worker's classic builder): both must choose the same paths."""
+    from docker.utils.build import exclude_paths
+
+    files = [
+        "Dockerfile",
+        "build/Dockerfile.dev",
+        "a.txt",
+        "B.TXT",
+        "C.TXT",
+        "src/app.py",
+        "src/app.pyc",
+        "src/deep/x/y.pyc",
+        "src/deep/keep.pyc",
+        "docs/a.md",
+        "docs/img/b.png",
+        "node_modules/m/i.js",
+        "logs/2024/app.log",
+        "logs/keep/this.log",
+        "x1",
+        "xa",
+        "[weird].txt",
+        "dot/.hidden",
+    ]
+    make_tree(tmp_path, dict.fromkeys(files, ""))
+    patterns = [
+        "*.txt",
+        "!b.txt",
+        "**/*.pyc",
+        "!src/deep/keep.pyc",
+        "docs/*/",
+        "node_modules",
+        "logs/**",
+        "!logs/keep",
+        "x[0-9]",
+        "x[!0-9]",
+        "\\[weird\\].txt",
+        "dot/.*",
+        "../outside",
+        "./src/./deep/../app.py",
+        "build/Docker?ile.*",
+    ]
+    (tmp_path / ".dockerignore").write_text("\n".join(patterns) + "\n")
+    for dockerfile in ("Dockerfile", "build/Dockerfile.dev"):
+        expected = sorted(exclude_paths(str(tmp_path), read_dockerignore(tmp_path), dockerfile=dockerfile))
+        assert context_paths(tmp_path, dockerfile) == expected
 
 
 def test_the_dockerfile_and_dockerignore_are_sent_even_when_ignored(tmp_path):
