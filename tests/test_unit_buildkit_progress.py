@@ -141,3 +141,10 @@ def test_a_step_that_ran_is_not_counted_cached_when_a_concurrent_build_reports_i
 #4 CACHED
 """)
     assert "[1/2] CACHED" not in lines and (progress.step_count, progress.cached_count) == (2, 0)
+
+
+def test_output_without_a_final_newline_is_a_line_of_its_own_and_the_step_still_ends():
+    lines, _, _ = read("""#7 [4/4] RUN printf 'no newline'
+#7 0.296 no newline#7 DONE 0.3s
+""")
+    assert lines == ["[4/4] RUN printf 'no newline'", "no newline", "[4/4] done in 0.3s"]

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _LINE = re.compile(r"#(\d+) (.*)")
+# Output that does not end with a newline gets the step's end glued to it: `#7 0.3 text#7 DONE 0.3s`.
+_GLUED_END = re.compile(r"(#\d+ \d+\.\d+ .*?)(#\d+ (?:DONE \d+(?:\.\d+)?s|ERROR: .*|CANCELED))")
 _OUTPUT = re.compile(r"\d+\.\d+ (.*)", re.DOTALL)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DONE = re.compile(r"DONE (\d+(?:\.\d+)?)s")
@@ -63,6 +65,10 @@ class PlainProgress:
         return sum(1 for step in self.steps.values() if step.cached and step.is_dockerfile_step)
 
     def feed(self, line: str) -> None:
+        if glued := _GLUED_END.fullmatch(line):
+            self.feed(glued.group(1))
+            self.feed(glued.group(2))
+            return
         match = _LINE.fullmatch(line)
         if match is None or self._in_summary:
             self._trailer(line)
