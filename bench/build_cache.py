@@ -57,13 +57,13 @@ def as_a_new_host(farm: Farm, deployment: dict) -> None:
 
 
 def timed_build(farm: Farm, deployment: dict, dockerfile_text: str, version: int) -> tuple[float, dict]:
-    """Uploads the source with app.txt at `version`, then times POST deploy → the build's log
-    stream closed at its end (the image pushed)."""
+    """Times the upload of the source with app.txt at `version`, then POST deploy, until the
+    build's log stream closed at its end (the image pushed): a user's rebuild, upload included."""
     archive = context_archive(dockerfile_text, {"app.txt": f"version {version}\n".encode()})
+    start = time.perf_counter()
     farm.client.post(
         f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tgz", archive)}
     ).raise_for_status()
-    start = time.perf_counter()
     build = farm.follow(farm.deploy(deployment))
     elapsed = time.perf_counter() - start
     if build["status"] != "success":

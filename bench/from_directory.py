@@ -37,8 +37,7 @@ class FarmRun:
 
     def phases(self, started_wall: float) -> dict[str, float]:
         """Seconds per phase. The CLI's own (pack and upload, queueing the build) come from the
-        moments it printed its notes; the worker's from the build record: queued from its
-        created_at and started_at (the source of timings.queued_s), the rest from its timings."""
+        moments it printed its notes; the worker's from the build record's timings."""
 
         def at(name: str) -> float:
             return datetime.fromisoformat(self.build[name]).timestamp() - started_wall
@@ -47,7 +46,7 @@ class FarmRun:
         return {
             "pack+upload": self.marks["uploaded"],
             "deploy call": self.marks["queued"] - self.marks["uploaded"],
-            "queued": at("started_at") - at("created_at"),
+            "queued": timings["queued_s"],
             "source": timings["source_s"],
             "build": timings["build_s"],
             "push": timings["push_s"],

@@ -9,7 +9,7 @@ process that owns the run (the gunicorn master, the Dramatiq master):
     $TMPDIR/buildfarm-{kind}-metrics-{pid}[-suffix]
 
 The owner removes it when the run ends; a run killed outright (SIGKILL) leaves it behind, and
-the next run of that kind on the host removes it (`sweep`). prometheus_client picks its
+the next run of that kind on the host removes it (`sweep`, common/owned_dirs.py). prometheus_client picks its
 storage when it is first imported: the variable must be set before that, in every process.
 """
 
@@ -17,37 +17,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import tempfile
 from pathlib import Path
 
+from common.owned_dirs import remove_orphans
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def sweep(kind: str) -> None:
     """Removes this user's directories of `kind` whose owner process is gone."""
-    base = Path(tempfile.gettempdir())
-    pattern = re.compile(rf"buildfarm-{re.escape(kind)}-metrics-(\d+)(-.*)?")
-    for entry in base.iterdir():
-        match = pattern.fullmatch(entry.name)
-        if not match or _alive(int(match.group(1))):
-            continue
-        try:
-            if entry.lstat().st_uid == os.getuid() and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
-            continue
+    remove_orphans(re.compile(rf"buildfarm-{re.escape(kind)}-metrics-(\d+)(-.*)?"))
 
 
 def use_fresh_run_dir(kind: str) -> Path:

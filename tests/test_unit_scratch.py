@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from worker.scratch import PREFIX, remove_orphans
+from worker.scratch import PREFIX, remove_dead_workers_folders
 
 
 def test_a_starting_worker_removes_the_folders_of_dead_workers_and_keeps_the_living_ones(tmp_path):
@@ -20,5 +20,5 @@ def test_a_starting_worker_removes_the_folders_of_dead_workers_and_keeps_the_liv
     unrelated = tmp_path / "someone-else"
     unrelated.mkdir()
 
-    assert remove_orphans(tmp_path) == 1
+    assert remove_dead_workers_folders(tmp_path) == 1
     assert not orphan.exists() and living.exists() and unrelated.exists()

@@ -65,7 +65,7 @@ class PlainProgress:
         return sum(1 for step in self.steps.values() if step.cached and step.is_dockerfile_step)
 
     def feed(self, line: str) -> None:
-        if glued := _GLUED_END.fullmatch(line):
+        if line.rfind("#") > 0 and (glued := _GLUED_END.fullmatch(line)):
             self.feed(glued.group(1))
             self.feed(glued.group(2))
             return

@@ -15,8 +15,6 @@ do nothing where metrics are off or not set up (tests that call the pipeline in-
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime
 
 from common.models import TERMINAL_STATUSES, Build, BuildStatus
 
@@ -102,13 +100,12 @@ def _record(func):
 
 
 @_record
-def build_claimed(s: _Series, build: Build) -> None:
-    """A build this process just claimed: its queue wait, or a takeover."""
+def build_claimed(s: _Series, build: Build, queued_s: float | None) -> None:
+    """A build this process just claimed: its queue wait (the build's timings), or a takeover."""
     if build.attempt > 1:
         s.takeovers.inc()
-    elif build.created_at:
-        created = datetime.fromisoformat(build.created_at.replace("Z", "+00:00"))
-        s.queue_wait.observe(max(0.0, time.time() - created.timestamp()))
+    elif queued_s is not None:
+        s.queue_wait.observe(max(0.0, queued_s))
 
 
 @_record

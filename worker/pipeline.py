@@ -122,7 +122,8 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         return  # also: held under a live lease elsewhere, or out of attempts (the reaper ends it)
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     claimed_at = time.monotonic()
-    metrics.build_claimed(build)
+    timings = _Timings(ctx, build)
+    metrics.build_claimed(build, timings.values.queued_s)
     log = ctx.log_writer(build)
     if previous := claim.took_over_from:
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
@@ -135,7 +136,6 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     watcher = _Watcher(ctx, build, abort)
     watcher.start()
     status, error, result = BuildStatus.FAILED, None, {}
-    timings = _Timings(ctx, build)
     metrics.running_builds(1)
     try:
         result = _build_and_push(ctx, build, (buildkit, docker), log, watcher, timings)

@@ -7,16 +7,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from common.models import Build
+from common.owned_dirs import remove_orphans
 
 logger = logging.getLogger("buildfarm.worker")
 
-PREFIX = "buildfarm-"
+PREFIX = "buildfarm-build-"
+# The worker process's pid, then the build's id (8 hex), then tempfile's suffix.
+_NAME = re.compile(rf"{PREFIX}(\d+)-[0-9a-f]{{8}}-.+")
 
 
 @contextlib.contextmanager
@@ -26,25 +29,9 @@ def scratch_folder(build: Build) -> Iterator[Path]:
         yield Path(folder)
 
 
-def remove_orphans(root: Path | None = None) -> int:
+def remove_dead_workers_folders(base: Path | None = None) -> int:
     """Removes the scratch folders of worker processes that no longer run; returns how many."""
-    removed = 0
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
-        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or _running(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed += 1
+    removed = remove_orphans(_NAME, base)
     if removed:
         logger.info("removed %d scratch folder(s) of workers that died", removed)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

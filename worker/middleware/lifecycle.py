@@ -11,13 +11,13 @@ import dramatiq
 from common.config import BUILDKIT
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
-from worker.scratch import remove_orphans
+from worker.scratch import remove_dead_workers_folders
 from worker.timer import TimerThread
 
 
 class WorkerLifecycle(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker) -> None:
-        remove_orphans()
+        remove_dead_workers_folders()
         if worker_context().config.builder == BUILDKIT:
             cap_buildkit_memory(worker_context().config)
         self.timer = TimerThread(worker_context())
