@@ -320,8 +320,9 @@ def build_watching_rss(client, process, step: str) -> tuple[dict, float]:
     deployment = archive_deployment(client, context_archive(dockerfile(step)))
     rss_before = worker_children_rss_kib(process)
     build = deploy(client, deployment)
-    peak = rss_before
+    peak, deadline = rss_before, time.monotonic() + 120
     while (current := client.get(build_path(build)).json())["status"] in ("pending", "building"):
+        assert time.monotonic() < deadline, "the build did not end within 120 s"
         peak = max(peak, worker_children_rss_kib(process))
         time.sleep(0.05)
     assert current["status"] == "success", current
