@@ -30,6 +30,7 @@ from common import contract
 from common.broker import create_broker
 from common.build_secrets import SecretCipher
 from common.config import Config
+from common.credentials import require_strong_credentials
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 from common.redis_clients import async_redis
 from common.s3 import create_s3, ensure_buckets
@@ -89,6 +90,7 @@ def routes(
 
 def create_app(config: Config | None = None) -> falcon.asgi.App:
     config = config or Config.from_env()
+    require_strong_credentials(config, registry=False)
     use_json_logging(logging.INFO, SERVER_LOGGERS)
     redis = async_redis(config.redis_url)
     s3 = create_s3(config)

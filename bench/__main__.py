@@ -9,11 +9,14 @@ import importlib
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.farm import ROOT, Farm
+from common.config import Config
+from common.registry_auth import registry_login, write_docker_config
 
 # api_load first: it leaves 100,000 build records (10,000 quick), so that every later figure
 # is measured on a farm with a history, not on an empty Redis.
@@ -49,14 +52,18 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     started, steal = time.monotonic(), cpu_steal_ticks()
-    for name in args.only:
-        farm = Farm()
-        try:
-            for row in importlib.import_module(f"bench.{name}").run(farm, args.quick):
-                rows.append(row)
-                print(f"{row[0]}: {row[1].replace('**', '')}  (target {row[2]})", flush=True)
-        finally:
-            farm.close()
+    with tempfile.TemporaryDirectory() as docker_config:
+        # The direct `docker push` baselines log in to the registry as the workers do.
+        if registry_login(Config.from_env()):
+            os.environ["DOCKER_CONFIG"] = str(write_docker_config(Path(docker_config), Config.from_env()))
+        for name in args.only:
+            farm = Farm()
+            try:
+                for row in importlib.import_module(f"bench.{name}").run(farm, args.quick):
+                    rows.append(row)
+                    print(f"{row[0]}: {row[1].replace('**', '')}  (target {row[2]})", flush=True)
+            finally:
+                farm.close()
     elapsed = time.monotonic() - started
     # On a shared host, figures move with the CPU time taken from this machine: report it.
     steal = (cpu_steal_ticks() - steal) / os.sysconf("SC_CLK_TCK") / (elapsed * (os.cpu_count() or 1))

@@ -179,8 +179,12 @@ def process_env(**extra: str) -> dict[str, str]:
 
 
 def api_env() -> dict[str, str]:
-    """The environment of the API, in a server process or in this one."""
-    return process_env(BUILDFARM_MAX_UPLOAD_BYTES=str(UPLOAD_CAP))
+    """The environment of the API, in a server process or in this one: without the registry's
+    login, which only workers hold."""
+    env = process_env(BUILDFARM_MAX_UPLOAD_BYTES=str(UPLOAD_CAP))
+    for name in ("BUILDFARM_REGISTRY_USERNAME", "BUILDFARM_REGISTRY_PASSWORD"):
+        env.pop(name, None)
+    return env
 
 
 @pytest.fixture(scope="session")

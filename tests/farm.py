@@ -11,10 +11,17 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
+from common.config import Config
 from common.records import keys
 from tests.conftest import BASE_IMAGE, free_port, start_worker, unique_subdomain, wait_until
 
 TERMINAL = ("success", "failed", "cancelled")
+
+
+def registry_get(config: Config, path: str, **kwargs) -> httpx.Response:
+    """GET http://REGISTRY/v2/PATH with the workers' login: the registry refuses anonymous reads."""
+    auth = (config.registry_username, config.registry_password)
+    return httpx.get(f"http://{config.registry}/v2/{path}", auth=auth, **kwargs)
 
 
 def context_archive(dockerfile: str | None, files: dict[str, bytes] | None = None) -> bytes:

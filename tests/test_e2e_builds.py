@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 import redis
 
@@ -31,6 +30,7 @@ from tests.farm import (
     deploy,
     dockerfile,
     logs,
+    registry_get,
     wait_for_status,
     ws_lines,
 )
@@ -43,7 +43,7 @@ def parse_time(value: str) -> datetime:
 
 
 def registry_tags(config, repository: str) -> list[str]:
-    response = httpx.get(f"http://{config.registry}/v2/{repository}/tags/list")
+    response = registry_get(config, f"{repository}/tags/list")
     return response.json().get("tags") or [] if response.status_code == 200 else []
 
 
@@ -80,8 +80,9 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
     assert current["image_tag"] == f"{config.registry}/{deployment['subdomain']}:{sha[:8]}"
     assert sha[:8] in registry_tags(config, deployment["subdomain"])
     assert current["image_digest"].startswith("sha256:")
-    manifest = httpx.get(
-        f"http://{config.registry}/v2/{deployment['subdomain']}/manifests/{sha[:8]}",
+    manifest = registry_get(
+        config,
+        f"{deployment['subdomain']}/manifests/{sha[:8]}",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
     )
     assert (

@@ -17,6 +17,7 @@ from tests.farm import (
     deploy,
     dockerfile,
     logs,
+    registry_get,
     wait_for_status,
 )
 from worker.context import WorkerContext
@@ -111,7 +112,5 @@ def test_past_its_disk_budget_a_worker_host_removes_the_images_it_pushed_but_not
     assert not docker_client.images(name=repository)
     assert docker_client.images(name="buildfarm/busybox")
     # The image lives on in the registry
-    import httpx
-
     repository, tag = build["image_tag"].split("/", 1)[1].rsplit(":", 1)
-    assert tag in httpx.get(f"http://{config.registry}/v2/{repository}/tags/list").json()["tags"]
+    assert tag in registry_get(config, f"{repository}/tags/list").json()["tags"]

@@ -10,6 +10,7 @@ import dramatiq
 
 from common.broker import RUN_BUILD_ACTOR, create_broker
 from common.config import Config
+from common.credentials import require_strong_credentials
 from worker.context import worker_context
 from worker.middleware.build_logging import BuildLogging
 from worker.middleware.lifecycle import WorkerLifecycle
@@ -17,6 +18,7 @@ from worker.middleware.metrics import WorkerMetrics
 from worker.pipeline import run_build as run_pipeline
 
 config = Config.from_env()
+require_strong_credentials(config, registry=True)
 broker = create_broker(config)
 broker.add_middleware(BuildLogging())
 broker.add_middleware(WorkerMetrics())

@@ -120,12 +120,16 @@ def build_image(
     return BuildOutcome(steps, cached)
 
 
-def push_image(client: AbortableAPIClient, tag: str, log: Callable[[str], None]) -> str:
-    """Pushes `tag`, logging one line per layer instead of progress bars; returns the digest."""
+def push_image(
+    client: AbortableAPIClient, tag: str, login: tuple[str, str] | None, log: Callable[[str], None]
+) -> str:
+    """Pushes `tag` with the registry's login (None: anonymously), logging one line per layer
+    instead of progress bars; returns the digest."""
     repository, _, short = tag.rpartition(":")
     log(f"Pushing {tag}")
+    auth = {"username": login[0], "password": login[1]} if login else None
     digest = None
-    for item in client.push(repository, tag=short, stream=True, decode=True):
+    for item in client.push(repository, tag=short, stream=True, decode=True, auth_config=auth):
         if "error" in item:
             raise DockerError(f"Push failed: {item['error'].strip()}")
         status = item.get("status", "")

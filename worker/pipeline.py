@@ -18,6 +18,7 @@ from common.config import ConfigError
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, json_text, utc_now
 from common.records.builds import LostClaim
+from common.registry_auth import registry_login
 from worker import metrics
 from worker.build_step import build_step
 from worker.build_types import DockerError
@@ -214,7 +215,7 @@ def _build_and_push(
         source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps
     )
     pushing = time.monotonic()
-    digest = push_image(engines[1], built.tag, log.line)
+    digest = push_image(engines[1], built.tag, registry_login(ctx.config), log.line)
     watcher.check()
     timings.record(push_s=time.monotonic() - pushing)
     return {"image_tag": built.tag, "image_digest": digest}
