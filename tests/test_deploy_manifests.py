@@ -1,9 +1,10 @@
 """The deployment files (deploy/docker, deploy/compose.yaml, deploy/k8s) keep their promises.
 
-No service is needed: the files are parsed and checked against each other, against the farm's
-own settings (common/config.py) and against Dramatiq's code, so that a renamed setting, a
-worker that cannot reach its engine, or a KEDA trigger on a key Dramatiq no longer writes fails
-here rather than in a cluster. `docker compose config` runs too where a compose CLI exists.
+No service is needed: the files are parsed and checked against the Kubernetes and compose-spec
+schemas (tests/manifest_schemas.py), against each other, against the farm's own settings
+(common/config.py) and against Dramatiq's code, so that a renamed setting, a worker that cannot
+reach its engine, or a KEDA trigger on a key Dramatiq no longer writes fails here rather than in
+a cluster.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from common.broker import build_message, create_broker
 from common.config import Config
+from tests import manifest_schemas as schemas
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -78,6 +80,59 @@ def k8s_docs() -> list[dict[str, Any]]:
 
 def k8s_resources() -> list[dict[str, Any]]:
     return [d for d in k8s_docs() if d["kind"] != "Kustomization"]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as kustomize's secretGenerator reads them (# starts a comment)."""
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def k8s_secrets() -> dict[str, dict[str, str]]:
+    """The Secrets kustomization.yaml makes, name -> {key: example value}: from the operator's
+    secrets/*.env files, whose keys the committed *.env.example files give."""
+    secrets = {}
+    for generator in kustomization()["secretGenerator"]:
+        keys: dict[str, str] = {}
+        for name in generator["envs"]:
+            keys.update(env_file(K8S / f"{name}.example"))
+        secrets[generator["name"]] = keys
+    return secrets
+
+
+def generated_secret_resources() -> list[dict[str, Any]]:
+    namespace = kustomization()["namespace"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "stringData": {key: value or "x" for key, value in keys.items()},
+        }
+        for name, keys in k8s_secrets().items()
+    ]
+
+
+def compose_text() -> str:
+    return COMPOSE_FILE.read_text()
+
+
+def compose_as_run(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The compose file as compose reads it, every variable it names set (or `env`)."""
+    given = {name: f"sample-{name.lower()}" for name in schemas.compose_variables(compose_text())}
+    return yaml.safe_load(schemas.interpolate(compose_text(), given if env is None else env))
+
+
+def quantity(value: str | int) -> float:
+    """A k8s quantity ("10Gi", "500m") or a compose byte value ("10g") as a number."""
+    text = str(value)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
+    units |= {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "g": 2**30}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", text)
+    assert match, f"unreadable quantity {text!r}"
+    number, unit = match.groups()
+    return float(number) * (units[unit] if unit else 1)
 
 
 def k8s_one(kind: str, name: str) -> dict[str, Any]:
@@ -336,8 +391,23 @@ def test_compose_runs_redis_minio_a_registry_a_dind_engine_the_api_and_workers()
         assert (ROOT / build["dockerfile"]).resolve() == (DEPLOY / "docker" / f"{name}.Dockerfile")
 
 
+def one_shot_services(services: dict[str, Any]) -> set[str]:
+    """Services that others wait for to end (service_completed_successfully): they have no
+    health to check."""
+    return {
+        dependency
+        for service in services.values()
+        for dependency, condition in (service.get("depends_on") or {}).items()
+        if isinstance(condition, dict) and condition.get("condition") == "service_completed_successfully"
+    }
+
+
 def test_every_compose_service_has_a_health_check():
-    for name, service in compose()["services"].items():
+    services = compose()["services"]
+    for name, service in services.items():
+        if name in one_shot_services(services):
+            assert service.get("restart") == "no", f"{name} runs once: it must not be restarted"
+            continue
         check = service.get("healthcheck")
         assert check and not check.get("disable") and check.get("test"), f"{name} has no health check"
         assert check["test"][0] in ("CMD", "CMD-SHELL"), name
@@ -407,7 +477,9 @@ def test_compose_gives_the_api_and_workers_the_secrets_key_from_the_environment_
 def test_the_k8s_manifests_parse_and_hold_every_kind_the_farm_needs():
     resources = k8s_resources()
     kinds = {d["kind"] for d in resources}
-    assert {"Namespace", "ConfigMap", "Secret", "StatefulSet", "Deployment", "Service"} <= kinds
+    assert {"Namespace", "ConfigMap", "StatefulSet", "Deployment", "Service"} <= kinds
+    secrets = {"buildfarm-redis", "buildfarm-s3", "buildfarm-registry", "buildfarm-secrets-key"}
+    assert secrets <= k8s_secrets().keys()
     assert {"ScaledObject", "TriggerAuthentication"} <= kinds
     for d in resources:
         assert d.get("apiVersion") and d["metadata"].get("name"), d
@@ -525,11 +597,7 @@ def test_k8s_containers_name_only_real_settings_and_never_fall_back_to_localhost
 
 
 def test_k8s_references_to_secrets_config_and_env_variables_all_resolve():
-    secrets = {
-        d["metadata"]["name"]: d.get("stringData", d.get("data", {}))
-        for d in k8s_resources()
-        if d["kind"] == "Secret"
-    }
+    secrets = k8s_secrets()
     workloads = [d for d in k8s_resources() if d["kind"] in ("Deployment", "StatefulSet")]
     for workload in workloads:
         spec = pod_spec(workload)
@@ -622,3 +690,167 @@ def test_k8s_gives_the_api_and_workers_the_secrets_key_from_a_secret():
         refs.append(value["secretKeyRef"])
     assert refs[0] == refs[1], "the API and the workers must share one key"
     assert "BUILDFARM_SECRETS_KEY" not in k8s_one("ConfigMap", "buildfarm-config")["data"]
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", schemas.K8S_VERSIONS)
+def test_every_k8s_manifest_fits_the_kubernetes_schemas(version):
+    errors = []
+    for resource in k8s_resources() + generated_secret_resources():
+        manifest = {k: v for k, v in resource.items() if k != "__file__"}
+        errors.append(schemas.k8s_schema_error(manifest, version))
+    assert [e for e in errors if e] == [], f"against Kubernetes {version}"
+
+
+def test_the_compose_file_fits_the_compose_spec_schema():
+    assert schemas.compose_schema_errors(compose_as_run()) == []
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+# What compose may not start without: no default for any of them.
+COMPOSE_CREDENTIALS = {
+    "BUILDFARM_REDIS_PASSWORD",
+    "BUILDFARM_S3_ACCESS_KEY",
+    "BUILDFARM_S3_SECRET_KEY",
+    "BUILDFARM_REGISTRY_USERNAME",
+    "BUILDFARM_REGISTRY_PASSWORD",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_CREDENTIALS))
+def test_compose_refuses_to_start_without_each_credential(missing):
+    env = {name: f"sample-{name.lower()}" for name in schemas.compose_variables(compose_text())}
+    for unset in (None, ""):
+        given = {k: v for k, v in env.items() if k != missing} | ({} if unset is None else {missing: ""})
+        with pytest.raises(schemas.InterpolationError, match=missing):
+            schemas.interpolate(compose_text(), given)
+
+
+def test_deployed_farms_stop_on_public_credentials():
+    services = compose_as_run()["services"]
+    for name in ("api", "worker"):
+        assert Config.from_env(compose_env(services[name])).require_strong_credentials, name
+    assert Config.from_env(k8s_one("ConfigMap", "buildfarm-config")["data"]).require_strong_credentials
+
+
+def test_minio_and_the_farm_share_one_s3_key_pair_without_a_default():
+    services = compose_as_run()["services"]
+    minio, api = compose_env(services["minio"]), compose_env(services["api"])
+    assert minio["MINIO_ROOT_USER"] == api["BUILDFARM_S3_ACCESS_KEY"]
+    assert minio["MINIO_ROOT_PASSWORD"] == api["BUILDFARM_S3_SECRET_KEY"]
+    statefulset = k8s_one("StatefulSet", "minio")
+    env = container_env(statefulset, container(statefulset, "minio"))
+    assert env["MINIO_ROOT_USER"]["secretKeyRef"] == {"name": "buildfarm-s3", "key": "access-key"}
+    assert env["MINIO_ROOT_PASSWORD"]["secretKeyRef"] == {"name": "buildfarm-s3", "key": "secret-key"}
+
+
+def test_k8s_ships_no_secret_value_only_examples_the_operator_fills():
+    assert not [d for d in k8s_resources() if d["kind"] == "Secret"], "a committed Secret is a default"
+    for keys in k8s_secrets().values():
+        assert all(value in ("", "buildfarm-worker") for value in keys.values()), keys
+    ignored = (K8S / "secrets" / ".gitignore").read_text().split()
+    assert "*.env" in ignored
+    for generator in kustomization()["secretGenerator"]:
+        assert all(name.endswith(".env") for name in generator["envs"])
+    # KEDA's TriggerAuthentication names the Secret: kustomize must keep the names as written.
+    assert kustomization()["generatorOptions"]["disableNameSuffixHash"] is True
+
+
+def test_redis_requires_the_password_that_every_client_uses():
+    # compose: the server's --requirepass and every client's URL come from one variable
+    services = compose_as_run()["services"]
+    command = services["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert compose_env(services["redis"])["REDISCLI_AUTH"] == password
+    for name in ("api", "worker"):
+        assert compose_env(services[name])["BUILDFARM_REDIS_URL"].startswith(f"redis://:{password}@redis:")
+    # k8s: the server, the API, the workers and KEDA read the same Secret key
+    redis = k8s_one("StatefulSet", "redis")
+    c = container(redis, "redis")
+    args = c["command"] + c["args"]
+    var = re.fullmatch(r"\$\((\w+)\)", args[args.index("--requirepass") + 1])[1]
+    ref = container_env(redis, c)[var]["secretKeyRef"]
+    for name, cname in (("buildfarm-api", "api"), ("buildfarm-worker", "worker")):
+        workload = k8s_one("Deployment", name)
+        env = container_env(workload, container(workload, cname))
+        url_var = re.match(r"redis://:\$\((\w+)\)@", env["BUILDFARM_REDIS_URL"])[1]
+        assert env[url_var]["secretKeyRef"] == ref, name
+    (auth,) = k8s_one("TriggerAuthentication", "buildfarm-redis")["spec"]["secretTargetRef"]
+    assert auth["parameter"] == "password" and {"name": auth["name"], "key": auth["key"]} == ref
+
+
+def test_only_the_workers_hold_the_registry_login_and_the_registry_checks_it():
+    login = {"BUILDFARM_REGISTRY_USERNAME", "BUILDFARM_REGISTRY_PASSWORD"}
+    # compose: the workers and the one-shot that writes the registry's htpasswd, nothing else
+    services = compose_as_run()["services"]
+    holders = {name for name, service in services.items() if login & compose_env(service).keys()}
+    assert holders == {"worker", "registry-auth"}
+    writer = services["registry-auth"]
+    assert writer["command"][:3] == ["python", "-m", "common.registry_auth"]
+    assert (
+        services["registry"]["depends_on"]["registry-auth"]["condition"] == "service_completed_successfully"
+    )
+    registry_env = compose_env(services["registry"])
+    assert registry_env["REGISTRY_AUTH"] == "htpasswd"
+    assert registry_env["REGISTRY_AUTH_HTPASSWD_PATH"] == writer["command"][3]
+    volumes = [{v.split(":")[0] for v in service["volumes"]} for service in (writer, services["registry"])]
+    assert volumes[0] & volumes[1], "the registry does not see the htpasswd written for it"
+    # k8s: the worker container and the registry's init container, from one Secret
+    holders, refs = set(), []
+    for workload in (d for d in k8s_resources() if d["kind"] in ("Deployment", "StatefulSet")):
+        spec = pod_spec(workload)
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            env = container_env(workload, c)
+            if login & env.keys():
+                holders.add((workload["metadata"]["name"], c["name"]))
+                refs += [env[name]["secretKeyRef"]["name"] for name in login]
+    assert holders == {("buildfarm-worker", "worker"), ("registry", "htpasswd")}
+    assert set(refs) == {"buildfarm-registry"}
+    registry = k8s_one("StatefulSet", "registry")
+    init = container(registry, "htpasswd")
+    assert init["command"][:3] == ["python", "-m", "common.registry_auth"]
+    env = container_env(registry, container(registry, "registry"))
+    assert env["REGISTRY_AUTH"] == "htpasswd" and env["REGISTRY_AUTH_HTPASSWD_PATH"] == init["command"][3]
+
+
+def test_the_registry_probes_answer_without_the_login():
+    # /v2/ answers 401 to a probe: the registry would never be ready.
+    assert "/v2/" not in " ".join(compose()["services"]["registry"]["healthcheck"]["test"])
+    c = container(k8s_one("StatefulSet", "registry"), "registry")
+    assert {c[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")} == {"/"}
+
+
+# --- the engine's bounds ---------------------------------------------------------------------------
+
+
+def test_the_dind_engines_have_the_same_memory_and_cpu_bounds_in_compose_and_k8s():
+    # Every build on an engine shares its container: a build may use its own cap, and the
+    # worker's builds together fit in it (the BuildKit cgroup cap the worker sets on a local
+    # engine cannot be set from a worker container).
+    worker = k8s_one("Deployment", "buildfarm-worker")
+    env = container_env(worker, container(worker, "worker"))
+    per_pod = int(env["BUILDFARM_WORKER_PROCESSES"]) * int(env["BUILDFARM_WORKER_THREADS"])
+    build_memory = Config.from_env(k8s_one("ConfigMap", "buildfarm-config")["data"]).build_memory_bytes
+    limits = container(worker, "dind")["resources"]["limits"]
+    dind = compose()["services"]["dind"]
+    assert quantity(limits["memory"]) == quantity(dind["mem_limit"]) > per_pod * build_memory
+    assert quantity(dind["memswap_limit"]) == quantity(dind["mem_limit"]), "swap would pass the cap"
+    assert quantity(limits["cpu"]) == quantity(dind["cpus"]) >= 1
+    assert int(dind["pids_limit"]) > 0
+
+
+def test_the_k8s_engine_disk_is_bounded_above_the_farms_pruning_budget():
+    worker = k8s_one("Deployment", "buildfarm-worker")
+    budget = Config.from_env(k8s_one("ConfigMap", "buildfarm-config")["data"]).docker_disk_budget_bytes
+    volumes = {v["name"]: v for v in pod_spec(worker)["volumes"]}
+    dind = container(worker, "dind")
+    store = next(m["name"] for m in dind["volumeMounts"] if m["mountPath"] == "/var/lib/docker")
+    assert quantity(volumes[store]["emptyDir"]["sizeLimit"]) > budget
+    for name in ("dind", "worker"):
+        resources = container(worker, name)["resources"]
+        assert quantity(resources["limits"]["ephemeral-storage"]) >= quantity(
+            resources["requests"]["ephemeral-storage"]
+        )
