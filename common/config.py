@@ -35,6 +35,9 @@ class Config:
     # registry); empty: the registry takes anonymous requests.
     registry_username: str = ""
     registry_password: str = field(default="", repr=False)
+    # Set by deploy/ (compose, k8s): the API and workers refuse to start with the built-in S3 keys
+    # or a Redis without a password, and workers without a registry login (common/credentials.py).
+    require_strong_credentials: bool = False
     docker_host: str = "unix:///var/run/docker.sock"
     queue_name: str = "builds"
     # Request and upload limits.
@@ -71,9 +74,6 @@ class Config:
     # The Fernet key that encrypts build secrets at rest (common/build_secrets.py); empty: the
     # farm takes no secrets. `make run` generates one into .local/.
     secrets_key: str = field(default="", repr=False)
-    # Set by deploy/ (compose, k8s): the API and workers refuse to start with the built-in S3 keys
-    # or a Redis without a password, and workers without a registry login (common/credentials.py).
-    require_strong_credentials: bool = False
     # Logs.
     log_max_bytes: int = 64 * 1024 * 1024
     log_batch_lines: int = 500

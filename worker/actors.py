@@ -15,6 +15,7 @@ from worker.context import worker_context
 from worker.middleware.build_logging import BuildLogging
 from worker.middleware.lifecycle import WorkerLifecycle
 from worker.middleware.metrics import WorkerMetrics
+from worker.middleware.registry_login import RegistryLogin
 from worker.pipeline import run_build as run_pipeline
 
 config = Config.from_env()
@@ -23,6 +24,7 @@ broker = create_broker(config)
 broker.add_middleware(BuildLogging())
 broker.add_middleware(WorkerMetrics())
 broker.add_middleware(WorkerLifecycle())
+broker.add_middleware(RegistryLogin())
 dramatiq.set_broker(broker)
 
 

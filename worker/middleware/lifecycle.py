@@ -1,6 +1,6 @@
 """Starts each worker process's timer (reaper, log archive retries, cleanup jobs), caps the
-memory of BuildKit's RUN steps, removes the scratch folders of dead workers, logs in to the
-registry, and gives running builds a grace period at shutdown."""
+memory of BuildKit's RUN steps, removes the scratch folders of dead workers, and gives running
+builds a grace period at shutdown."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import dramatiq
 from common.config import BUILDKIT
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
-from worker.registry_login import log_in_to_registry, log_out
 from worker.scratch import remove_dead_workers_folders
 from worker.timer import TimerThread
 
@@ -21,7 +20,6 @@ class WorkerLifecycle(dramatiq.Middleware):
         remove_dead_workers_folders()
         if worker_context().config.builder == BUILDKIT:
             cap_buildkit_memory(worker_context().config)
-        self.docker_config = log_in_to_registry(worker_context().config)
         self.timer = TimerThread(worker_context())
         self.timer.start()
 
@@ -30,6 +28,3 @@ class WorkerLifecycle(dramatiq.Middleware):
         ctx = worker_context()
         ctx.shutdown_deadline = time.time() + ctx.config.worker_grace_s
         self.timer.stopping.set()
-
-    def after_worker_shutdown(self, broker, worker) -> None:
-        log_out(self.docker_config)
