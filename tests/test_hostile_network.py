@@ -35,7 +35,17 @@ import pytest
 from common.config import Config
 from common.s3 import create_s3, ensure_buckets
 from tests import netns
-from tests.conftest import BIN, ROOT, Process, api_env, free_port, process_env, start_worker, wait_until
+from tests.conftest import (
+    BASE_IMAGE,
+    BIN,
+    ROOT,
+    Process,
+    api_env,
+    free_port,
+    process_env,
+    start_worker,
+    wait_until,
+)
 from tests.farm import archive_deployment, context_archive, deploy, dockerfile, logs, wait_for_status
 
 pytestmark = pytest.mark.e2e
@@ -264,6 +274,72 @@ def test_the_local_farm_puts_the_rules_in_place_and_reapplying_them_changes_noth
     assert _filter_rules() == before
     for family in ("iptables", "ip6tables"):
         assert len(_hooks(family)) == 2, _hooks(family)
+
+
+def test_an_engine_started_through_build_egress_in_its_own_network_namespace_filters_its_builds(
+    tmp_path, logs_dir, docker_client
+):
+    # Given an engine started as the compose and k8s dind containers start theirs (deploy/build-egress
+    # engine dockerd …, in a network namespace of its own; the stand-in for the image's entrypoint
+    # execs dockerd), the worker's metrics port listening in that namespace as in the k8s pod, and a
+    # service one hop away, as Redis is on the compose network
+    entrypoint, empty = tmp_path / "bin" / "dockerd-entrypoint.sh", tmp_path / "empty"
+    entrypoint.parent.mkdir()
+    entrypoint.write_text('#!/bin/sh\nexec "$@"\n')
+    entrypoint.chmod(0o755)
+    empty.mkdir()
+    host = f"unix://{tmp_path}/docker.sock"
+    env = {**os.environ, "PATH": f"{entrypoint.parent}:{os.environ['PATH']}", "DOCKER_HOST": host}
+    with netns.hosts(3, net=232) as (pod,):
+        inside = ["nsenter", f"--net=/run/netns/{pod.netns}"]
+        engine = Process(
+            [*inside, "sh", str(EGRESS), "engine", "dockerd", "--data-root", str(tmp_path / "data")]
+            + ["--exec-root", str(tmp_path / "exec"), "--pidfile", str(tmp_path / "dockerd.pid")]
+            + ["-H", host, "--storage-driver", "vfs"],
+            env,
+            logs_dir / "dind-engine.log",
+        )
+        serve = ["python3", "-m", "http.server", "--directory", str(empty), "--bind"]
+        metrics = Process([*inside, *serve, "0.0.0.0", "18801"], env, logs_dir / "dind-metrics.log")
+        neighbour = Process([*serve, pod.gateway, "18802"], env, logs_dir / "dind-neighbour.log")
+        try:
+            # When the engine is healthy (the compose healthcheck and the k8s startupProbe)
+            healthy = [*inside, "sh", "-c", f"docker version >/dev/null && sh {EGRESS} check >/dev/null"]
+            wait_until(
+                lambda: subprocess.run(healthy, env=env, capture_output=True).returncode == 0,
+                60,
+                what="a healthy engine",
+            )
+            image = b"".join(docker_client.get_image(BASE_IMAGE))
+            subprocess.run(["docker", "load"], input=image, env=env, check=True, capture_output=True)
+            # ...and a build on it tries the pod's own address and the neighbour
+            (tmp_path / "ctx").mkdir()
+            targets = {"pod": (pod.address, 18801), "neighbour": (pod.gateway, 18802)}
+            calls = "; ".join(f"probe {name} {address} {port}" for name, (address, port) in targets.items())
+            (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN {PROBE}; {calls}\n")
+            build = subprocess.run(
+                [Config.docker_cli, "build", "--no-cache", "--progress=plain", str(tmp_path / "ctx")],
+                env={**env, "DOCKER_BUILDKIT": "1"},
+                capture_output=True,
+                text=True,
+            )
+
+            # Then the build succeeds and both are refused, while they answer in the namespace
+            assert build.returncode == 0, build.stderr
+            found = {m[1]: m[2] for m in PROBE_LINE.finditer(build.stderr)}
+            assert found == dict.fromkeys(targets, "blocked: Connection refused"), build.stderr
+            probe = [*inside, "busybox", "nc", "-w", "3"]
+            for address, port in targets.values():
+                subprocess.run([*probe, address, str(port), "-e", "true"], check=True)
+        finally:
+            for process in (metrics, neighbour, engine):
+                process.stop(timeout=30)
+            # Its containerd runs in a session of its own; an engine that did not exit cleanly
+            # leaves it, and its data root mounted.
+            containerd = tmp_path / "exec" / "containerd" / "containerd.pid"
+            if containerd.exists():
+                subprocess.run(["kill", "-KILL", containerd.read_text().strip()], capture_output=True)
+            subprocess.run(["umount", "-R", str(tmp_path / "data")], capture_output=True)
 
 
 def _hooks(family: str) -> list[str]:
