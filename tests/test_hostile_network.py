@@ -281,8 +281,9 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
 ):
     # Given an engine started as the compose and k8s dind containers start theirs (deploy/build-egress
     # engine dockerd …, in a network namespace of its own; the stand-in for the image's entrypoint
-    # execs dockerd), the worker's metrics port listening in that namespace as in the k8s pod, and a
-    # service one hop away, as Redis is on the compose network
+    # execs dockerd), the worker's metrics port listening in that namespace as in the k8s pod, a
+    # service one hop away, as Redis is on the compose network, and the engine's resolver on that
+    # same neighbour (its resolv.conf, in a mount namespace of the engine's own)
     entrypoint, empty = tmp_path / "bin" / "dockerd-entrypoint.sh", tmp_path / "empty"
     entrypoint.parent.mkdir()
     entrypoint.write_text('#!/bin/sh\nexec "$@"\n')
@@ -292,8 +293,27 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
     env = {**os.environ, "PATH": f"{entrypoint.parent}:{os.environ['PATH']}", "DOCKER_HOST": host}
     with netns.hosts(3, net=232) as (pod,):
         inside = ["nsenter", f"--net=/run/netns/{pod.netns}"]
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text(f"nameserver {pod.gateway}\n")
+        own_resolv = [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+            str(resolv),
+        ]
         engine = Process(
-            [*inside, "sh", str(EGRESS), "engine", "dockerd", "--data-root", str(tmp_path / "data")]
+            [
+                *own_resolv,
+                *inside,
+                "sh",
+                str(EGRESS),
+                "engine",
+                "dockerd",
+                "--data-root",
+                str(tmp_path / "data"),
+            ]
             + ["--exec-root", str(tmp_path / "exec"), "--pidfile", str(tmp_path / "dockerd.pid")]
             + ["-H", host, "--storage-driver", "vfs"],
             env,
@@ -302,6 +322,7 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
         serve = ["python3", "-m", "http.server", "--directory", str(empty), "--bind"]
         metrics = Process([*inside, *serve, "0.0.0.0", "18801"], env, logs_dir / "dind-metrics.log")
         neighbour = Process([*serve, pod.gateway, "18802"], env, logs_dir / "dind-neighbour.log")
+        resolver = Process([*serve, pod.gateway, "53"], env, logs_dir / "dind-resolver.log")
         try:
             # When the engine is healthy (the compose healthcheck and the k8s startupProbe)
             healthy = [*inside, "sh", "-c", f"docker version >/dev/null && sh {EGRESS} check >/dev/null"]
@@ -312,9 +333,13 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
             )
             image = b"".join(docker_client.get_image(BASE_IMAGE))
             subprocess.run(["docker", "load"], input=image, env=env, check=True, capture_output=True)
-            # ...and a build on it tries the pod's own address and the neighbour
+            # ...and a build on it tries the pod's own address, the neighbour, and its resolver
             (tmp_path / "ctx").mkdir()
-            targets = {"pod": (pod.address, 18801), "neighbour": (pod.gateway, 18802)}
+            targets = {
+                "pod": (pod.address, 18801),
+                "neighbour": (pod.gateway, 18802),
+                "dns": (pod.gateway, 53),
+            }
             calls = "; ".join(f"probe {name} {address} {port}" for name, (address, port) in targets.items())
             (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN {PROBE}; {calls}\n")
             build = subprocess.run(
@@ -324,15 +349,17 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
                 text=True,
             )
 
-            # Then the build succeeds and both are refused, while they answer in the namespace
+            # Then the build succeeds; the pod and the neighbour are refused, while they answer in
+            # the namespace, and only port 53 of the resolver answers
             assert build.returncode == 0, build.stderr
             found = {m[1]: m[2] for m in PROBE_LINE.finditer(build.stderr)}
-            assert found == dict.fromkeys(targets, "blocked: Connection refused"), build.stderr
+            refused = "blocked: Connection refused"
+            assert found == {"pod": refused, "neighbour": refused, "dns": "reached"}, build.stderr
             probe = [*inside, "busybox", "nc", "-w", "3"]
             for address, port in targets.values():
                 subprocess.run([*probe, address, str(port), "-e", "true"], check=True)
         finally:
-            for process in (metrics, neighbour, engine):
+            for process in (metrics, neighbour, resolver, engine):
                 process.stop(timeout=30)
             # Its containerd runs in a session of its own; an engine that did not exit cleanly
             # leaves it, and its data root mounted.
