@@ -34,6 +34,8 @@ K8S = DEPLOY / "k8s"
 API_DOCKERFILE = DEPLOY / "docker" / "api.Dockerfile"
 WORKER_DOCKERFILE = DEPLOY / "docker" / "worker.Dockerfile"
 
+# Carried by the worker image for its pod's engine container (deploy/k8s/worker.yaml), not a package.
+WORKER_IMAGE_FILES = {"deploy/build-egress"}
 # Read by the worker image's command line, not by common/config.py.
 WORKER_COMMAND_SETTINGS = {"BUILDFARM_WORKER_PROCESSES", "BUILDFARM_WORKER_THREADS"}
 # What a container needs so that no setting falls back to a 127.0.0.1 default.
@@ -356,7 +358,7 @@ def test_the_images_install_the_project_from_pyproject_with_the_packages_they_ru
     packages = {name for name in shipped if any(fnmatch(name, pat) for pat in patterns)}
     api, worker = dockerfile(API_DOCKERFILE), dockerfile(WORKER_DOCKERFILE)
     for instructions, needs in ((api, {"api", "common", "cli"}), (worker, {"worker", "common", "cli"})):
-        sources = copied_sources(instructions)
+        sources = copied_sources(instructions) - (WORKER_IMAGE_FILES if instructions is worker else set())
         assert "pyproject.toml" in sources
         assert needs <= sources, f"missing {needs - sources}"
         assert sources <= packages | {"pyproject.toml"}, f"copies what pyproject does not ship: {sources}"
@@ -364,6 +366,7 @@ def test_the_images_install_the_project_from_pyproject_with_the_packages_they_ru
         assert any(w == "COPY" and rest.startswith("--from=build /opt/buildfarm") for w, rest in instructions)
     # Together the two images carry every package pyproject ships: a new one must be placed.
     assert packages <= copied_sources(api) | copied_sources(worker)
+    assert copied_sources(worker) >= WORKER_IMAGE_FILES
     # The API never carries the worker, nor the worker the API.
     assert "worker" not in copied_sources(api) and "api" not in copied_sources(worker)
 
@@ -538,7 +541,8 @@ def test_each_k8s_worker_pod_has_a_privileged_dind_sidecar_on_a_shared_socket():
     # A native sidecar: started before the worker, stopped after it.
     assert dind in spec.get("initContainers", []) and dind["restartPolicy"] == "Always"
     assert dind.get("startupProbe"), "the worker would start before its engine answers"
-    args = dind.get("command", []) + dind["args"]
+    # The engine's command line, as the image's entrypoint gets it (deploy/build-egress hands over).
+    args = dind["args"]
     assert args[0] == "dockerd", "without it the dind entrypoint adds a TCP listener"
     hosts = dockerd_hosts(args)
     assert hosts and all(h.startswith("unix://") for h in hosts), "no TCP listener on the engine"

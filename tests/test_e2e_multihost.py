@@ -9,10 +9,10 @@ down at the end. Without network namespaces (not root, no iproute2) the test fai
 from __future__ import annotations
 
 import subprocess
-import uuid
 
 import pytest
 
+from tests import netns
 from tests.conftest import BIN, FAST_LEASES, Process, free_port, process_env, wait_until
 from tests.farm import (
     archive_deployment,
@@ -27,48 +27,10 @@ from tests.farm import (
 pytestmark = pytest.mark.e2e
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Host:
-    """A network namespace joined to the root namespace by a veth pair."""
-
-    def __init__(self, index: int) -> None:
-        tag = uuid.uuid4().hex[:6]
-        self.netns, self.outer, inner = f"bf-h{index}-{tag}", f"bfo{index}{tag}", f"bfi{index}{tag}"
-        self.gateway, self.address = f"10.231.{index}.1", f"10.231.{index}.2"
-        ip("netns", "add", self.netns)
-        ip("link", "add", self.outer, "type", "veth", "peer", "name", inner)
-        ip("link", "set", inner, "netns", self.netns)
-        ip("addr", "add", f"{self.gateway}/30", "dev", self.outer)
-        ip("link", "set", self.outer, "up")
-        ip("netns", "exec", self.netns, "ip", "addr", "add", f"{self.address}/30", "dev", inner)
-        ip("netns", "exec", self.netns, "ip", "link", "set", inner, "up")
-        ip("netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
-
-    def link(self, up: bool) -> None:
-        ip("link", "set", self.outer, "up" if up else "down")
-
-    def remove(self) -> None:
-        subprocess.run(["ip", "link", "del", self.outer], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-
-
-@pytest.fixture
-def hosts():
-    made: list[Host] = []
-    try:
-        for index in (1, 2):
-            made.append(Host(index))
-    except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        for host in made:
-            host.remove()
-        detail = getattr(e, "stderr", "") or str(e)
-        pytest.fail(f"network namespaces cannot be created here (root and iproute2 are needed): {detail}")
-    yield made
-    for host in made:
-        host.remove()
+@pytest.fixture(name="hosts")
+def two_hosts():
+    with netns.hosts(1, 2) as made:
+        yield made
 
 
 def test_a_cut_off_host_loses_its_build_to_another_host_and_its_late_writes_are_refused(

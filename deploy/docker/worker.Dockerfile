@@ -63,6 +63,8 @@ RUN apt-get update \
       --shell /usr/sbin/nologin buildfarm
 COPY --from=build /opt/buildfarm /opt/buildfarm
 COPY --from=docker-cli /tmp/docker.io/usr/bin/docker /usr/bin/docker
+# Not run here: the k8s worker pod copies it to its engine's container (deploy/k8s/worker.yaml).
+COPY deploy/build-egress /usr/local/bin/build-egress
 # dramatiq_worker_timeout=100 (ms): an idle process polls the queue every 100 ms instead of
 # backing off to 1 s. dramatiq_queue_prefetch defaults to the thread count (below), so a process
 # holds no more builds than it can run and an idle process gets the next one.
