@@ -21,9 +21,9 @@ _REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 # msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself), or
 # for an object field's keys and values "- at `key` in `$.<field>`" and "- at `$.<field>[...]`".
 _AT_FIELD = re.compile(r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?`$")
-# A name the resolver has not answered for by then is treated as one that does not resolve.
-RESOLVE_TIMEOUT_S = 5.0
 _TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
+# A git host the resolver has not answered for by then is taken as one that does not resolve.
+RESOLVE_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
 

@@ -167,7 +167,7 @@ def _host_and_port(parts: SplitResult) -> tuple[str, int]:
             raise OutboundRefused(f"'[{host}]' is not an IPv6 address") from None
     elif not _is_ipv4(host) and not _DNS_NAME.match(host):
         raise OutboundRefused(f"the host '{host}' is not a DNS name or an IP address")
-    return host, port or DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+    return host, DEFAULT_PORTS.get(parts.scheme.lower(), 0) if port is None else port
 
 
 def _is_ipv4(host: str) -> bool:

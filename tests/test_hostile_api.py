@@ -134,6 +134,16 @@ def test_a_build_timeout_above_the_farms_maximum_is_refused_naming_the_maximum(c
     assert client.get(path).json()["build_timeout_s"] == maximum
 
 
+def test_the_openapi_description_states_the_timeout_cap_and_the_git_url_rules():
+    from api.openapi import SPEC
+
+    for body in ("NewDeployment", "DeploymentUpdate"):
+        timeout = json.dumps(SPEC["components"]["schemas"][body]["properties"]["build_timeout_s"])
+        assert "BUILDFARM_BUILD_TIMEOUT_S" in timeout and "422" in timeout, body
+    repo_url = json.dumps(SPEC["components"]["schemas"]["NewDeployment"]["properties"]["repo_url"])
+    assert "credentials" in repo_url and "link-local" in repo_url and "BUILDFARM_OUTBOUND_ALLOW" in repo_url
+
+
 # Git URLs: the outbound address rule at create (an API without BUILDFARM_OUTBOUND_ALLOW)
 
 
