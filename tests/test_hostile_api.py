@@ -20,7 +20,15 @@ import pytest
 from common.config import Config
 from common.records import keys
 from tests.conftest import IN_PROCESS_URL, api_env, free_port, start_worker, unique_subdomain, wait_until
-from tests.farm import build_path, deploy, logs, wait_for_status
+from tests.farm import (
+    archive_deployment,
+    build_path,
+    context_archive,
+    deploy,
+    dockerfile,
+    logs,
+    wait_for_status,
+)
 from tests.in_process import serve_in_process
 
 ZERO = "00000000-0000-4000-8000-000000000000"
@@ -134,6 +142,22 @@ def test_a_build_timeout_above_the_farms_maximum_is_refused_naming_the_maximum(c
     assert client.get(path).json()["build_timeout_s"] == maximum
 
 
+def test_a_worker_cuts_a_stored_timeout_above_its_own_maximum(
+    client, redis_client, s3, docker_client, logs_dir
+):
+    # Given a worker whose operator allows 2 s, and a deployment that asks for 10 minutes (stored
+    # by an API with a higher maximum, or before the cap)
+    process = start_worker(logs_dir, name="short-timeout", BUILDFARM_BUILD_TIMEOUT_S="2")
+    try:
+        wait_until(lambda: "ready for action" in process.tail(), 30, what="the worker to boot")
+        deployment = archive_deployment(client, context_archive(dockerfile("sleep 30")), build_timeout_s=600)
+        # When it is built, Then it is stopped at the worker's maximum
+        build = wait_for_status(client, deploy(client, deployment), timeout=60)
+        assert (build["status"], build["error"]) == ("failed", "Build timed out after 2 s")
+    finally:
+        process.stop()
+
+
 def test_the_openapi_description_states_the_timeout_cap_and_the_git_url_rules():
     from api.openapi import SPEC
 
@@ -223,7 +247,7 @@ def test_an_unreadable_url_is_the_clients_mistake_not_an_internal_error(client):
 # At the worker: DNS may answer otherwise than at create, and old records may hold anything
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def default_rule_worker(redis_client, s3, docker_client, logs_dir):
     """A worker with the farm's default outbound rule: it refuses loopback git servers."""
     process = start_worker(logs_dir, name="default-rule", BUILDFARM_OUTBOUND_ALLOW="")
