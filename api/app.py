@@ -9,7 +9,6 @@ import falcon
 import falcon.asgi
 import falcon.media
 import redis.asyncio as aioredis
-from falcon.routing import CompiledRouter
 
 from api.auth import API_PREFIX, AuthMiddleware
 from api.errors import serialize_error
@@ -96,9 +95,8 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     s3 = create_s3(config)
     broker = create_broker(config)
     store = RecordStore(redis)
-    router = CompiledRouter()  # also finds the route of requests refused before routing (metrics)
-    middleware = [MetricsMiddleware(router), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
-    app = falcon.asgi.App(middleware=middleware, router=router)
+    middleware = [MetricsMiddleware(), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
+    app = falcon.asgi.App(middleware=middleware)
     app.set_error_serializer(serialize_error)
     # Response bodies are the contract's Structs (common/contract.py), encoded by msgspec; request
     # bodies are read raw and fitted to their Struct by api/validation.py.

@@ -1,4 +1,10 @@
-"""Bearer-token authentication for every /api/v1 route (HTTP and WebSocket)."""
+"""Bearer-token authentication of every route (HTTP and WebSocket), decided after routing.
+
+The decision is taken on the resource a request reached, not on its raw path (`//api/v1/…`,
+`/api/v1/deployments/`: whatever spelling the router accepts reaches the same resource), and it
+denies by default: a resource answers without a token only if its class says `public = True`
+(the dashboard, health, metrics — which has its own token, the OpenAPI description, and the
+push webhooks, which prove themselves by their deployment's secret)."""
 
 from __future__ import annotations
 
@@ -7,9 +13,6 @@ import falcon
 from api.store import Principal, RecordStore
 
 API_PREFIX = "/api/v1"
-PUBLIC_PATHS = frozenset({f"{API_PREFIX}/openapi.json"})
-# Git push webhooks carry no bearer token: they prove themselves by their deployment's secret.
-PUBLIC_PREFIXES = (f"{API_PREFIX}/webhooks/",)
 # Browsers cannot set headers on a WebSocket, so a client may offer the subprotocols
 # "bearer" and the token itself; the server then accepts the "bearer" subprotocol.
 WS_BEARER_SUBPROTOCOL = "bearer"
@@ -32,15 +35,13 @@ def subprotocol_token(req: falcon.Request) -> str | None:
     return None
 
 
+def is_public(resource: object) -> bool:
+    return getattr(resource, "public", False) is True
+
+
 class AuthMiddleware:
     def __init__(self, store: RecordStore) -> None:
         self.store = store
-
-    def _needs_auth(self, req: falcon.Request) -> bool:
-        path = req.path
-        if not path.startswith(API_PREFIX + "/") or path.startswith(PUBLIC_PREFIXES):
-            return False
-        return path not in PUBLIC_PATHS
 
     async def _authenticate(self, req: falcon.Request, token: str | None) -> None:
         if token is None:
@@ -50,12 +51,12 @@ class AuthMiddleware:
             raise _unauthorized("Invalid or revoked token")
         req.context.principal = principal
 
-    async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._needs_auth(req):
+    async def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        if not is_public(resource):
             await self._authenticate(req, bearer_token(req))
 
-    async def process_request_ws(self, req: falcon.Request, ws) -> None:
-        if self._needs_auth(req):
+    async def process_resource_ws(self, req: falcon.Request, ws, resource, params) -> None:
+        if not is_public(resource):
             await self._authenticate(req, bearer_token(req) or subprotocol_token(req))
 
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API, served at GET /metrics (no token, like /healthz).
+"""Prometheus metrics of the API, served at GET /metrics (no tenant token, like /healthz; the
+operator's BUILDFARM_METRICS_TOKEN when set: common/metrics_access.py).
 
 HTTP requests are counted and timed by route template (the matched route, never the raw path:
 ids would make a series per build), method and status code. Under gunicorn each worker process
@@ -24,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 
 from common.config import Config
+from common.metrics_access import CHALLENGE, REFUSAL, may_read_metrics
 from common.models import BuildStatus
 from common.records import keys
 
@@ -53,13 +55,8 @@ LATENCY = Histogram(
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request (WebSocket connections are not requests here).
-
-    A request refused before routing (401 from the auth middleware) has no `uri_template` yet:
-    its route is looked up in the app's router, so it is still counted under its template."""
-
-    def __init__(self, router) -> None:
-        self.router = router
+    """Counts and times every HTTP request (WebSocket connections are not requests here), by the
+    route it reached (a 401 too: api/auth.py decides after routing); UNMATCHED when none."""
 
     async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.metrics_started = time.perf_counter()
@@ -68,10 +65,7 @@ class MetricsMiddleware:
         started = req.context.get("metrics_started")
         if started is None:
             return
-        route = req.uri_template
-        if route is None:
-            found = self.router.find(req.path)
-            route = found[3] if found else UNMATCHED
+        route = req.uri_template or UNMATCHED
         labels = (req.method if req.method in METHODS else "other", route, str(resp.status_code))
         REQUESTS.labels(*labels).inc()
         LATENCY.labels(*labels).observe(time.perf_counter() - started)
@@ -86,12 +80,16 @@ class _Families:
 
 
 class MetricsResource:
+    public = True  # for tenants' tokens: BUILDFARM_METRICS_TOKEN guards it (common/metrics_access.py)
+
     def __init__(self, config: Config, redis: aioredis.Redis, broker) -> None:
         self.config = config
         self.redis = redis
         self.broker = broker
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not may_read_metrics(self.config.metrics_token, req.get_header("Authorization")):
+            raise falcon.HTTPUnauthorized(description=REFUSAL, challenges=[CHALLENGE])
         registry = CollectorRegistry(auto_describe=False)
         if MULTIPROCESS:
             multiprocess.MultiProcessCollector(registry)

@@ -169,8 +169,12 @@ PATHS = {
         "Redis and S3 reachable", {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}
     ),
     "/metrics": _public(
-        "Prometheus metrics (text format): HTTP requests by route, queue depth",
-        {"200": _text("The metrics of every API process", "text/plain")},
+        "Prometheus metrics (text format): HTTP requests by route, queue depth. No tenant token; "
+        "where the operator set BUILDFARM_METRICS_TOKEN, `Authorization: Bearer` with that token",
+        {
+            "200": _text("The metrics of every API process", "text/plain"),
+            "401": _returns("BUILDFARM_METRICS_TOKEN is set and the request does not carry it", "Error"),
+        },
     ),
     API_PREFIX + "/openapi.json": _public("This document", {"200": {"description": "OpenAPI 3"}}),
     API_PREFIX + "/deployments": {
@@ -329,5 +333,7 @@ WEBSOCKET_PATHS = frozenset({BUILD + "/logs/stream"})
 
 
 class OpenApiResource:
+    public = True  # a client reads it before it has a token
+
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = SPEC

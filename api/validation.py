@@ -4,6 +4,7 @@ body that does not fit its Struct, with a message naming the field and what it m
 
 from __future__ import annotations
 
+import asyncio
 import re
 import typing
 from typing import Annotated, Literal, TypeVar
@@ -13,6 +14,7 @@ import falcon
 import msgspec
 
 from api.errors import bad_request, unprocessable
+from common.outbound import HostUnresolved, OutboundRefused, OutboundRule
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -20,6 +22,8 @@ _REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 # for an object field's keys and values "- at `key` in `$.<field>`" and "- at `$.<field>[...]`".
 _AT_FIELD = re.compile(r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?`$")
 _TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
+# A git host the resolver has not answered for by then is taken as one that does not resolve.
+RESOLVE_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
 
@@ -103,6 +107,8 @@ def _field_problem(kind: type, text: str) -> str:
         return f"{subject} must be " + " or ".join(f"'{choice}'" for choice in choices)
     if re.fullmatch(r"Expected `int` [<>]= -?\d+", what):
         [meta] = [m for m in metas if m.ge is not None]
+        if meta.le is None:
+            return f"{subject} must be at least {meta.ge}"
         return f"{subject} must be between {meta.ge} and {meta.le}"
     return f"{subject}: {what}"
 
@@ -139,10 +145,34 @@ def _declared(annotation) -> tuple[list[msgspec.Meta], tuple]:
 
 def check_git_url(value: str, allowed_schemes: frozenset[str]) -> None:
     """The farm's own rule on top of the contract's pattern: one of the allowed schemes."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address
+        raise unprocessable("Field 'repo_url' is not a URL that can be read") from None
     if parts.scheme.lower() not in allowed_schemes or not parts.netloc:
         schemes = ", ".join(sorted(allowed_schemes))
         raise unprocessable(f"Field 'repo_url' must be a URL with one of the schemes: {schemes}")
+
+
+def check_build_timeout(value: int | None, maximum: int) -> None:
+    """The farm's cap on top of the contract: a deployment's build timeout is at most the
+    operator's BUILDFARM_BUILD_TIMEOUT_S (also the timeout of a deployment that sets none)."""
+    if value is not None and value > maximum:
+        raise unprocessable(
+            f"Field 'build_timeout_s' must be at most {maximum}: the farm's maximum build timeout"
+        )
+
+
+async def check_git_host(value: str, rule: OutboundRule) -> None:
+    """The outbound address rule (common/outbound.py) on a git URL's host: 422 for a host the
+    farm does not connect to. A host that does not resolve here is accepted: the workers may see
+    other DNS than the API (an internal name), and they check again before they connect."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(rule.check_url, value), RESOLVE_TIMEOUT_S)
+    except (HostUnresolved, TimeoutError):
+        return
+    except OutboundRefused as e:
+        raise unprocessable(f"Field 'repo_url' is refused: {e}") from None
 
 
 def is_uuid(value: str) -> bool:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, fields
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from common.outbound import Network, parse_networks
+
 # Redis servers have 16 databases unless configured otherwise.
 LAST_DATABASE = 15
 BUILDKIT, CLASSIC = "buildkit", "classic"
@@ -54,6 +56,9 @@ class Config:
     build_timeout_s: int = 30 * 60
     git_timeout_s: int = 300
     allowed_git_schemes: str = "https,http"
+    # Address ranges (comma-separated CIDRs) a tenant's git URL may reach although they are not
+    # public, e.g. an internal git server: common/outbound.py refuses the others.
+    outbound_allow: str = ""
     build_memory_bytes: int = 2 * 1024 * 1024 * 1024
     build_cpu_shares: int = 1024
     build_shm_bytes: int = 64 * 1024 * 1024
@@ -71,6 +76,8 @@ class Config:
     # Observability: each worker host serves its metrics here (port 0: off).
     metrics_port: int = 9191
     metrics_host: str = "0.0.0.0"
+    # When set, every /metrics endpoint (API and workers) wants `Authorization: Bearer <token>`.
+    metrics_token: str = field(default="", repr=False)
     # The Fernet key that encrypts build secrets at rest (common/build_secrets.py); empty: the
     # farm takes no secrets. `make run` generates one into .local/.
     secrets_key: str = field(default="", repr=False)
@@ -93,6 +100,7 @@ class Config:
         return cls(**values)
 
     def __post_init__(self) -> None:
+        self.outbound_networks  # noqa: B018 (a bad range stops the process at start)
         if self.builder not in BUILDERS:
             raise ConfigError(f"BUILDFARM_BUILDER must be one of {', '.join(BUILDERS)}, not {self.builder!r}")
         if _database(self.queue_redis_url) == _database(self.redis_url):
@@ -118,6 +126,13 @@ class Config:
             query["db"], path = [str(db + 1)], parts.path
         tail = f"?{urlencode(query, doseq=True)}" if query else ""
         return f"{parts.scheme}://{parts.netloc}{path}{tail}"
+
+    @property
+    def outbound_networks(self) -> tuple[Network, ...]:
+        try:
+            return parse_networks(self.outbound_allow)
+        except ValueError as e:
+            raise ConfigError(f"BUILDFARM_OUTBOUND_ALLOW: {e}") from None
 
     @property
     def git_schemes(self) -> frozenset[str]:

@@ -18,11 +18,11 @@ import msgspec
 import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from common.config import Config
 from common.models import DEPLOYMENT_CREATED, BuildStatus
 from common.models import Build as BuildRecord
 from common.models import Deployment as DeploymentRecord
-
-MAX_BUILD_TIMEOUT_S = 24 * 3600
+from common.outbound import redact_userinfo
 
 Uuid = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
 Time = Annotated[str, Meta(description="RFC 3339 UTC, with milliseconds and a Z")]
@@ -47,8 +47,11 @@ Subdomain = _matching(
 )
 # The schemes a farm allows are its configuration (BUILDFARM_ALLOWED_GIT_SCHEMES), checked on
 # top of this pattern by api/validation.py.
+# Credentials in a URL would be shown and logged wherever the URL is: they are refused.
 RepoUrl = _matching(
-    r"^(?!-)[^\s\x00-\x1f\x7f]+$(?!\n)", "a URL without spaces, control characters or a leading '-'", 2048
+    r"^(?!-)(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)[^\s\x00-\x1f\x7f]+$(?!\n)",
+    "a URL without credentials (user:password@), spaces, control characters or a leading '-'",
+    2048,
 )
 Branch = _matching(
     r"^(?![-/.])(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*(?:/|\.|\.lock)$)[A-Za-z0-9._/-]+$(?!\n)",
@@ -61,7 +64,15 @@ DockerfilePath = _matching(
     255,
 )
 CommitSha = _matching(r"^[0-9a-f]{40}$(?!\n)", "a full 40-character lowercase hex SHA")
-BuildTimeout = Annotated[int, Meta(ge=1, le=MAX_BUILD_TIMEOUT_S)]
+# Capped by the farm's BUILDFARM_BUILD_TIMEOUT_S, checked on top of this by api/validation.py.
+BuildTimeout = Annotated[
+    int,
+    Meta(
+        ge=1,
+        description="Seconds, at most the farm's maximum build timeout (BUILDFARM_BUILD_TIMEOUT_S, "
+        f"{Config.build_timeout_s} by default): 422 above it",
+    ),
+]
 # Names BuildKit reads as its own settings (BUILDKIT_INLINE_CACHE, BUILDKIT_SYNTAX, …) are the
 # farm's to set, not a build's.
 BuildArgName = _matching(
@@ -93,7 +104,15 @@ class NewDeployment(Struct, forbid_unknown_fields=True):
     name: Name
     subdomain: Subdomain
     source_type: Literal["git", "archive"] = "git"
-    repo_url: Annotated[RepoUrl | None, Meta(description="Required for git")] = None
+    repo_url: Annotated[
+        RepoUrl | None,
+        Meta(
+            description="Required for git. Its host must be public: a host that is or resolves to a "
+            "loopback, private, link-local, unspecified or multicast address is refused (422) unless "
+            "the operator opened its range (BUILDFARM_OUTBOUND_ALLOW); workers check it again when "
+            "they connect, and follow no redirects"
+        ),
+    ] = None
     branch: Annotated[Branch | None, Meta(description="git only; default: main")] = None
     dockerfile_path: DockerfilePath = "Dockerfile"
     build_timeout_s: Annotated[BuildTimeout | None, Meta(description="null: the farm's default")] = None
@@ -310,7 +329,7 @@ def build_from_values(values: list[bytes | None]) -> Build:
 _DEPLOYMENT_AS_STORED = [
     name
     for name in Deployment.__struct_fields__
-    if name not in ("status", "build_timeout_s", "archive", "webhook_secret", "build_args")
+    if name not in ("status", "repo_url", "build_timeout_s", "archive", "webhook_secret", "build_args")
 ]
 
 
@@ -325,6 +344,8 @@ def public_deployment(record: DeploymentRecord, status: str) -> Deployment:
         )
     return Deployment(
         **{name: getattr(record, name) for name in _DEPLOYMENT_AS_STORED},
+        # Deployments stored before credentials were refused may hold some: never shown.
+        repo_url=redact_userinfo(record.repo_url) if record.repo_url else None,
         status=status,
         build_timeout_s=record.build_timeout_s or None,
         build_args=_FROM_JSON["build_args"](record.build_args),

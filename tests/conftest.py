@@ -39,6 +39,8 @@ UPLOAD_CAP = 96 * 1024 * 1024
 EXTRACT_CAP = 256 * 1024 * 1024
 # Where in-process clients send their requests (no name lookup happens).
 IN_PROCESS_URL = "http://api.test"
+# Where the tests' git servers listen: opened to the farm's outbound rule (common/outbound.py).
+LOOPBACK = "127.0.0.0/8,::1/128"
 # Short leases so that takeovers happen within seconds in tests (the default is 30 s).
 FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
 
@@ -172,6 +174,9 @@ def process_env(**extra: str) -> dict[str, str]:
             "BUILDFARM_MAX_EXTRACTED_BYTES": str(EXTRACT_CAP),
             # Test workers start and stop all the time: only the metrics tests serve metrics.
             "BUILDFARM_METRICS_PORT": "0",
+            # The tests' git servers listen on loopback, which the farm refuses by default
+            # (tests/test_hostile_api.py shows that with an API and a worker without this).
+            "BUILDFARM_OUTBOUND_ALLOW": LOOPBACK,
         }
     )
     env.update(extra)

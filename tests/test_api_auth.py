@@ -50,7 +50,7 @@ def test_a_deployment_is_invisible_to_another_tenant(anonymous_client, client, r
 
     created = client.post(
         "/deployments",
-        json={"name": "a", "subdomain": unique_subdomain(), "repo_url": "https://example.com/a.git"},
+        json={"name": "a", "subdomain": unique_subdomain(), "repo_url": "http://127.0.0.1:9/a.git"},
     )
     assert created.status_code == 201
     deployment_id = created.json()["id"]

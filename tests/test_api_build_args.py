@@ -197,7 +197,7 @@ def test_an_empty_patch_changes_nothing_and_returns_the_deployment(client):
         ({"name": ""}, "not blank"),
         ({"dockerfile_path": "../x"}, "inside the build context"),
         ({"branch": "--upload-pack=x"}, "branch"),
-        ({"build_timeout_s": 0}, "between 1 and"),
+        ({"build_timeout_s": 0}, "at least 1"),
         ({"supersede_queued": "yes"}, "type boolean"),
     ],
 )

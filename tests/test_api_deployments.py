@@ -27,7 +27,7 @@ def test_a_git_deployment_is_created_with_defaults_and_listed(client):
     subdomain = unique_subdomain()
     response = client.post(
         "/deployments",
-        json={"name": "My app", "subdomain": subdomain, "repo_url": "https://example.com/app.git"},
+        json={"name": "My app", "subdomain": subdomain, "repo_url": "http://127.0.0.1:9/app.git"},
     )
     assert response.status_code == 201
     created = response.json()
@@ -145,7 +145,7 @@ def test_upload_needs_multipart_and_an_archive_deployment(client):
     assert wrong_type.status_code == 415
     git = client.post(
         "/deployments",
-        json={"name": "g", "subdomain": unique_subdomain(), "repo_url": "https://example.com/r.git"},
+        json={"name": "g", "subdomain": unique_subdomain(), "repo_url": "http://127.0.0.1:9/r.git"},
     ).json()
     refused = client.post(
         f"/deployments/{git['id']}/upload", files={"archive": ("a.tar.gz", small_archive())}

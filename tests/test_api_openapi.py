@@ -4,6 +4,7 @@ import pytest
 from falcon.routing import map_http_methods
 
 from api.app import routes
+from api.auth import is_public
 from api.openapi import SPEC, WEBSOCKET_PATHS
 from api.store import RecordStore
 from common.config import Config
@@ -40,3 +41,11 @@ def test_the_description_is_served_without_a_token(anonymous_client):
     assert response.status_code == 200
     assert response.json() == SPEC
     assert response.json()["openapi"].startswith("3.")
+
+
+def test_the_routes_described_as_needing_no_token_are_exactly_those_of_public_resources():
+    # api/auth.py denies by default: a resource answers without a token only if it says `public`.
+    for template, resource, _ in routes(Config(), None, None, None, RecordStore.__new__(RecordStore)):
+        operations = [op for method, op in SPEC["paths"][template].items() if method != "parameters"]
+        described_public = {op.get("security") == [] for op in operations}
+        assert described_public == {is_public(resource)}, template

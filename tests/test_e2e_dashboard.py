@@ -48,7 +48,7 @@ CHROMIUM_ARGS = [
 # committed ones that README shows.
 SCREENSHOTS = ROOT / os.environ.get("SCREENSHOTS", ".local/screenshots")
 TOKEN_KEY = "buildfarm.token"
-GIT_URL = "https://git.example.com/docs.git"
+GIT_URL = "http://127.0.0.1:9/docs.git"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import falcon
 import pytest
 
-from api.validation import check_git_url, parse_json
+from api.validation import check_build_timeout, check_git_url, parse_json
 from common.contract import DeployRequest, NewDeployment
 
 
@@ -103,6 +103,17 @@ def test_commit_sha_must_be_full_lowercase_hex():
         assert check(bad), bad
 
 
-@pytest.mark.parametrize("timeout,accepted", [(1, True), (86400, True), (0, False), (86401, False)])
-def test_a_build_timeout_is_between_one_second_and_a_day(timeout, accepted):
+@pytest.mark.parametrize("timeout,accepted", [(1, True), (86400, True), (0, False), (-5, False)])
+def test_a_build_timeout_is_at_least_one_second_in_the_contract(timeout, accepted):
     assert (refusal(build_timeout_s=timeout) is None) == accepted
+
+
+@pytest.mark.parametrize("timeout,accepted", [(None, True), (1, True), (1800, True), (1801, False)])
+def test_a_build_timeout_is_at_most_the_farms_maximum(timeout, accepted):
+    try:
+        check_build_timeout(timeout, 1800)
+    except falcon.HTTPError as e:
+        assert e.status == falcon.HTTP_422 and "at most 1800" in e.description
+        assert not accepted
+    else:
+        assert accepted

@@ -62,7 +62,9 @@ class _Watcher(threading.Thread):
         self.ctx = ctx
         self.build = build
         self.abort = abort
-        self.timeout_s = build.timeout_s or ctx.config.build_timeout_s
+        # The operator's timeout is also the cap: a build queued from a deployment stored before the
+        # API enforced it (or by an API with a higher one) does not run longer.
+        self.timeout_s = min(build.timeout_s or ctx.config.build_timeout_s, ctx.config.build_timeout_s)
         self.deadline = time.monotonic() + self.timeout_s
         self.stop: Stop | None = None
         self._done = threading.Event()

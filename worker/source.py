@@ -1,5 +1,6 @@
 """Fetches a build's source into a fresh scratch directory: an uploaded archive (checked
-against its SHA-256, extracted safely) or a git clone (no prompts, no option injection)."""
+against its SHA-256, extracted safely) or a git clone (no prompts, no option injection, only to
+hosts the outbound address rule allows, at the very addresses it checked, no redirects)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from minio import Minio
 from common.archive import ArchiveError, extract_archive
 from common.config import Config
 from common.models import Build, SourceType
+from common.outbound import OutboundRefused, OutboundRule, redact_userinfo
 from common.s3 import archive_key, dockerfile_key
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
@@ -37,14 +39,21 @@ class Source:
 
 
 def fetch_source(
-    config: Config, s3: Minio, build: Build, scratch: Path, log: Callable[[str], None]
+    config: Config,
+    s3: Minio,
+    build: Build,
+    scratch: Path,
+    log: Callable[[str], None],
+    outbound: OutboundRule | None = None,
 ) -> Source:
+    """`outbound`: where git may connect; the farm's rule (BUILDFARM_OUTBOUND_ALLOW) by default."""
     context_dir = scratch / "context"
     context_dir.mkdir()
     if build.source_type == SourceType.ARCHIVE:
         commit_sha = _fetch_archive(config, s3, build, scratch, context_dir, log)
     else:
-        commit_sha = _clone(config, build, context_dir, log)
+        outbound = outbound or OutboundRule(config.outbound_networks)
+        commit_sha = _clone(config, build, context_dir, log, _connect_options(outbound, build.repo_url))
     dockerfile = build.dockerfile_path
     if build.inline_dockerfile:
         key = dockerfile_key(build.deployment_id, build.commit_sha)
@@ -87,19 +96,36 @@ def _fetch_archive(
     return build.commit_sha
 
 
-def _clone(config: Config, build: Build, context_dir: Path, log: Callable[[str], None]) -> str:
+def _connect_options(outbound: OutboundRule, url: str) -> list[str]:
+    """git options that connect to `url`'s host only at the addresses the rule checked just now
+    (http(s): curl is handed them, so a DNS answer that changed since cannot win) and follow no
+    redirect (a redirect would lead elsewhere unchecked)."""
+    try:
+        target = outbound.check_url(url)
+    except OutboundRefused as e:
+        raise SourceError(f"Refused to clone {redact_userinfo(url)}: {e}") from None
+    options = ["-c", "http.followRedirects=false"]
+    if target is not None and target.addresses != (target.host,):
+        addresses = ",".join(f"[{a}]" if ":" in a else a for a in target.addresses)
+        options += ["-c", f"http.curloptResolve={target.host}:{target.port}:{addresses}"]
+    return options
+
+
+def _clone(
+    config: Config, build: Build, context_dir: Path, log: Callable[[str], None], connect: list[str]
+) -> str:
     """Clones the deployment's branch (shallow where the server allows it) and resolves the
     commit to its full SHA; a requested commit is checked out from a full clone."""
-    log(f"Cloning {build.repo_url} (branch {build.branch})")
+    log(f"Cloning {redact_userinfo(build.repo_url)} (branch {build.branch})")
     shallow = build.commit_sha is None
     try:
-        _clone_into(config, build, context_dir, shallow)
+        _clone_into(config, build, context_dir, shallow, connect)
     except SourceError as e:
         if not (shallow and "shallow" in str(e)):
             raise
         # Git's "dumb" HTTP transport cannot do shallow clones.
         shutil.rmtree(context_dir)
-        _clone_into(config, build, context_dir, shallow=False)
+        _clone_into(config, build, context_dir, False, connect)
     if build.commit_sha:
         _git(config, "checkout", "-C", str(context_dir), "checkout", "--quiet", "--detach", build.commit_sha)
     sha = _git(config, "rev-parse", "-C", str(context_dir), "rev-parse", "--verify", "HEAD^{commit}").strip()
@@ -108,12 +134,13 @@ def _clone(config: Config, build: Build, context_dir: Path, log: Callable[[str],
     return sha
 
 
-def _clone_into(config: Config, build: Build, context_dir: Path, shallow: bool) -> None:
+def _clone_into(config: Config, build: Build, context_dir: Path, shallow: bool, connect: list[str]) -> None:
     options = ["--quiet", "--no-tags", "--single-branch", "--branch", build.branch]
     if shallow:
         options += ["--depth", "1"]
     # `--` ends the options: a URL can never be read as one.
-    _git(config, "clone", "clone", *options, "--", build.repo_url, str(context_dir), watch=context_dir)
+    clone = ["clone", *options, "--", build.repo_url, str(context_dir)]
+    _git(config, "clone", *connect, *clone, watch=context_dir)
 
 
 def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> str:
@@ -151,7 +178,8 @@ def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> st
         err.seek(0)
         if process.returncode != 0:
             message = err.read().decode(errors="replace").strip().splitlines()
-            raise SourceError(f"git {what} failed: {' '.join(message[-3:]) or process.returncode}")
+            said = redact_userinfo(" ".join(message[-3:]))
+            raise SourceError(f"git {what} failed: {said or process.returncode}")
         return out.read().decode()
 
 

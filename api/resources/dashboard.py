@@ -33,6 +33,8 @@ def content_security_policy(host: str | None) -> str:
 class DashboardResource:
     """GET / is the page (hash routing: every view lives at /); GET /static/{name} its files."""
 
+    public = True  # the page asks for a token and calls the API with it
+
     def __init__(self) -> None:
         # Every servable file, read once: a missing folder (a package installed without its data
         # files) stops the app at start rather than serving a broken page.

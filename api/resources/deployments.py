@@ -14,7 +14,7 @@ from api.lookups import find_deployment
 from api.paging import link_next_page, paging_params
 from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id, new_webhook_secret
 from api.submission import BuildSubmission, render_queued
-from api.validation import check_git_url, check_request_key, read_json
+from api.validation import check_build_timeout, check_git_host, check_git_url, check_request_key, read_json
 from common.config import Config
 from common.contract import (
     DeploymentUpdate,
@@ -24,6 +24,7 @@ from common.contract import (
     public_deployment,
 )
 from common.models import DEPLOYMENT_CREATED, Deployment, SourceType, json_text, utc_now
+from common.outbound import OutboundRule
 from common.records import keys
 
 
@@ -32,6 +33,7 @@ class DeploymentsResource:
         self.config = config
         self.store = store
         self.submission = submission
+        self.outbound = OutboundRule(config.outbound_networks)
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, before = paging_params(req)
@@ -41,8 +43,10 @@ class DeploymentsResource:
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         new = await read_json(req, self.config.max_json_bytes, NewDeployment)
+        check_build_timeout(new.build_timeout_s, self.config.build_timeout_s)
         if new.repo_url is not None:
             check_git_url(new.repo_url, self.config.git_schemes)
+            await check_git_host(new.repo_url, self.outbound)
         now = utc_now()
         settings = _as_stored(msgspec.structs.asdict(new))
         deployment = Deployment(
@@ -75,6 +79,7 @@ class DeploymentsResource:
         deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
         update = await read_json(req, self.config.max_json_bytes, DeploymentUpdate)
         given = {k: v for k, v in msgspec.structs.asdict(update).items() if v is not msgspec.UNSET}
+        check_build_timeout(given.get("build_timeout_s"), self.config.build_timeout_s)
         if "branch" in given and deployment.source_type != SourceType.GIT:
             raise unprocessable("Archive deployments have no 'branch': only git deployments build one")
         given = _as_stored(given)

@@ -14,6 +14,8 @@ CHECK_TIMEOUT_S = 2.0
 
 
 class HealthResource:
+    public = True  # probes of the orchestrator carry no token
+
     def __init__(self, config: Config, redis: aioredis.Redis, s3: Minio) -> None:
         self.config = config
         self.redis = redis

@@ -45,6 +45,8 @@ def _acknowledge(resp: falcon.Response, status: str, message: str) -> None:
 class _PushWebhook:
     """What GitHub and GitLab share; the subclasses name their headers and fields."""
 
+    public = True  # a delivery proves itself by its deployment's secret, not a bearer token
+
     provider: str
     credential_header: str
     event_header: str

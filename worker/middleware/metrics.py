@@ -13,6 +13,7 @@ import dramatiq
 from common import metrics_dir
 from common.config import Config
 from common.logging_json import use_json_logging
+from common.metrics_access import CHALLENGE, may_read_metrics, refusal_body
 from worker import metrics
 
 logger = logging.getLogger("buildfarm.metrics")
@@ -56,9 +57,24 @@ def serve_metrics() -> int:
     multiprocess.MultiProcessCollector(registry)
     config = Config.from_env()
     host, port = config.metrics_host, config.metrics_port
+    token = config.metrics_token
+
+    class Handler(MetricsHandler.factory(registry)):
+        def do_GET(self) -> None:
+            if may_read_metrics(token, self.headers.get("Authorization")):
+                super().do_GET()
+                return
+            body = refusal_body()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("WWW-Authenticate", CHALLENGE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
     try:
         try:
-            server = ThreadingHTTPServer((host, port), MetricsHandler.factory(registry))
+            server = ThreadingHTTPServer((host, port), Handler)
         except OSError as e:
             logger.warning("worker metrics not served: %s:%s: %s", host, port, e)
             threading.Event().wait()  # keep the directory until the master stops this fork
