@@ -80,6 +80,8 @@ def _check_links(members: list[tarfile.TarInfo]) -> None:
         if name in links and name in seen:
             raise _unsafe(member, "shares its name with another entry, and one of them is a link")
         seen.add(name)
+        if (member.issym() or member.islnk()) and not member.linkname:
+            raise _unsafe(member, "is a link to nothing")
         if member.issym():
             _follow(member, parts[:-1], member.linkname, links)
         elif member.islnk():
