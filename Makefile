@@ -1,6 +1,8 @@
 # The farm's two commands: `make run` (everything, in the foreground) and `make test`.
 SHELL := /bin/bash
 VENV ?= .venv
+# The interpreter the venv is made from (README "Python"): e.g. `make install PYTHON=python3.12`.
+PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The test farm runs beside a local one: its own state folder and ports.
@@ -14,9 +16,9 @@ install: $(STAMP)
 	@deploy/local/services install
 
 $(STAMP): pyproject.toml
-	@command -v python3 >/dev/null || (apt-get update && apt-get install -y python3)
-	@python3 -c 'import venv, ensurepip' 2>/dev/null || (apt-get update && apt-get install -y python3-venv)
-	python3 -m venv $(VENV)
+	@command -v $(PYTHON) >/dev/null || (apt-get update && apt-get install -y python3)
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || (apt-get update && apt-get install -y python3-venv)
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@

@@ -3,11 +3,14 @@
 import hashlib
 import io
 import tarfile
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import EXTRACT_CAP, unique_subdomain
 from tests.farm import create_archive_deployment
+from tests.tar_exploits import SHAPES, exploit_archive
 
 pytestmark = pytest.mark.in_process
 
@@ -198,8 +201,23 @@ def test_an_unsafe_archive_is_refused_at_upload_and_nothing_of_it_is_stored(
         info = tarfile.TarInfo(entry_name)
         info.type, info.linkname = kind, link
         tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    assert_refused_as_unsafe_and_unstored(client, s3, config, deployment, buffer.getvalue())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_published_tarfile_filter_bypass_is_refused_at_upload_and_nothing_of_it_is_stored(
+    client, s3, config, shape
+):
+    # The shapes of CVE-2025-4517 and its siblings (tests/tar_exploits.py), sized for a build
+    # folder of the worker's scratch space.
+    deployment = create_archive_deployment(client)
+    archive = exploit_archive(shape, Path(tempfile.gettempdir()) / "build-0123456789abcdef" / "context")
+    assert_refused_as_unsafe_and_unstored(client, s3, config, deployment, archive)
+
+
+def assert_refused_as_unsafe_and_unstored(client, s3, config, deployment: dict, archive: bytes) -> None:
     response = client.post(
-        f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tar.gz", buffer.getvalue())}
+        f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tar.gz", archive)}
     )
     assert response.status_code == 400 and "Unsafe archive entry" in response.json()["message"]
     assert client.get(f"/deployments/{deployment['id']}").json()["archive"] is None
