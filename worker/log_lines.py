@@ -56,8 +56,11 @@ class LineCutter:
     def feed(self, data: bytes) -> None:
         *ended, rest = data.split(b"\n")
         for part in ended:
-            self._tail += part
-            self._emit_pieces(line_ended=True)
+            if self._tail or self._continued or len(part) > self.max_bytes:
+                self._tail += part
+                self._emit_pieces(line_ended=True)
+            else:  # a whole short line: most of them
+                self.emit(_decode(part), False)
         self._tail += rest
         self._emit_pieces(line_ended=False)
 
