@@ -87,7 +87,8 @@ def test_a_million_empty_lines_hold_no_more_than_the_cap_in_redis(
     # Then the log stopped at the cap in Redis memory, and says so
     assert LOG_CAP / 3 < peak[0] <= LOG_CAP
     assert build["status"] == "success", build
-    # (from the archive: half a million lines through GET /logs took over 30 s on a loaded host)
+    # (read from the archive: GET /logs of half a million lines failed once on a loaded host, the
+    # API closing the response early, cause not found)
     last = farm.archived_log(redis_client, s3, config, build, 60).splitlines()[-2:]
     assert last[0].startswith(f"[log truncated: it reached its cap of {LOG_CAP} bytes of Redis memory")
     assert last[1] == "Build success"
@@ -108,12 +109,6 @@ def test_a_long_line_under_buildkit_reaches_the_log_in_pieces_under_its_step(
     first = next(i for i, line in enumerate(lines) if line.startswith("x"))
     pieces = [lines[first], *(line.removeprefix(CONTINUED) for line in lines[first + 1 : first + 5])]
     assert all(len(piece) <= MAX_LINE for piece in pieces) and "".join(pieces) == "x" * 300_000
-    assert [line.startswith(CONTINUED) for line in lines[first : first + 6]] == [
-        False,
-        True,
-        True,
-        True,
-        True,
-        False,
-    ]
+    marked = [line.startswith(CONTINUED) for line in lines[first : first + 6]]
+    assert marked == [False, True, True, True, True, False]
     assert lines[first + 5] == "after"
