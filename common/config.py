@@ -12,6 +12,8 @@ from common.outbound import Network, parse_networks
 LAST_DATABASE = 15
 BUILDKIT, CLASSIC = "buildkit", "classic"
 BUILDERS = (BUILDKIT, CLASSIC)
+# Room for a line's longest character (4 bytes in UTF-8) many times over: a piece always holds text.
+MIN_LOG_LINE_BYTES = 64
 
 
 class ConfigError(ValueError):
@@ -81,8 +83,10 @@ class Config:
     # The Fernet key that encrypts build secrets at rest (common/build_secrets.py); empty: the
     # farm takes no secrets. `make run` generates one into .local/.
     secrets_key: str = field(default="", repr=False)
-    # Logs.
+    # Logs. The cap is in bytes of Redis memory (common/logformat.py entry_cost); longer lines are
+    # cut into pieces of at most log_max_line_bytes.
     log_max_bytes: int = 64 * 1024 * 1024
+    log_max_line_bytes: int = 64 * 1024
     log_batch_lines: int = 500
     log_flush_interval_s: float = 0.02
     log_archive_retry_interval_s: float = 5.0
@@ -101,6 +105,8 @@ class Config:
 
     def __post_init__(self) -> None:
         self.outbound_networks  # noqa: B018 (a bad range stops the process at start)
+        if self.log_max_line_bytes < MIN_LOG_LINE_BYTES:
+            raise ConfigError(f"BUILDFARM_LOG_MAX_LINE_BYTES must be at least {MIN_LOG_LINE_BYTES}")
         if self.builder not in BUILDERS:
             raise ConfigError(f"BUILDFARM_BUILDER must be one of {', '.join(BUILDERS)}, not {self.builder!r}")
         if _database(self.queue_redis_url) == _database(self.redis_url):

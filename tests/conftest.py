@@ -10,6 +10,7 @@ not a pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -264,17 +265,17 @@ def worker(redis_client, s3, docker_client, logs_dir):
     process.stop()
 
 
-@pytest.fixture
-def classic_worker(worker, logs_dir):
-    """A worker with the classic builder, alone on the queue: the module's BuildKit worker is
-    stopped meanwhile (it would take the builds otherwise) and started again after."""
+@contextlib.contextmanager
+def alone_on_the_queue(worker: Process, logs_dir: Path, name: str, **env: str):
+    """Another worker, alone on the queue: the module's BuildKit worker is stopped meanwhile
+    (it would take the builds otherwise) and started again after."""
     worker.stop()
-    classic = start_worker(logs_dir, name="classic", BUILDFARM_BUILDER="classic")
+    other = start_worker(logs_dir, name=name, **env)
     try:
-        wait_until(lambda: "ready for action" in classic.tail(), 30, what="the classic worker to boot")
-        yield classic
+        wait_until(lambda: "ready for action" in other.tail(), 30, what=f"the {name} worker to boot")
+        yield other
     finally:
-        classic.stop()
+        other.stop()
         log, size = worker.log, worker.log.stat().st_size
         worker.start()
         # A restarted worker goes on in its log, or starts another.
@@ -282,6 +283,13 @@ def classic_worker(worker, logs_dir):
         wait_until(
             lambda: b"ready for action" in worker.log.read_bytes()[since:], 30, what="the worker to restart"
         )
+
+
+@pytest.fixture
+def classic_worker(worker, logs_dir):
+    """A worker with the classic builder, alone on the queue."""
+    with alone_on_the_queue(worker, logs_dir, "classic", BUILDFARM_BUILDER="classic") as classic:
+        yield classic
 
 
 @pytest.fixture

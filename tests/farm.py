@@ -6,6 +6,7 @@ import io
 import tarfile
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,7 +14,7 @@ from websockets.sync.client import connect
 
 from common.config import Config
 from common.records import keys
-from tests.conftest import BASE_IMAGE, free_port, start_worker, unique_subdomain, wait_until
+from tests.conftest import BASE_IMAGE, free_port, rss_kib, start_worker, unique_subdomain, wait_until
 
 TERMINAL = ("success", "failed", "cancelled")
 
@@ -117,6 +118,12 @@ def ws_lines(api_url: str, token: str, build: dict, after: int | None = None, ti
             code = getattr(getattr(closed, "rcvd", None), "code", None)
             return lines, code
     raise AssertionError("the log stream did not close")
+
+
+def worker_children_rss_kib(worker) -> int:
+    """RSS of the Dramatiq worker processes (children of the master)."""
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    return max(rss_kib(pid) for pid in children)
 
 
 def archived_log(redis_client, s3, config, build, timeout: float) -> str:

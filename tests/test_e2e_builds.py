@@ -21,7 +21,7 @@ import boto3
 import pytest
 import redis
 
-from tests.conftest import BIN, ROOT, Process, free_port, missing, process_env, rss_kib, wait_until
+from tests.conftest import BIN, ROOT, Process, free_port, missing, process_env, wait_until
 from tests.farm import (
     archive_deployment,
     archived_log,
@@ -32,6 +32,7 @@ from tests.farm import (
     logs,
     registry_get,
     wait_for_status,
+    worker_children_rss_kib,
     ws_lines,
 )
 
@@ -305,12 +306,6 @@ def test_an_unreachable_repository_fails_the_build_clearly(client, worker):
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "failed" and build["error"].startswith("git clone failed")
     assert "ERROR: git clone failed" in logs(client, build)
-
-
-def worker_children_rss_kib(worker) -> int:
-    """RSS of the Dramatiq worker processes (children of the master)."""
-    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-    return max(rss_kib(pid) for pid in children)
 
 
 PAD = "." * 60

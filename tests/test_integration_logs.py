@@ -8,11 +8,11 @@ import redis.asyncio as aioredis
 
 from api.logreader import LogReader
 from common.config import Config
-from common.logformat import END_FIELD, LINE_FIELD, line_number
+from common.logformat import CONTINUED, END_FIELD, LINE_FIELD, entry_cost, line_number
 from common.models import Build, utc_now
 from common.records import fields, keys
 from tests.conftest import wait_until
-from worker.logwriter import LogWriter
+from worker.logwriter import BATCH_BYTES, LogWriter
 
 
 @pytest.fixture
@@ -22,8 +22,13 @@ def build_id(redis_client):
     return build_id
 
 
-def writer(redis_client, build_id, attempt=1, max_bytes=10_000_000, batch=100):
-    config = Config(log_max_bytes=max_bytes, log_batch_lines=batch, log_flush_interval_s=0.01)
+def writer(redis_client, build_id, attempt=1, max_bytes=10_000_000, batch=100, max_line_bytes=65536):
+    config = Config(
+        log_max_bytes=max_bytes,
+        log_max_line_bytes=max_line_bytes,
+        log_batch_lines=batch,
+        log_flush_interval_s=0.01,
+    )
     return LogWriter(redis_client, build_id, attempt, config)
 
 
@@ -51,7 +56,8 @@ def test_a_log_over_its_cap_is_cut_with_a_visible_notice_but_keeps_its_footer(re
     log.drain()
     lines = [f[LINE_FIELD].decode() for _, f in read_all(redis_client, build_id)]
     assert lines[:3] == ["000000000", "000000001", "000000002"]
-    assert len(lines) == 102
+    # The cap counts each line's cost in Redis, not its length (common/logformat.py)
+    assert len(lines) == 1000 // entry_cost(9) + 2
     assert lines[-2].startswith("[log truncated")
     assert lines[-1] == "ERROR: the reason"
 
@@ -79,6 +85,68 @@ def test_a_takeover_continues_the_line_numbers(redis_client, build_id):
     second.line("c")
     second.drain()
     assert [line_number(i) for i, _ in read_all(redis_client, build_id)] == [1, 2, 3]
+
+
+def test_a_long_line_is_stored_in_pieces_that_say_they_continue_it(redis_client, build_id):
+    log = writer(redis_client, build_id, max_line_bytes=1000)
+    long = "".join(f"{i:05d}" for i in range(500))
+    log.line("before")
+    log.line(long)
+    log.line("after")
+    log.drain()
+    lines = [f[LINE_FIELD].decode() for _, f in read_all(redis_client, build_id)]
+    assert lines == [
+        "before",
+        long[:1000],
+        CONTINUED + long[1000:2000],
+        CONTINUED + long[2000:],
+        "after",
+    ]
+
+
+def test_a_million_empty_lines_stop_at_the_cap_in_redis_memory(redis_client, build_id):
+    # Given a cap of 2 MiB, which a million empty lines would pass eight times over in Redis
+    # (16 bytes each, measured) though they are only 1 MB of text
+    cap = 2 * 1024 * 1024
+    log = writer(redis_client, build_id, max_bytes=cap, batch=500)
+    for _ in range(1_000_000):
+        log.line("")
+    log.line("Build failed", footer=True)
+    log.drain()
+    # Then the stream takes no more than the cap in Redis, and says it was cut
+    stream = keys.build_log(build_id)
+    used = redis_client.memory_usage(stream, samples=0)
+    last = [f[LINE_FIELD].decode() for _, f in redis_client.xrevrange(stream, count=2)]
+    assert last == ["Build failed", last[1]] and last[1].startswith("[log truncated")
+    print(f"\n{redis_client.xlen(stream)} entries take {used} bytes of Redis for a cap of {cap}")
+    assert cap / 3 < used <= cap
+
+
+def test_a_takeover_counts_the_lines_of_earlier_attempts_against_the_cap(redis_client, build_id):
+    first = writer(redis_client, build_id, max_bytes=100_000)
+    for i in range(1000):
+        first.line(f"{i:050d}")
+    first.drain()
+    redis_client.hset(keys.build(build_id), fields.ATTEMPT, "2")
+    second = writer(redis_client, build_id, attempt=2, max_bytes=100_000)
+    assert second.cost == redis_client.memory_usage(keys.build_log(build_id), samples=0)
+
+
+def test_a_flood_of_long_lines_is_shipped_by_its_bytes_not_held_until_a_batch_of_lines_fills(
+    redis_client, build_id
+):
+    # Given a writer with batches of a million lines and no flush due for an hour
+    log = writer(redis_client, build_id, max_bytes=1 << 30, batch=1_000_000)
+    log.flush_interval_s = 3600
+    # When a build writes 400 lines of 64 KiB (25 MiB)
+    for _ in range(400):
+        log.line("p" * 65536)
+    # Then all but the last batch's bytes reach Redis before the build ends: the worker holds
+    # at most a few MiB of them, not all 25
+    held = BATCH_BYTES // 65536
+    wait_until(lambda: redis_client.xlen(keys.build_log(build_id)) >= 400 - held, 10, what="the lines")
+    log.drain()
+    assert redis_client.xlen(keys.build_log(build_id)) == 400
 
 
 class _WorkerEndsTheBuildBeforeTheStatusRead(aioredis.Redis):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from worker.buildkit_progress import PlainProgress
+from worker.log_lines import LineCutter
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -148,3 +149,46 @@ def test_output_without_a_final_newline_is_a_line_of_its_own_and_the_step_still_
 #7 0.296 no newline#7 DONE 0.3s
 """)
     assert lines == ["[4/4] RUN printf 'no newline'", "no newline", "[4/4] done in 0.3s"]
+
+
+def read_pieces(output: str, max_bytes: int) -> list[tuple[str, bool]]:
+    """The log of the CLI's output cut as the worker cuts it (worker/log_lines.py)."""
+    logged: list[tuple[str, bool]] = []
+    progress = PlainProgress(lambda text, continued=False: logged.append((text, continued)))
+    cutter = LineCutter(progress.feed, max_bytes)
+    cutter.feed(output.encode())
+    cutter.finish()
+    progress.finish(failed=False)
+    return logged
+
+
+def test_a_long_output_line_reaches_the_log_in_pieces_under_its_step():
+    long = "x" * 200
+    logged = read_pieces(f"#7 [4/4] RUN long\n#7 0.296 {long}\n#7 0.3 after\n#7 DONE 0.3s\n", 64)
+    # The first piece loses the step's prefix (`#7 0.296 `): 64 - 9 bytes of output
+    assert logged == [
+        ("[4/4] RUN long", False),
+        (long[:55], False),
+        (long[55:119], True),
+        (long[119:183], True),
+        (long[183:], True),
+        ("after", False),
+        ("[4/4] done in 0.3s", False),
+    ]
+
+
+def test_the_end_of_a_step_glued_to_the_last_piece_of_its_output_still_ends_the_step():
+    long = "y" * 100
+    logged = read_pieces(f"#7 [4/4] RUN long\n#7 0.296 {long}#7 DONE 0.3s\n", 64)
+    assert "".join(text for text, _ in logged[1:-1]) == long
+    assert logged[-1] == ("[4/4] done in 0.3s", False)
+
+
+def test_a_long_error_of_the_cli_comes_whole_as_the_builds_error():
+    lines: list[str] = []
+    progress = PlainProgress(lines.append)
+    cutter = LineCutter(progress.feed, 64)
+    error = "failed to solve: " + "z" * 150
+    cutter.feed(f"#7 [4/4] RUN false\n#7 ERROR: exit code 1\n{error}\n".encode())
+    cutter.finish()
+    assert progress.finish(failed=True) == "z" * 150

@@ -85,6 +85,7 @@ def test_the_queue_gets_a_redis_database_of_its_own(redis_url, broker_url, queue
         {"BUILDFARM_BUILD_TIMEOUT_S": "soon"},
         {"BUILDFARM_S3_SECURE": "maybe"},
         {"BUILDFARM_MAX_UPLOAD_BYTES": "-1"},
+        {"BUILDFARM_LOG_MAX_LINE_BYTES": "10"},  # no room for a piece of a line
         {"BUILDFARM_REDIS_URL": "redis://r:6379/x"},
         {"BUILDFARM_REDIS_URL": "redis://r:6379/15"},  # no next database for the queue
         {"BUILDFARM_REDIS_URL": "redis://r:6379/2", "BUILDFARM_BROKER_URL": "redis://:pw@r:6379/2"},

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import CLASSIC
 from common.models import Build, SourceType, image_tag
 from worker.archive_stream import fetch_inline_dockerfile, inline_dockerfile_name, stream_archive, tar_member
-from worker.build_types import BuildOutcome, BuildSpec, DockerError
+from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
 from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
@@ -39,7 +38,7 @@ def build_step(
     engines: tuple[BuildKitRun, AbortableAPIClient],
     scratch: Path,
     secrets: dict[str, str],
-    log: Callable[[str], None],
+    log: Log,
 ) -> Built:
     buildkit, docker = engines
     started = time.monotonic()

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+
+class Log(Protocol):
+    """Where a builder writes the build's log (worker/logwriter.py LogWriter.line): `continued`
+    marks a piece of a long line that the builder cut itself (worker/log_lines.py)."""
+
+    def __call__(self, text: str, *, continued: bool = False) -> None: ...
 
 
 class DockerError(Exception):

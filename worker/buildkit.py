@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.config import Config
-from worker.build_types import BuildOutcome, BuildSpec, DockerError
+from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
 from worker.buildkit_progress import PlainProgress
+from worker.log_lines import LineCutter
 
-# Longer lines reach the log in pieces of this size: memory stays bounded whatever a step prints.
-MAX_LINE_BYTES = 64 * 1024
+# What is read of the CLI's output at once.
+READ_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 # Messages of the CLI that mean the engine, not the Dockerfile, failed.
 _ENGINE_DOWN = ("Cannot connect to the Docker daemon", "error during connect")
@@ -61,9 +62,7 @@ class BuildKitRun:
             if self._process is not None:
                 _kill(self._process)
 
-    def run(
-        self, spec: BuildSpec, context: Path | Feed, scratch: Path, log: Callable[[str], None]
-    ) -> BuildOutcome:
+    def run(self, spec: BuildSpec, context: Path | Feed, scratch: Path, log: Log) -> BuildOutcome:
         """Builds `spec.tag` from a directory or from the gzip tar `context` writes; `scratch` is
         a private folder of the build."""
         directory = isinstance(context, Path)
@@ -92,8 +91,11 @@ class BuildKitRun:
             self.abort()
         feeder = None if directory else _Feeder(process, context, started)
         progress = PlainProgress(log)
-        for raw in iter(lambda: process.stdout.readline(MAX_LINE_BYTES), b""):
-            progress.feed(raw.decode("utf-8", "replace").rstrip("\n"))
+        # The CLI prints a step's output line whole, however long: it reaches the log in pieces.
+        lines = LineCutter(progress.feed, self.config.log_max_line_bytes)
+        for chunk in iter(lambda: process.stdout.read1(READ_BYTES), b""):
+            lines.feed(chunk)
+        lines.finish()
         returncode = process.wait()
         process.stdout.close()
         if feeder is not None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import docker
 
 from common.config import Config
-from worker.build_types import BuildOutcome, BuildSpec, DockerError
+from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
+from worker.log_lines import LineCutter
 
 _STEP = re.compile(r"Step \d+/\d+ : ")
 _CACHED = " ---> Using cache"
@@ -59,26 +60,8 @@ def create_docker(config: Config) -> AbortableAPIClient:
     )
 
 
-class _Lines:
-    """Cuts the daemon's `stream` chunks into whole lines."""
-
-    def __init__(self, log: Callable[[str], None]) -> None:
-        self.log = log
-        self.tail = ""
-
-    def feed(self, chunk: str) -> None:
-        *complete, self.tail = (self.tail + chunk).split("\n")
-        for line in complete:
-            self.log(line)
-
-    def flush(self) -> None:
-        if self.tail:
-            self.log(self.tail)
-            self.tail = ""
-
-
 def build_image(
-    client: AbortableAPIClient, config: Config, spec: BuildSpec, context_dir: Path, log: Callable[[str], None]
+    client: AbortableAPIClient, config: Config, spec: BuildSpec, context_dir: Path, log: Log
 ) -> BuildOutcome:
     """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's."""
     memory = config.build_memory_bytes
@@ -96,25 +79,28 @@ def build_image(
     )
     steps = cached = 0
 
-    def count(line: str) -> None:
+    def count(line: str, continued: bool) -> None:
         nonlocal steps, cached
-        steps += bool(_STEP.match(line))
-        cached += line == _CACHED
-        log(line)
+        if not continued:
+            steps += bool(_STEP.match(line))
+            cached += line == _CACHED
+        log(line, continued=continued)
 
-    lines, image_id = _Lines(count), None
+    # The daemon's `stream` chunks, cut into lines: a step's output without newlines never
+    # builds up in the worker.
+    lines, image_id = LineCutter(count, config.log_max_line_bytes), None
     for item in stream:
         if "stream" in item:
-            lines.feed(item["stream"])
+            lines.feed(item["stream"].encode("utf-8", "replace"))
         elif "error" in item:
-            lines.flush()
+            lines.finish()
             raise DockerError(item["error"].strip())
         elif "aux" in item:
             image_id = item["aux"].get("ID", image_id)
         elif item.get("status") and "progressDetail" not in item:
-            lines.flush()
+            lines.finish()
             log(item["status"])
-    lines.flush()
+    lines.finish()
     if image_id is None:
         raise DockerError("The build ended without producing an image")
     return BuildOutcome(steps, cached)

@@ -1,5 +1,6 @@
-"""Writes a build's log lines to its Redis stream: batched, capped in size, fenced by the
-claim's attempt number, and closed with an end marker."""
+"""Writes a build's log lines to its Redis stream: batched, long lines cut into pieces, capped in
+the memory the stream takes in Redis, fenced by the claim's attempt number, and closed with an
+end marker."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import time
 import redis
 
 from common.config import Config
-from common.logformat import END_FIELD, LINE_FIELD, entry_id, line_number
+from common.logformat import CONTINUED, END_FIELD, LINE_FIELD, entry_cost, entry_id, line_number
 from common.records import builds as build_ops
 from common.records import keys
 from common.records.call import SyncRunner
+from worker.log_lines import split_line
 
-# Lines held in memory at most, in batches, before the build thread waits for Redis.
+# Lines held in memory at most, in batches, before the build thread waits for Redis; and the
+# bytes they hold at most (a batch of long lines is also one big call to Redis).
 MAX_BUFFERED_BATCHES = 4
+BATCH_BYTES = 1024 * 1024
 # What a secret's value becomes in the log. Shorter values, and shorter lines of a multi-line
 # value (a blank line, a `}`), are left alone: masking them would garble ordinary text.
 MASK = "****"
@@ -31,19 +35,24 @@ class LogWriter:
         self.build_id = build_id
         self.attempt = attempt
         self.max_bytes = config.log_max_bytes
+        self.max_line_bytes = config.log_max_line_bytes
         self.batch_lines = config.log_batch_lines
         self.flush_interval_s = config.log_flush_interval_s
         self._run = SyncRunner(client).run
         self._buffer: list[tuple[str, str]] = []
+        self._buffered_bytes = 0
         self._cond = threading.Condition()
         self._closed = False
         self._truncated = False
         self.lost_claim = False
-        self.bytes_written = 0
         self._secrets: list[str] = []
-        # A takeover continues the numbering of the lines an earlier attempt wrote.
-        last = client.xrevrange(keys.build_log(build_id), count=1)
+        # A takeover continues the numbering of the lines an earlier attempt wrote, and counts
+        # what they take in Redis against the cap.
+        stream = keys.build_log(build_id)
+        last = client.xrevrange(stream, count=1)
         self.last_line = line_number(last[0][0]) if last else 0
+        # What the log costs Redis so far (common/logformat.py entry_cost), in bytes.
+        self.cost = client.memory_usage(stream, samples=0) if last else 0
         self._flusher = threading.Thread(target=self._flush_loop, name=f"log-{build_id[:8]}", daemon=True)
         self._flusher.start()
 
@@ -64,26 +73,46 @@ class LogWriter:
             text = text.replace(secret, MASK)
         return text
 
-    def line(self, text: str, *, footer: bool = False) -> None:
-        text = self.masked(text)
-        size = len(text.encode("utf-8", "replace")) + 1
+    def line(self, text: str, *, footer: bool = False, continued: bool = False) -> None:
+        """Adds a line, in pieces if it is long; `continued`: it is a piece continuing the line
+        before it (from a reader that cut the build's output itself, worker/log_lines.py)."""
+        if self._truncated and not footer:
+            return  # dropped anyway: spare masking and cutting a flood past the cap
+        for index, piece in enumerate(split_line(self.masked(text), self.max_line_bytes)):
+            self._add(CONTINUED + piece if continued or index else piece, footer)
+
+    def _add(self, text: str, footer: bool) -> None:
+        size = len(text.encode("utf-8", "replace"))
         with self._cond:
             limit = self.max_bytes + (FOOTER_RESERVE_BYTES if footer else 0)
-            if self.bytes_written + size > limit:
+            if self.cost + entry_cost(size) > limit:
                 if self._truncated or footer:
                     return
                 self._truncated = True
-                text = f"[log truncated: it exceeded {self.max_bytes} bytes; later lines are dropped]"
-                size = len(text) + 1
+                text = (
+                    f"[log truncated: it reached its cap of {self.max_bytes} bytes of Redis memory; "
+                    "later lines are dropped]"
+                )
+                size = len(text)
             # Backpressure: a build printing faster than Redis takes lines waits here,
             # so the worker's memory stays bounded whatever the log's size.
-            while len(self._buffer) >= self.batch_lines * MAX_BUFFERED_BATCHES and not self._closed:
+            while self._full() and not self._closed:
                 self._cond.wait()
-            self.bytes_written += size
+            self.cost += entry_cost(size)
             self.last_line += 1
             self._buffer.append((entry_id(self.last_line), text))
-            if len(self._buffer) >= self.batch_lines:
+            self._buffered_bytes += size
+            if self._batch_ready():
                 self._cond.notify_all()
+
+    def _batch_ready(self) -> bool:
+        return len(self._buffer) >= self.batch_lines or self._buffered_bytes >= BATCH_BYTES
+
+    def _full(self) -> bool:
+        return (
+            len(self._buffer) >= self.batch_lines * MAX_BUFFERED_BATCHES
+            or self._buffered_bytes >= BATCH_BYTES * MAX_BUFFERED_BATCHES
+        )
 
     def drain(self) -> None:
         """Stops the flusher and ships every buffered line; no line may follow."""
@@ -99,14 +128,14 @@ class LogWriter:
 
     def _take(self) -> list[tuple[str, str]]:
         with self._cond:
-            batch, self._buffer = self._buffer, []
+            batch, self._buffer, self._buffered_bytes = self._buffer, [], 0
             self._cond.notify_all()
         return batch
 
     def _flush_loop(self) -> None:
         while True:
             with self._cond:
-                if not self._closed and len(self._buffer) < self.batch_lines:
+                if not self._closed and not self._batch_ready():
                     self._cond.wait(self.flush_interval_s)
                 closed = self._closed
             self._send(self._take(), LINE_FIELD)
