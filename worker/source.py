@@ -25,6 +25,9 @@ from common.s3 import archive_key, dockerfile_key
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024
 GIT_POLL_S = 0.2
+# git's messages (progress, "remote:" lines) go to a file: capped, and only their end is read.
+GIT_MESSAGES_MAX_BYTES = 16 * 1024 * 1024
+GIT_MESSAGE_TAIL_BYTES = 4096
 
 
 class SourceError(Exception):
@@ -167,6 +170,8 @@ def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> st
                 problem = f"git {what} timed out after {config.git_timeout_s} s"
             elif watch is not None and _size(watch) > config.max_extracted_bytes:
                 problem = too_big
+            elif os.fstat(err.fileno()).st_size > GIT_MESSAGES_MAX_BYTES:
+                problem = f"git {what} stopped: more than {GIT_MESSAGES_MAX_BYTES} bytes of messages"
             if problem:
                 process.kill()
                 process.wait()
@@ -175,8 +180,9 @@ def _git(config: Config, what: str, *args: str, watch: Path | None = None) -> st
         if watch is not None and _size(watch) > config.max_extracted_bytes:
             raise SourceError(too_big)
         out.seek(0)
-        err.seek(0)
         if process.returncode != 0:
+            # Only the end: what a hostile server prints is not read whole into memory.
+            err.seek(max(0, os.fstat(err.fileno()).st_size - GIT_MESSAGE_TAIL_BYTES))
             message = err.read().decode(errors="replace").strip().splitlines()
             said = redact_userinfo(" ".join(message[-3:]))
             raise SourceError(f"git {what} failed: {said or process.returncode}")
