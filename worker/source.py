@@ -35,6 +35,14 @@ class Source:
     dockerfile: str
     commit_sha: str
 
+    def dockerfile_text(self, max_bytes: int) -> str:
+        """The Dockerfile the engine will read (its path was checked to stay in the context)."""
+        with (self.context_dir / self.dockerfile).open("rb") as file:
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise SourceError(f"The Dockerfile '{self.dockerfile}' is larger than {max_bytes} bytes")
+        return data.decode("utf-8", "replace")
+
 
 def fetch_source(
     config: Config, s3: Minio, build: Build, scratch: Path, log: Callable[[str], None]
