@@ -96,7 +96,10 @@ def test_a_from_naming_an_earlier_stage_is_not_an_image():
 
 
 def test_copy_from_an_image_is_named_and_from_a_stage_or_index_is_not():
-    text = f"FROM busybox AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=0 /a /a\nCOPY --chown=1 --from={OTHER} /a /a\n"
+    text = (
+        "FROM busybox AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=0 /a /a\n"
+        f"COPY --chown=1 --from={OTHER} /a /a\n"
+    )
     assert values(text, instruction="COPY --from") == {OTHER}
 
 
