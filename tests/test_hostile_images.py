@@ -7,6 +7,7 @@ The tenant's own images and the farm's base image build."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from common.tokens import create_token
-from tests.conftest import BASE_IMAGE, api_client, free_port, wait_until
+from tests.conftest import BASE_IMAGE, api_client, served_bare_repository
 from tests.farm import archive_deployment, context_archive, deploy, logs, wait_for_status
 
 pytestmark = pytest.mark.e2e
@@ -133,39 +134,20 @@ def test_a_tenant_builds_from_its_own_image_under_either_name_and_from_the_base_
 
 @pytest.fixture
 def git_repo(tmp_path):
-    """Serves a git repository over "dumb" HTTP on loopback; `publish(dockerfile)` commits a
-    Dockerfile to it and returns the repository's URL."""
-    work, served = tmp_path / "work", tmp_path / "srv"
+    """`publish(dockerfile)` commits a Dockerfile to a repository served on loopback and
+    returns the repository's URL."""
+    work = tmp_path / "work"
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    port = free_port()
-    server = subprocess.Popen(
-        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=served.mkdir() or served,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with contextlib.ExitStack() as servers:
 
-    def publish(recipe: str) -> str:
-        (work / "Dockerfile").write_text(recipe)
-        subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-        subprocess.run([*git, "-C", str(work), "commit", "-qm", "c"], check=True)
-        subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "app.git")], check=True)
-        subprocess.run(["git", "-C", str(served / "app.git"), "update-server-info"], check=True)
-        url = f"http://127.0.0.1:{port}/app.git"
+        def publish(recipe: str) -> str:
+            subprocess.run([*git, "init", "-q", str(work)], check=True)
+            (work / "Dockerfile").write_text(recipe)
+            subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+            subprocess.run([*git, "-C", str(work), "commit", "-qm", "c"], check=True)
+            return servers.enter_context(served_bare_repository(work, tmp_path / "srv" / "app.git"))
 
-        def answers() -> bool:
-            try:
-                return httpx.get(f"{url}/HEAD").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(answers, 10, what="the git server")
-        return url
-
-    yield publish
-    server.terminate()
-    server.wait()
+        yield publish
 
 
 def test_a_git_repositorys_dockerfile_is_checked(stranger, victim, worker, git_repo):

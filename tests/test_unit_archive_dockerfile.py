@@ -63,7 +63,7 @@ def test_a_dockerfile_under_a_linked_directory_is_refused():
 
 
 def test_a_missing_or_too_large_dockerfile_is_the_users_mistake():
-    with pytest.raises(SourceError, match="Dockerfile not found: no file 'Dockerfile'"):
+    with pytest.raises(SourceError, match="Dockerfile not found: no file 'Dockerfile' in the build context"):
         found(archive(("other", b"x")))
     with pytest.raises(SourceError, match="larger than 1024 bytes"):
         found(archive(("Dockerfile", b"#" * 1025)))

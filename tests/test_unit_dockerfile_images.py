@@ -42,11 +42,15 @@ def test_the_escape_directive_changes_the_continuation_character():
     assert OTHER in values(text)
 
 
-def test_both_escape_characters_are_read_so_no_joined_line_hides_a_from():
-    # With a backslash a builder joins the FROM into the RUN; with a backtick it does not.
-    text = f"# syntax=docker/dockerfile:1\n# escape=`\nFROM busybox\nRUN echo \\\nFROM {OTHER}\n"
-    assert OTHER in values(text)
-    text = f"FROM busybox\nRUN echo `\nFROM {OTHER}\n"
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"# syntax=docker/dockerfile:1\n# escape=`\nFROM busybox\nRUN echo \\\nFROM {OTHER}\n",
+        f"FROM busybox\nRUN echo `\nFROM {OTHER}\n",
+    ],
+)
+def test_both_escape_characters_are_read_so_no_joined_line_hides_a_from(text):
+    # With one escape character a builder joins the FROM into the RUN; with the other it does not.
     assert OTHER in values(text)
 
 
@@ -128,11 +132,11 @@ def test_run_mount_from_an_image_is_named():
     assert values(text, instruction="RUN --mount from") == {OTHER}
 
 
-def test_run_mount_from_in_csv_quotes():
-    text = f'FROM busybox\nRUN --mount="type=bind,from={OTHER}",target=/x true\n'
-    assert OTHER in values(text)
-    text = f'FROM busybox\nRUN --mount=type=bind,"from={OTHER}",target=/x true\n'
-    assert OTHER in values(text)
+@pytest.mark.parametrize(
+    "mount", [f'"type=bind,from={OTHER}",target=/x', f'type=bind,"from={OTHER}",target=/x']
+)
+def test_run_mount_from_in_csv_quotes(mount):
+    assert OTHER in values(f"FROM busybox\nRUN --mount={mount} true\n")
 
 
 def test_onbuild_triggers_are_checked_whatever_the_stages_here():

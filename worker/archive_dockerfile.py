@@ -14,6 +14,7 @@ import queue
 import tarfile
 import threading
 
+from worker.build_types import missing_dockerfile
 from worker.source import SourceError
 
 # Chunks waiting for the parser: the stream blocks beyond this, so memory stays bounded.
@@ -57,7 +58,7 @@ class ArchiveDockerfile:
                 "directory…): the farm reads a Dockerfile only as a regular file"
             )
         if self._data is None:
-            raise SourceError(f"Dockerfile not found: no file '{self.path}' in the archive")
+            raise SourceError(missing_dockerfile(self.path))
         if len(self._data) > self.max_bytes:
             raise SourceError(f"The Dockerfile '{self.path}' is larger than {self.max_bytes} bytes")
         return self._data.decode("utf-8", "replace")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.config import Config
-from worker.build_types import BuildOutcome, BuildSpec, DockerError
+from worker.build_types import BuildOutcome, BuildSpec, DockerError, missing_dockerfile
 from worker.buildkit_progress import PlainProgress
 
 # Longer lines reach the log in pieces of this size: memory stays bounded whatever a step prints.
@@ -140,7 +140,7 @@ class BuildKitRun:
         if error.startswith(_ENGINE_DOWN):
             return f"The Docker engine is unreachable: {error}"
         if "failed to read dockerfile" in error:
-            return f"Dockerfile not found: no file '{spec.dockerfile}' in the build context"
+            return missing_dockerfile(spec.dockerfile)
         return error
 
 

@@ -19,6 +19,7 @@ from common.archive import ArchiveError, extract_archive
 from common.config import Config
 from common.models import Build, SourceType
 from common.s3 import archive_key, dockerfile_key
+from worker.build_types import missing_dockerfile
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024
@@ -68,7 +69,7 @@ def _check_dockerfile(context_dir: Path, dockerfile: str) -> None:
     if not path.is_relative_to(context_dir.resolve()):
         raise SourceError(f"Dockerfile path '{dockerfile}' points outside the build context")
     if not path.is_file():
-        raise SourceError(f"Dockerfile not found: no file '{dockerfile}' in the build context")
+        raise SourceError(missing_dockerfile(dockerfile))
 
 
 def _fetch_archive(
