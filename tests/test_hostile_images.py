@@ -1,8 +1,9 @@
 """Issue 13, item 2, end to end on the real farm (gunicorn API, Dramatiq worker, dockerd with
 BuildKit and the classic builder, registry, Redis, S3): a second tenant's Dockerfile names the
 first tenant's image — in FROM directly, through an ARG default or a build arg, in COPY --from or
-RUN --mount, through the registry's loopback alias, by image id, in an uploaded Dockerfile or a
-git repository — and the build fails as the user's mistake, before the engine builds anything.
+RUN --mount, as its `# syntax=` frontend, through the registry's loopback alias, by image id, in
+an uploaded Dockerfile or a git repository — or has the engine ADD a URL of the registry, and the
+build fails as the user's mistake, before the engine builds anything.
 The tenant's own images and the farm's base image build."""
 
 from __future__ import annotations
@@ -103,6 +104,19 @@ def test_copy_from_and_a_run_mount_of_another_tenants_image_are_refused(stranger
         refused(stranger, deploy(stranger, deployment), REFUSED_REGISTRY, tag)
 
 
+@pytest.mark.parametrize("how", ["frontend", "add"])
+def test_a_frontend_image_and_an_add_url_on_the_registry_are_refused(stranger, victim, worker, config, how):
+    # `# syntax=` makes the engine pull an image and run it; ADD has the engine fetch a URL.
+    tag = victim["image_tag"]
+    tags_url = f"http://{config.registry}/v2/{tag.split('/')[1].split(':')[0]}/tags/list"
+    recipe, reference = {
+        "frontend": (f"# syntax={tag}\n" + hostile(""), tag),
+        "add": (hostile(f"ADD {tags_url} /tags\n"), tags_url),
+    }[how]
+    deployment = archive_deployment(stranger, context_archive(recipe))
+    refused(stranger, deploy(stranger, deployment), "farm's registry", reference)
+
+
 def test_an_image_id_is_refused(stranger, victim, worker, docker_client):
     image_id = docker_client.inspect_image(victim["image_tag"])["Id"]
     for reference in (image_id, image_id.removeprefix("sha256:")[:12]):
@@ -129,7 +143,9 @@ def test_a_tenant_builds_from_its_own_image_under_either_name_and_from_the_base_
         build = built(
             stranger, f"FROM {reference}\nCOPY --from={reference} /mine.txt /copy.txt\nRUN cat /copy.txt\n"
         )
-        assert "The Dockerfile names 2 image(s), each one this build may use" in logs(stranger, build)
+        assert "The Dockerfile names 1 image(s) or URL(s), each one this build may use" in logs(
+            stranger, build
+        )
 
 
 @pytest.fixture
@@ -171,6 +187,7 @@ def test_the_classic_builder_refuses_another_tenants_image_and_an_image_id_and_b
         stranger, context_archive(hostile(f"FROM {BASE_IMAGE}\nCOPY --from={tag} / /\n"))
     )
     refused(stranger, deploy(stranger, deployment), REFUSED_REGISTRY, tag)
-    own = built(stranger, f"FROM {BASE_IMAGE}\nRUN echo mine > /mine.txt\n")
+    mine = f"mine-{uuid.uuid4().hex[:8]}"  # a new image: its RUN steps are not cached
+    own = built(stranger, f"FROM {BASE_IMAGE}\nRUN echo {mine} > /mine.txt\n")
     build = built(stranger, f"FROM {loopback_alias(own['image_tag'])}\nRUN cat /mine.txt\n")
-    assert "mine" in logs(stranger, build).splitlines()
+    assert mine in logs(stranger, build).splitlines()

@@ -150,3 +150,31 @@ def test_crlf_line_ends_and_a_byte_order_mark():
 
 def test_the_flag_end_marker_stops_flag_reading():
     assert values(f"FROM busybox\nCOPY -- --from={OTHER} /a\n", instruction="COPY --from") == set()
+
+
+def test_the_syntax_directive_names_the_frontend_image_the_engine_pulls():
+    text = f"# check=skip\n#  SYNTAX = {OTHER} extra\nFROM busybox\n"
+    [frontend] = [r for r in image_references(text, {}) if r.instruction == "# syntax="]
+    assert (frontend.line, frontend.value) == (2, OTHER)
+    assert "# syntax=" not in {
+        r.instruction for r in image_references(f"FROM busybox\n# syntax={OTHER}\n", {})
+    }
+
+
+def test_the_url_sources_of_add_are_named_as_urls_and_local_sources_are_not():
+    text = (
+        "FROM busybox\n"
+        "ARG HOST=localhost:5000\n"
+        "ADD --chown=1 http://$HOST/v2/x/blobs/sha256:00 local.txt /dest/\n"
+        'ADD ["HTTPS://localhost:5000/a", "/b"]\n'
+        "ONBUILD ADD http://localhost:5000/c /c\n"
+        "ADD http://ignored-destination/ http://localhost:5000/d\n"
+    )
+    urls = {(r.instruction, r.value) for r in image_references(text, {}) if r.url}
+    assert urls == {
+        ("ADD", "http://$HOST/v2/x/blobs/sha256:00"),
+        ("ADD", "http://localhost:5000/v2/x/blobs/sha256:00"),
+        ("ADD", "HTTPS://localhost:5000/a"),
+        ("ONBUILD ADD", "http://localhost:5000/c"),
+        ("ADD", "http://ignored-destination/"),
+    }

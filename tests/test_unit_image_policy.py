@@ -133,3 +133,18 @@ def test_loopback_unspecified_and_this_hosts_addresses_are_local():
     assert is_local("::ffff:127.0.0.1")
     # TEST-NET-3: never a host's address; binding to it fails, nothing is sent.
     assert not is_local("203.0.113.7")
+
+
+def test_an_add_url_on_the_farm_registry_is_refused_and_elsewhere_is_not():
+    with pytest.raises(
+        ImageRefused, match="ADD http://127.0.0.1:5000/v2/b-app/manifests/1 .*fetch from the farm's registry"
+    ):
+        check("FROM busybox\nADD http://127.0.0.1:5000/v2/b-app/manifests/1 /m\n")
+    with pytest.raises(ImageRefused):
+        check("FROM busybox\nADD https://user:pw@LOCALHOST:5000/v2/ /m\n")
+    assert check("FROM busybox\nADD http://localhost:8080/file /f\nADD https://mirror.example/x /x\n")
+
+
+def test_a_frontend_of_another_tenant_is_refused():
+    with pytest.raises(ImageRefused, match="# syntax= localhost:5000/a-app:1 .Dockerfile line 1."):
+        check("# syntax=localhost:5000/a-app:1\nFROM busybox\n")

@@ -113,7 +113,7 @@ def _image_check(ctx: WorkerContext, build: Build, log: Callable[[str], None]) -
 
     def check(text: str) -> None:
         count = check_dockerfile(text, build.args(), build.tenant, registry, holder_of)
-        log(f"The Dockerfile names {count} image(s), each one this build may use")
+        log(f"The Dockerfile names {count} image(s) or URL(s), each one this build may use")
 
     return check
 

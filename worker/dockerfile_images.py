@@ -1,7 +1,9 @@
-"""The images a Dockerfile names, read as engine 20.10 reads it (BuildKit's Dockerfile parser,
-which its classic builder shares): line continuations, comments, case-insensitive instructions,
-builder flags, then each `FROM` after ARG substitution and each `COPY --from=` and
-`RUN --mount=…,from=` (also inside `ONBUILD`), with the names of earlier stages set apart.
+"""The images a Dockerfile names, and the URLs it has the engine fetch, read as engine 20.10
+reads it (BuildKit's Dockerfile parser, which its classic builder shares): line continuations,
+comments, case-insensitive instructions, builder flags, then the `# syntax=` frontend, each
+`FROM` after ARG substitution, each `COPY --from=` and `RUN --mount=…,from=` with the names of
+earlier stages set apart, and each URL source of `ADD` (fetched by the engine itself, from the
+engine's host), also inside `ONBUILD`.
 
 The escape character (`\\`, or a backtick after `# escape=`) decides which lines are joined.
 Builders have read the directive lines differently over versions (which comment ends them), so
@@ -11,6 +13,7 @@ returned: however the engine joins the lines, none of its instructions is missed
 from __future__ import annotations
 
 import csv
+import json
 import platform
 import re
 from collections.abc import Iterator
@@ -19,6 +22,9 @@ from dataclasses import dataclass
 ESCAPES = ("\\", "`")
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _BOM = "\ufeff"
+# A parser directive (BuildKit's), read from the comment lines that open the Dockerfile.
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_URL = re.compile(r"^https?://", re.IGNORECASE)
 # The platform ARGs BuildKit defines for every FROM; the engine's platform is the worker's host's.
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
@@ -30,20 +36,33 @@ class UncheckableReference(Exception):
 
 @dataclass(frozen=True)
 class ImageReference:
-    """One image a Dockerfile names: the instruction that names it, on which line, and the
-    reference after substitution."""
+    """One image a Dockerfile names (or, with `url`, a URL the engine fetches for it): the
+    instruction that names it, on which line, and the reference after substitution."""
 
     instruction: str
     line: int
     value: str
+    url: bool = False
 
 
 def image_references(text: str, build_args: dict[str, str]) -> list[ImageReference]:
     """Every image reference of both readings (see above), each once, in the order found."""
-    found: dict[ImageReference, None] = {}
+    found = dict.fromkeys(_frontends(text))
     for escape in ESCAPES:
         found.update(dict.fromkeys(_Reader(escape, build_args).references(text)))
     return list(found)
+
+
+def _frontends(text: str) -> Iterator[ImageReference]:
+    """The frontend image of a `# syntax=` directive, which the engine pulls and runs. Directives
+    end at the first line that is not one; every opening comment line is read, to be sure."""
+    for number, line in enumerate(text.removeprefix(_BOM).split("\n"), start=1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return
+        directive = _DIRECTIVE.match(line)
+        if directive and directive[1].lower() == "syntax":
+            yield ImageReference("# syntax=", number, directive[2].split(" ", 1)[0])
 
 
 @dataclass
@@ -100,6 +119,9 @@ class _Reader:
                 # The trigger runs in another build, whose stages are not these.
                 yield from self._sources(inner, "ONBUILD ", set(), scope)
             return
+        if instruction.command == "add":
+            yield from self._urls(instruction, prefix, scope)
+            return
         sources: list[tuple[str, str]] = []
         for name, value in instruction.flags:
             if instruction.command == "copy" and name.lower() == "from":
@@ -115,6 +137,19 @@ class _Reader:
             for value in dict.fromkeys(readings):
                 if value and not value.isdigit() and value.lower() not in stages:
                     yield ImageReference(prefix + what, instruction.line, value)
+
+    def _urls(
+        self, instruction: _Instruction, prefix: str, scope: dict[str, str | None]
+    ) -> Iterator[ImageReference]:
+        """The URL sources of `ADD`: every argument but the destination, as written and substituted."""
+        for written in _add_arguments(instruction.arguments)[:-1]:
+            readings = (
+                written,
+                *(self._expand(written, s, instruction.line) for s in (scope, self.meta | scope)),
+            )
+            for value in dict.fromkeys(readings):
+                if _URL.match(value):
+                    yield ImageReference(prefix + "ADD", instruction.line, value, url=True)
 
     def _declare(self, arguments: str, scope: dict[str, str | None]) -> None:
         for word in _words(arguments, self.escape):
@@ -187,6 +222,18 @@ class _Reader:
             return None
         rest, flags = _builder_flags(parts[1]) if len(parts) == 2 else ("", [])
         return _Instruction(line, parts[0].lower(), flags, rest.strip())
+
+
+def _add_arguments(arguments: str) -> list[str]:
+    """ADD's sources and destination: a JSON array of strings, or whitespace-separated words."""
+    if arguments.startswith("["):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(item, str) for item in parsed):
+            return parsed
+    return _WHITESPACE.split(arguments.strip())
 
 
 def _mount_sources(value: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Which images a build may name (issue 13): in the farm's registry, under whatever name reaches
 it, only its own tenant's (the repositories of its deployments' subdomains, live or tombstoned);
-and no local image by its id, since the engine's image store holds every tenant's images.
+no local image by its id, since the engine's image store holds every tenant's images; and no
+`ADD` URL on the farm's registry (the engine fetches it, and would read any tenant's blobs).
 
 The engine's classic builder takes any hexadecimal prefix of an image id as a `FROM` or
 `COPY --from` (`FROM 7ee3` built on the image 7ee3258c06fe… here), so every all-hex name is
@@ -13,6 +14,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable
 from functools import cached_property
+from urllib.parse import urlsplit
 
 from worker.dockerfile_images import ImageReference, UncheckableReference, image_references
 
@@ -122,13 +124,13 @@ def check_dockerfile(
     holder_of: Callable[[str], str | None],
 ) -> int:
     """Raises ImageRefused if the Dockerfile names an image the tenant may not use, or one the
-    farm cannot read; returns how many image references it checked."""
+    farm cannot read; returns how many distinct images and URLs it checked."""
     try:
         references = image_references(text, build_args)
     except UncheckableReference as e:
         raise ImageRefused(f"The Dockerfile names an image the farm cannot check: {e}") from None
     check_references(references, tenant, registry, holder_of)
-    return len(references)
+    return len({reference.value for reference in references})
 
 
 def check_references(
@@ -140,14 +142,25 @@ def check_references(
     """Raises ImageRefused for the first reference the tenant may not use; `holder_of` names the
     tenant a subdomain belongs to (None: nobody's)."""
     for reference in references:
-        problem = _problem(reference.value, tenant, registry, holder_of)
+        problem = _problem(reference, tenant, registry, holder_of)
         if problem:
             raise ImageRefused(
                 f"{reference.instruction} {reference.value} (Dockerfile line {reference.line}) {problem}"
             )
 
 
-def _problem(value: str, tenant: str, registry: FarmRegistry, holder_of: Callable[[str], str | None]) -> str:
+def _problem(
+    reference: ImageReference, tenant: str, registry: FarmRegistry, holder_of: Callable[[str], str | None]
+) -> str:
+    value = reference.value
+    if reference.url:
+        try:
+            address = urlsplit(value).netloc.rpartition("@")[2]
+        except ValueError:
+            return "is a URL the farm cannot read, so cannot check"
+        if address and registry.reached_by(address):
+            return "has the engine fetch from the farm's registry, which no build may do: name images in FROM"
+        return ""
     if _IMAGE_ID.match(value):
         return (
             "names a local image by its id, which the farm refuses: the engine holds every tenant's "
