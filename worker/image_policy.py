@@ -69,11 +69,11 @@ def is_local(address: str) -> bool:
     if ip.is_loopback or ip.is_unspecified:
         return True
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.bind((str(ip), 0))
-        except OSError:
-            return False
+    except OSError:  # not an address of this host (or no IPv6 here)
+        return False
     return True
 
 
