@@ -180,7 +180,8 @@ PATHS = {
     API_PREFIX + "/deployments": {
         "get": _op("List deployments, newest first", {"200": _page("Deployment")}, "400", params=PAGING),
         "post": _op(
-            "Create a deployment (git or archive)",
+            "Create a deployment (git or archive); 409 if its subdomain is taken, or reserved to "
+            "another tenant by a deleted deployment (only an admin frees it: `buildfarm subdomain free`)",
             {"201": _returns("Created", "Deployment")},
             "409",
             body=_json_body("NewDeployment"),
@@ -195,7 +196,8 @@ PATHS = {
             body=_json_body("DeploymentUpdate"),
         ),
         "delete": _op(
-            "Delete a deployment with its builds; refused (409) while a build is pending or building",
+            "Delete a deployment with its builds; refused (409) while a build is pending or building. "
+            "Its subdomain stays reserved to the tenant",
             {"204": {"description": "Deleted"}},
             "409",
         ),

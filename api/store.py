@@ -10,7 +10,7 @@ from common import tokens
 from common.records import builds, deployments
 from common.records import secrets as secret_records
 from common.records.call import AsyncRunner
-from common.records.deployments import ActiveBuilds, SubdomainTaken
+from common.records.deployments import ActiveBuilds, SubdomainReserved, SubdomainTaken
 from common.records.secrets import DeploymentGone, TooManySecrets
 from common.tokens import Principal
 
@@ -19,6 +19,7 @@ __all__ = [
     "DeploymentGone",
     "Principal",
     "RecordStore",
+    "SubdomainReserved",
     "SubdomainTaken",
     "TooManySecrets",
     "new_id",

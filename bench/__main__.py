@@ -25,6 +25,7 @@ BENCHMARKS = [
     "overhead",
     "from_directory",
     "build_cache",
+    "archive_dockerfile",
     "dispatch",
     "logs",
     "scaleout",

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, secrets, tokens
+from cli import builds, deploy, secrets, subdomains, tokens
 from cli.errors import EXIT_INTERRUPTED, CliError
 from common.models import BuildStatus
 
@@ -73,6 +73,16 @@ def _token_commands(commands) -> None:
     actions.add_parser("list", help="list tokens (their names, never the tokens)")
     revoke = actions.add_parser("revoke", help="revoke a token")
     revoke.add_argument("token")
+
+
+def _subdomain_commands(commands) -> None:
+    subdomain = commands.add_parser("subdomain", help="subdomains (admin, straight in Redis)")
+    subdomain.set_defaults(handler=subdomains.run)
+    actions = subdomain.add_subparsers(dest="action", required=True)
+    free = actions.add_parser(
+        "free", help="free a subdomain a deleted deployment left reserved to its tenant, for any tenant"
+    )
+    free.add_argument("subdomain")
 
 
 def _deploy_command(commands) -> None:
@@ -151,7 +161,7 @@ def _builds_commands(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="buildfarm",
-        description="Build farm: deploy and follow builds; administer API tokens",
+        description="Build farm: deploy and follow builds; administer API tokens and subdomains",
         **WITH_EPILOG,
     )
     _api_options(parser, None)
@@ -160,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _builds_commands(commands)
     _secrets_commands(commands)
     _token_commands(commands)
+    _subdomain_commands(commands)
     return parser
 
 

@@ -342,23 +342,34 @@ def two_commit_repo(tmp_path):
         subprocess.run([*git, "-C", str(work), "commit", "-qm", version], check=True)
         head = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True)
         shas.append(head.stdout.strip())
+    with served_bare_repository(work, bare) as url:
+        yield url, shas
+
+
+@contextlib.contextmanager
+def served_bare_repository(work: Path, bare: Path):
+    """A bare clone of the repository `work` at `bare`, served over git's "dumb" HTTP by a
+    static file server on loopback; yields its URL."""
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
     port = free_port()
     server = subprocess.Popen(
         ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=tmp_path / "srv",
+        cwd=bare.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}/{bare.name}"
 
     def answers() -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/app.git/HEAD").status_code == 200
+            return httpx.get(f"{url}/HEAD").status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_until(answers, 10, what="the git server")
-    yield f"http://127.0.0.1:{port}/app.git", shas
-    server.terminate()
-    server.wait()
+    try:
+        wait_until(answers, 10, what="the git server")
+        yield url
+    finally:
+        server.terminate()
+        server.wait()

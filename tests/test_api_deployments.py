@@ -174,7 +174,7 @@ def test_a_deployment_with_a_pending_build_cannot_be_deleted_until_it_is_cancell
     assert client.delete(f"/deployments/{deployment['id']}").status_code == 204
     assert client.get(f"/deployments/{deployment['id']}").status_code == 404
     assert client.get(f"/deployments/{deployment['id']}/builds/{build['id']}").status_code == 404
-    # The subdomain is free again.
+    # The tenant may take its subdomain again (it stays reserved to it: a tombstone).
     again = client.post(
         "/deployments", json={"name": "b", "subdomain": deployment["subdomain"], "source_type": "archive"}
     )

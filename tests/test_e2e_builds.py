@@ -381,6 +381,8 @@ def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(
     )
     build = deploy(client, deployment)
     wait_for_status(client, build, statuses=("building",))
+    # (A RUN step runs only once the engine has the whole source: S3 has served it by then.)
+    wait_until(lambda: "sleep 2" in logs(client, build), 60, what="the build's RUN step")
     # When S3 goes down while the build runs
     state = Path(os.environ.get("BUILDFARM_STATE", ROOT / ".local"))
     os.kill(int((state / "pids/s3.pid").read_text()), signal.SIGKILL)

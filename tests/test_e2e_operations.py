@@ -114,3 +114,22 @@ def test_past_its_disk_budget_a_worker_host_removes_the_images_it_pushed_but_not
     # The image lives on in the registry
     repository, tag = build["image_tag"].split("/", 1)[1].rsplit(":", 1)
     assert tag in registry_get(config, f"{repository}/tags/list").json()["tags"]
+
+
+def test_an_image_another_was_built_from_is_pruned_after_its_child(
+    client, classic_worker, config, redis_client, s3, docker_client
+):
+    # Given a pushed image and one built from it by the classic builder, which records the parent
+    parent = archive_deployment(client, context_archive(dockerfile(f"echo parent-{uuid.uuid4().hex}")))
+    parent_tag = wait_for_status(client, deploy(client, parent))["image_tag"]
+    child = archive_deployment(
+        client, context_archive(f"FROM {parent_tag}\nRUN echo child-{uuid.uuid4().hex}\n")
+    )
+    assert wait_for_status(client, deploy(client, child))["status"] == "success"
+    ctx = WorkerContext(Config(**{**config.__dict__, "docker_disk_budget_bytes": 1}), redis_client, s3)
+    # When the host is past its budget, the parent (older) cannot go before its child
+    prune_docker(ctx, keep_recent_s=0)
+    # Then the pruning went on past it, and the next round takes it
+    assert not docker_client.images(name=f"{config.registry}/{child['subdomain']}")
+    prune_docker(ctx, keep_recent_s=0)
+    assert not docker_client.images(name=parent_tag.rsplit(":", 1)[0])

@@ -106,7 +106,21 @@ def test_a_deployment_with_an_active_build_is_kept_and_an_idle_one_goes_whole(ru
     run(deployments.delete_deployment(deployment))
     assert run(deployments.get_any_deployment(deployment.id)) is None and run(builds.load(build.id)) is None
     left = redis_client.keys(f"*{deployment.id}*") + redis_client.keys(f"*{deployment.subdomain}*")
-    assert left == []
+    # Only the subdomain's tombstone stays: it keeps the subdomain its tenant's.
+    assert left == [keys.subdomain_tombstone(deployment.subdomain).encode()]
+    assert redis_client.get(left[0]) == deployment.tenant.encode()
+
+
+def test_a_deleted_deployments_subdomain_is_reserved_to_its_tenant(run, deployment):
+    run(deployments.delete_deployment(deployment))
+    stranger = new_deployment("another-tenant")
+    stranger.subdomain = deployment.subdomain
+    with pytest.raises(deployments.SubdomainReserved):
+        run(deployments.create_deployment(stranger))
+    assert run(deployments.get_any_deployment(stranger.id)) is None
+    owner = new_deployment(deployment.tenant)
+    owner.subdomain = deployment.subdomain
+    assert run(deployments.create_deployment(owner)) == owner
 
 
 def test_a_one_shot_key_returns_the_build_recorded_first(run, deployment):

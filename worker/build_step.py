@@ -1,7 +1,8 @@
 """The build step of a build, by the farm's builder. With BuildKit (the default) an uploaded
 archive goes to the engine as stored (worker/archive_stream.py) and a git source is a cloned
 folder; the build gets its args, secrets and the cache of its deployment's last images. The
-classic builder (BUILDFARM_BUILDER=classic) builds an extracted folder, with args only."""
+classic builder (BUILDFARM_BUILDER=classic) builds an extracted folder, with args only. Before
+the engine can start either, the images the Dockerfile names are checked (worker/image_policy.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 
 from common.config import CLASSIC
 from common.models import Build, SourceType, image_tag
+from worker.archive_dockerfile import ArchiveDockerfile
 from worker.archive_stream import fetch_inline_dockerfile, inline_dockerfile_name, stream_archive, tar_member
 from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
 from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
+from worker.image_policy import FarmRegistry, check_dockerfile
 from worker.source import fetch_source
 
 # Tries of a build whose context the engine lost (worker/buildkit.py ContextLost).
@@ -43,11 +46,13 @@ def build_step(
     buildkit, docker = engines
     started = time.monotonic()
     options = {"build_args": build.args(), "no_cache": build.no_cache}
+    check_images = _image_check(ctx, build, log)
     if ctx.config.builder == CLASSIC:
         if secrets:
             log("Warning: the classic builder cannot mount build secrets (BUILDFARM_BUILDER=classic)")
         source = fetch_source(ctx.config, ctx.s3, build, scratch, log)
         _resolved(ctx, build, source.commit_sha)
+        check_images(source.dockerfile_text(ctx.config.max_dockerfile_bytes))
         spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
         fetched = time.monotonic()
         return Built(
@@ -61,16 +66,24 @@ def build_step(
         dockerfile, head = build.dockerfile_path, b""
         if build.inline_dockerfile:
             dockerfile = inline_dockerfile_name(build)
-            head = tar_member(dockerfile, fetch_inline_dockerfile(ctx.config, ctx.s3, build))
+            text = fetch_inline_dockerfile(ctx.config, ctx.s3, build)
             log("Using the Dockerfile uploaded with the archive")
+            check_images(text.decode("utf-8", "replace"))
+            head = tar_member(dockerfile, text)
         spec = BuildSpec(_tag(ctx, build), dockerfile, **options)
+
+        def feed(out) -> int:
+            # The archive's own Dockerfile is checked as it streams, before its last chunk.
+            found = None
+            if not build.inline_dockerfile:
+                found = ArchiveDockerfile(build.dockerfile_path, ctx.config.max_dockerfile_bytes)
+            return stream_archive(ctx.config, ctx.s3, build, head, out, found, check_images)
+
         for attempt in range(1, CONTEXT_ATTEMPTS + 1):
             log(f"Streaming source archive {build.commit_sha[:12]} to the engine")
             began = time.monotonic()
             try:
-                outcome = buildkit.run(
-                    spec, lambda out: stream_archive(ctx.config, ctx.s3, build, head, out), scratch, log
-                )
+                outcome = buildkit.run(spec, feed, scratch, log)
                 break
             except ContextLost as e:
                 if attempt == CONTEXT_ATTEMPTS:
@@ -80,10 +93,28 @@ def build_step(
         return Built(spec.tag, outcome, source_s, time.monotonic() - started - source_s)
     source = fetch_source(ctx.config, ctx.s3, build, scratch, log)
     _resolved(ctx, build, source.commit_sha)
+    check_images(source.dockerfile_text(ctx.config.max_dockerfile_bytes))
     spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
     fetched = time.monotonic()
     outcome = buildkit.run(spec, source.context_dir, scratch, log)
     return Built(spec.tag, outcome, fetched - started, time.monotonic() - fetched)
+
+
+def _image_check(ctx: WorkerContext, build: Build, log: Callable[[str], None]) -> Callable[[str], None]:
+    """Checks a Dockerfile's text for the build (ImageRefused: the user's mistake)."""
+    registry = FarmRegistry(ctx.config.registry)
+    holders: dict[str, str | None] = {}
+
+    def holder_of(subdomain: str) -> str | None:
+        if subdomain not in holders:
+            holders[subdomain] = ctx.records.subdomain_holder(subdomain)
+        return holders[subdomain]
+
+    def check(text: str) -> None:
+        count = check_dockerfile(text, build.args(), build.tenant, registry, holder_of)
+        log(f"The Dockerfile names {count} image(s) or URL(s), each one this build may use")
+
+    return check
 
 
 def _tag(ctx: WorkerContext, build: Build) -> str:

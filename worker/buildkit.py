@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.config import Config
-from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
+from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log, missing_dockerfile
 from worker.buildkit_progress import PlainProgress
 from worker.log_lines import LineCutter
 
@@ -142,7 +142,7 @@ class BuildKitRun:
         if error.startswith(_ENGINE_DOWN):
             return f"The Docker engine is unreachable: {error}"
         if "failed to read dockerfile" in error:
-            return f"Dockerfile not found: no file '{spec.dockerfile}' in the build context"
+            return missing_dockerfile(spec.dockerfile)
         return error
 
 

@@ -73,7 +73,14 @@ def prune_docker(ctx: WorkerContext, keep_recent_s: float = KEEP_RECENT_S) -> di
                 if i["Created"] < newest and any(t.startswith(prefix) for t in i.get("RepoTags") or [])
             ]
             for image in sorted(ours, key=lambda i: i["Created"]):
-                client.remove_image(image["Id"], force=True)
+                try:
+                    client.remove_image(image["Id"], force=True)
+                except docker.errors.APIError as e:
+                    # A tenant's image that a later one was built from by the classic builder (it
+                    # records the parent) cannot go before its child: a later round takes it.
+                    if e.status_code != 409:
+                        raise
+                    continue
                 removed["pushed"] += 1
                 # What removing it frees: the layers no other image shares.
                 usage -= max(0, image.get("Size", 0) - max(0, image.get("SharedSize", 0)))

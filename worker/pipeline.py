@@ -25,6 +25,7 @@ from worker.build_types import DockerError
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
 from worker.docker_build import create_docker, push_image
+from worker.image_policy import ImageRefused
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
@@ -145,7 +146,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         status = BuildStatus.SUCCESS
     except (_Stopped, LostClaim):
         pass
-    except (SourceError, DockerError, ConfigError) as e:
+    except (SourceError, DockerError, ConfigError, ImageRefused) as e:
         error = str(e)
     except Exception as e:  # the build must end as failed whatever broke; the trace goes to our log
         if watcher.stop is None:

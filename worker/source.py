@@ -21,6 +21,7 @@ from common.config import Config
 from common.models import Build, SourceType
 from common.outbound import OutboundRefused, OutboundRule, redact_userinfo
 from common.s3 import archive_key, dockerfile_key
+from worker.build_types import missing_dockerfile
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024
@@ -39,6 +40,14 @@ class Source:
     context_dir: Path
     dockerfile: str
     commit_sha: str
+
+    def dockerfile_text(self, max_bytes: int) -> str:
+        """The Dockerfile the engine will read (its path was checked to stay in the context)."""
+        with (self.context_dir / self.dockerfile).open("rb") as file:
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise SourceError(f"The Dockerfile '{self.dockerfile}' is larger than {max_bytes} bytes")
+        return data.decode("utf-8", "replace")
 
 
 def fetch_source(
@@ -72,7 +81,7 @@ def _check_dockerfile(context_dir: Path, dockerfile: str) -> None:
     if not path.is_relative_to(context_dir.resolve()):
         raise SourceError(f"Dockerfile path '{dockerfile}' points outside the build context")
     if not path.is_file():
-        raise SourceError(f"Dockerfile not found: no file '{dockerfile}' in the build context")
+        raise SourceError(missing_dockerfile(dockerfile))
 
 
 def _fetch_archive(

@@ -12,7 +12,7 @@ from api.auth import principal
 from api.errors import conflict, not_found, unprocessable
 from api.lookups import find_deployment
 from api.paging import link_next_page, paging_params
-from api.store import ActiveBuilds, RecordStore, SubdomainTaken, new_id, new_webhook_secret
+from api.store import ActiveBuilds, RecordStore, SubdomainReserved, SubdomainTaken, new_id, new_webhook_secret
 from api.submission import BuildSubmission, render_queued
 from api.validation import check_build_timeout, check_git_host, check_git_url, check_request_key, read_json
 from common.config import Config
@@ -61,6 +61,12 @@ class DeploymentsResource:
             await self.store.create_deployment(deployment)
         except SubdomainTaken:
             raise conflict(f"Subdomain '{deployment.subdomain}' is already taken") from None
+        except SubdomainReserved:
+            raise conflict(
+                f"Subdomain '{deployment.subdomain}' is reserved: a deleted deployment used it, and its "
+                "images may still be pulled by that name. Only its owner can take it again, unless an "
+                "admin frees it"
+            ) from None
         resp.status = falcon.HTTP_201
         resp.location = f"{req.path}/{deployment.id}"
         created = public_deployment(deployment, DEPLOYMENT_CREATED)

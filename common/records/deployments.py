@@ -19,12 +19,19 @@ class SubdomainTaken(Exception):
     """Raised when a deployment is created with a subdomain another deployment owns."""
 
 
+class SubdomainReserved(Exception):
+    """Raised when a deployment is created with a subdomain that a deleted deployment of another
+    tenant left reserved (a tombstone)."""
+
+
 class ActiveBuilds(Exception):
     """Raised when a deployment cannot be deleted because builds of it are queued or running."""
 
 
 def create_deployment(deployment: Deployment) -> Call[Deployment]:
     def parse(created: int) -> Deployment:
+        if created == -1:
+            raise SubdomainReserved(deployment.subdomain)
         if not created:
             raise SubdomainTaken(deployment.subdomain)
         return deployment
@@ -37,8 +44,9 @@ def create_deployment(deployment: Deployment) -> Call[Deployment]:
             keys.DEPLOYMENT_SEQ,
             keys.deployment(deployment.id),
             keys.tenant_deployments(deployment.tenant),
+            keys.subdomain_tombstone(deployment.subdomain),
         ],
-        args=[deployment.id, *pairs(deployment.to_redis())],
+        args=[deployment.id, deployment.tenant, *pairs(deployment.to_redis())],
     )
 
 
@@ -116,7 +124,8 @@ def deployment_statuses(deployments: list[Deployment]) -> Call[list[str]]:
 
 
 def delete_deployment(deployment: Deployment) -> Steps[None]:
-    """Deletes the deployment with its secrets, builds and logs, unless builds of it are active."""
+    """Deletes the deployment with its secrets, builds and logs, unless builds of it are active;
+    its subdomain stays reserved to its tenant (common/records/subdomains.py)."""
     by_status = keys.deployment_builds_by_status(deployment.id)
     active = yield Call(
         int,
@@ -128,8 +137,9 @@ def delete_deployment(deployment: Deployment) -> Steps[None]:
             keys.tenant_deployments(deployment.tenant),
             keys.subdomain(deployment.subdomain),
             keys.deployment_secrets(deployment.id),
+            keys.subdomain_tombstone(deployment.subdomain),
         ],
-        args=[deployment.id],
+        args=[deployment.id, deployment.tenant],
     )
     if active:
         raise ActiveBuilds(active)

@@ -34,6 +34,12 @@ def subdomain(name: str) -> str:
     return f"{PREFIX}subdomain:{name}"
 
 
+def subdomain_tombstone(name: str) -> str:
+    """String: the tenant a subdomain stays reserved to after its deployment was deleted (its
+    images may still be pulled by that name), until an admin frees it."""
+    return f"{PREFIX}subdomain-tombstone:{name}"
+
+
 def deployment_secrets(deployment_id: str) -> str:
     """Hash: a deployment's build secrets, name → Fernet token (common/build_secrets.py)."""
     return f"{PREFIX}deployment:{deployment_id}:secrets"

@@ -184,26 +184,35 @@ return (#ARGV - 2) / 2
 """,
 )
 
-# Creates a deployment only if its subdomain is free (subdomains are unique farm-wide).
-# KEYS: the subdomain, the deployment counter, the deployment, its tenant's deployments.
-# ARGV: id, then the deployment's field pairs.
+# Creates a deployment only if its subdomain is free (subdomains are unique farm-wide) and not
+# reserved to another tenant by a tombstone; the tenant's own tombstone goes. Replies 1, or 0
+# (taken), or -1 (another tenant's tombstone).
+# KEYS: the subdomain, the deployment counter, the deployment, its tenant's deployments, the
+# subdomain's tombstone. ARGV: id, tenant, then the deployment's field pairs.
 CREATE_DEPLOYMENT = _script("""
+local reserved = redis.call('GET', KEYS[5])
+if reserved and reserved ~= ARGV[2] then return -1 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('DEL', KEYS[5])
 local seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[3], unpack(ARGV, 2))
+redis.call('HSET', KEYS[3], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
 return 1
 """)
 
 # Deletes a deployment's record and its secrets only while none of its builds is pending or
-# building. KEYS: the deployment, its pending and building builds, its tenant's deployments, its
-# subdomain, its secrets.
+# building; its subdomain stays reserved to its tenant (a tombstone). KEYS: the deployment, its
+# pending and building builds, its tenant's deployments, its subdomain, its secrets, the
+# subdomain's tombstone. ARGV: id, tenant.
 DELETE_DEPLOYMENT = _script("""
 local active = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
 if active > 0 then return active end
 redis.call('DEL', KEYS[1], KEYS[6])
 redis.call('ZREM', KEYS[4], ARGV[1])
-if redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+if redis.call('GET', KEYS[5]) == ARGV[1] then
+  redis.call('DEL', KEYS[5])
+  redis.call('SET', KEYS[7], ARGV[2])
+end
 return 0
 """)
 
