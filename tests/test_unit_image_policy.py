@@ -3,6 +3,7 @@ resolved by a resolver given here: no lookup leaves the machine), and no local i
 
 import pytest
 
+from common.outbound import OutboundRule, parse_networks
 from worker.image_policy import FarmRegistry, ImageRefused, check_dockerfile, is_local, split_reference
 
 TENANT = "tenant-b"
@@ -27,9 +28,17 @@ def local(address: str) -> bool:
     return address.startswith("127.") or address in ("::1", "0.0.0.0", "::")
 
 
+def outbound_resolver(host: str, port: int) -> list[str]:
+    return sorted(resolver(host))
+
+
+# The operator opened the internal mirror's range (BUILDFARM_OUTBOUND_ALLOW), not the registry's.
+OUTBOUND = OutboundRule(parse_networks("10.30.0.0/16"), outbound_resolver)
+
+
 def check(text: str, registry: str = "localhost:5000", build_args: dict[str, str] | None = None) -> int:
     farm = FarmRegistry(registry, resolver, local)
-    return check_dockerfile(text, build_args or {}, TENANT, farm, HOLDERS.get)
+    return check_dockerfile(text, build_args or {}, TENANT, farm, HOLDERS.get, OUTBOUND)
 
 
 @pytest.mark.parametrize(
@@ -56,9 +65,24 @@ def test_the_tenants_own_images_of_the_registry_are_allowed_live_or_tombstoned()
 
 
 def test_other_registries_and_docker_hub_are_not_the_farms():
-    assert check(
-        "FROM busybox\nFROM localhost:5001/a-app\nFROM localhost/a-app\nFROM mirror.example:5000/x\n"
-    )
+    assert check("FROM busybox\nFROM mirror.example:5000/a-app\nFROM unresolved.example/x\n")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "FROM localhost:5001/x",
+        "FROM localhost/a-app",
+        "FROM 169.254.169.254/x",
+        "FROM 10.20.0.6:5000/x",
+        "FROM busybox\nADD http://localhost:9191/metrics /m",
+        "FROM busybox\nADD http://169.254.169.254/latest/meta-data/ /m",
+        "FROM busybox\nCOPY --from=127.0.0.1:6379/x / /",
+    ],
+)
+def test_a_registry_or_url_the_outbound_rule_refuses_is_refused_the_engine_would_reach_it_from_its_host(line):
+    with pytest.raises(ImageRefused, match="an address builds may not reach"):
+        check(f"{line}\n")
 
 
 def test_a_registry_reached_by_another_name_resolving_to_its_address_is_the_farms():
@@ -66,8 +90,10 @@ def test_a_registry_reached_by_another_name_resolving_to_its_address_is_the_farm
         check("FROM alias.example:5000/a-app\n", registry="registry.internal:5000")
     with pytest.raises(ImageRefused):
         check("FROM 10.20.0.5:5000/a-app\n", registry="registry.internal:5000")
-    # A loopback address reaches a registry elsewhere only if the registry is on this host.
-    assert check("FROM localhost:5000/a-app\n", registry="registry.internal:5000") == 1
+    # A loopback address reaches a registry elsewhere only if the registry is on this host; it is
+    # then not the farm's, but the engine's own host, which the outbound rule refuses.
+    with pytest.raises(ImageRefused, match="an address builds may not reach"):
+        check("FROM localhost:5000/a-app\n", registry="registry.internal:5000")
 
 
 def test_a_registry_without_a_port_is_reached_on_443_and_80():
@@ -142,7 +168,7 @@ def test_an_add_url_on_the_farm_registry_is_refused_and_elsewhere_is_not():
         check("FROM busybox\nADD http://127.0.0.1:5000/v2/b-app/manifests/1 /m\n")
     with pytest.raises(ImageRefused):
         check("FROM busybox\nADD https://user:pw@LOCALHOST:5000/v2/ /m\n")
-    assert check("FROM busybox\nADD http://localhost:8080/file /f\nADD https://mirror.example/x /x\n")
+    assert check("FROM busybox\nADD https://mirror.example/x /x\n")
 
 
 def test_a_frontend_of_another_tenant_is_refused():

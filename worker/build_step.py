@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import CLASSIC
 from common.models import Build, SourceType, image_tag
+from common.outbound import OutboundRule
 from worker.archive_dockerfile import ArchiveDockerfile
 from worker.archive_stream import fetch_inline_dockerfile, inline_dockerfile_name, stream_archive, tar_member
 from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
@@ -100,9 +102,10 @@ def build_step(
     return Built(spec.tag, outcome, fetched - started, time.monotonic() - fetched)
 
 
-def _image_check(ctx: WorkerContext, build: Build, log: Callable[[str], None]) -> Callable[[str], None]:
+def _image_check(ctx: WorkerContext, build: Build, log: Log) -> Callable[[str], None]:
     """Checks a Dockerfile's text for the build (ImageRefused: the user's mistake)."""
     registry = FarmRegistry(ctx.config.registry)
+    outbound = OutboundRule(ctx.config.outbound_networks)
     holders: dict[str, str | None] = {}
 
     def holder_of(subdomain: str) -> str | None:
@@ -111,7 +114,7 @@ def _image_check(ctx: WorkerContext, build: Build, log: Callable[[str], None]) -
         return holders[subdomain]
 
     def check(text: str) -> None:
-        count = check_dockerfile(text, build.args(), build.tenant, registry, holder_of)
+        count = check_dockerfile(text, build.args(), build.tenant, registry, holder_of, outbound)
         log(f"The Dockerfile names {count} image(s) or URL(s), each one this build may use")
 
     return check

@@ -1,7 +1,10 @@
 """Which images a build may name (issue 13): in the farm's registry, under whatever name reaches
 it, only its own tenant's (the repositories of its deployments' subdomains, live or tombstoned);
-no local image by its id, since the engine's image store holds every tenant's images; and no
-`ADD` URL on the farm's registry (the engine fetches it, and would read any tenant's blobs).
+no local image by its id, since the engine's image store holds every tenant's images; no
+`ADD` URL on the farm's registry (the engine fetches it, and would read any tenant's blobs); and
+no other registry or `ADD` URL the farm's outbound rule refuses (common/outbound.py): the engine
+pulls and fetches them itself, from its own host, where the build network's packet filter does
+not apply, so `ADD http://127.0.0.1:9191/metrics` would read the worker's metrics into the image.
 
 The engine's classic builder takes any hexadecimal prefix of an image id as a `FROM` or
 `COPY --from` (`FROM 7ee3` built on the image 7ee3258c06fe… here), so every all-hex name is
@@ -16,6 +19,7 @@ from collections.abc import Callable, Iterable
 from functools import cached_property
 from urllib.parse import urlsplit
 
+from common.outbound import HostUnresolved, OutboundRefused, OutboundRule
 from worker.dockerfile_images import ImageReference, UncheckableReference, image_references
 
 _IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]+$", re.IGNORECASE)
@@ -122,6 +126,7 @@ def check_dockerfile(
     tenant: str,
     registry: FarmRegistry,
     holder_of: Callable[[str], str | None],
+    outbound: OutboundRule,
 ) -> int:
     """Raises ImageRefused if the Dockerfile names an image the tenant may not use, or one the
     farm cannot read; returns how many distinct images and URLs it checked."""
@@ -129,7 +134,7 @@ def check_dockerfile(
         references = image_references(text, build_args)
     except UncheckableReference as e:
         raise ImageRefused(f"The Dockerfile names an image the farm cannot check: {e}") from None
-    check_references(references, tenant, registry, holder_of)
+    check_references(references, tenant, registry, holder_of, outbound)
     return len({reference.value for reference in references})
 
 
@@ -138,11 +143,12 @@ def check_references(
     tenant: str,
     registry: FarmRegistry,
     holder_of: Callable[[str], str | None],
+    outbound: OutboundRule,
 ) -> None:
     """Raises ImageRefused for the first reference the tenant may not use; `holder_of` names the
     tenant a subdomain belongs to (None: nobody's)."""
     for reference in references:
-        problem = _problem(reference, tenant, registry, holder_of)
+        problem = _problem(reference, tenant, registry, holder_of, outbound)
         if problem:
             raise ImageRefused(
                 f"{reference.instruction} {reference.value} (Dockerfile line {reference.line}) {problem}"
@@ -150,7 +156,11 @@ def check_references(
 
 
 def _problem(
-    reference: ImageReference, tenant: str, registry: FarmRegistry, holder_of: Callable[[str], str | None]
+    reference: ImageReference,
+    tenant: str,
+    registry: FarmRegistry,
+    holder_of: Callable[[str], str | None],
+    outbound: OutboundRule,
 ) -> str:
     value = reference.value
     if reference.url:
@@ -160,15 +170,17 @@ def _problem(
             return "is a URL the farm cannot read, so cannot check"
         if address and registry.reached_by(address):
             return "has the engine fetch from the farm's registry, which no build may do: name images in FROM"
-        return ""
+        return _unreachable(outbound, value, "has the engine fetch from")
     if _IMAGE_ID.match(value):
         return (
             "names a local image by its id, which the farm refuses: the engine holds every tenant's "
             "images. Name an image by its repository and tag"
         )
     domain, path = split_reference(value)
-    if domain is None or not registry.reached_by(domain):
+    if domain is None:
         return ""
+    if not registry.reached_by(domain):
+        return _unreachable(outbound, f"https://{domain}/", "has the engine pull from")
     subdomain = registry.subdomain(path)
     if subdomain is not None and holder_of(subdomain) == tenant:
         return ""
@@ -176,3 +188,15 @@ def _problem(
         "is in the farm's registry but is not an image of your deployments: a Dockerfile may name "
         "only the images of its own tenant's subdomains there"
     )
+
+
+def _unreachable(outbound: OutboundRule, url: str, what: str) -> str:
+    """Why the engine may not connect where `url` points ("" if it may). A host that does not
+    resolve is left to the engine, which fails to reach it the same way."""
+    try:
+        outbound.check_url(url)
+    except HostUnresolved:
+        return ""
+    except OutboundRefused as e:
+        return f"{what} an address builds may not reach: {e}"
+    return ""
