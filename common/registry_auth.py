@@ -50,8 +50,17 @@ def docker_config(registry: str, username: str, password: str, base: dict | None
     """A docker config.json: `base` (an operator's own logins) plus the farm registry's."""
     config = dict(base or {})
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    config["auths"] = {**config.get("auths", {}), registry: {"auth": token}}
+    config["auths"] = {**config.get("auths", {}), **{name: {"auth": token} for name in _names(registry)}}
     return config
+
+
+def _names(registry: str) -> list[str]:
+    """The names a build may reach the registry by and the login is sent to: its own, and for a
+    registry on `localhost` its loopback address too (the image check allows a tenant's own images
+    under either, worker/image_policy.py; the engine sends a login only to the name it is for)."""
+    domain = registry.partition("/")[0]
+    host, colon, port = domain.partition(":")
+    return [domain, f"127.0.0.1{colon}{port}"] if host.lower() == "localhost" else [domain]
 
 
 def write_private(path: Path, text: str) -> None:

@@ -16,7 +16,14 @@ import httpx
 import pytest
 
 from common.tokens import create_token
-from tests.conftest import BASE_IMAGE, api_client, served_bare_repository
+from tests.conftest import (
+    BASE_IMAGE,
+    alone_on_the_queue,
+    api_client,
+    free_port,
+    served_bare_repository,
+    wait_until,
+)
 from tests.farm import archive_deployment, context_archive, deploy, logs, wait_for_status
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +198,46 @@ def test_the_classic_builder_refuses_another_tenants_image_and_an_image_id_and_b
     own = built(stranger, f"FROM {BASE_IMAGE}\nRUN echo {mine} > /mine.txt\n")
     build = built(stranger, f"FROM {loopback_alias(own['image_tag'])}\nRUN cat /mine.txt\n")
     assert mine in logs(stranger, build).splitlines()
+
+
+@pytest.fixture
+def engine_host_service(tmp_path):
+    """An HTTP service on the engine's host, on loopback (as the worker's metrics and the local
+    farm's S3 and registry are): its URL, and the text it serves."""
+    secret = f"farm-internal-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "internal").write_text(secret)
+    port = free_port()
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/internal"), 10, what="the loopback service")
+        yield f"http://127.0.0.1:{port}/internal", secret
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _answers(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url).status_code == 200
+    return False
+
+
+def test_an_add_url_on_the_engines_host_is_refused_by_the_outbound_rule(
+    stranger, worker, logs_dir, engine_host_service
+):
+    url, secret = engine_host_service
+    recipe = f"FROM {BASE_IMAGE}\nADD {url} /internal\nRUN cat /internal\n"
+    # Given a worker whose rule opens loopback (the test farm's, for its git servers): the engine
+    # fetches the URL from its own host, outside the build network's packet filter
+    opened = built(stranger, recipe)
+    assert secret in logs(stranger, opened)
+    # When a worker with the farm's default rule takes the same Dockerfile
+    with alone_on_the_queue(worker, logs_dir, "default-outbound", BUILDFARM_OUTBOUND_ALLOW=""):
+        deployment = archive_deployment(stranger, context_archive(recipe))
+        # Then it is refused before the engine fetches anything
+        done = refused(stranger, deploy(stranger, deployment), "an address builds may not reach", url)
+    assert secret not in logs(stranger, done)

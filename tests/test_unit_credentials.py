@@ -120,6 +120,15 @@ def test_the_docker_config_adds_the_farm_registry_to_an_operators_logins():
     assert config["auths"]["mirror.example:443"] == {"auth": "b3A6cHc="}
     assert config["credsStore"] == "none"
     assert "registry:5000" not in operator["auths"], "the operator's config was changed"
+    assert set(config["auths"]) == {"registry:5000", "mirror.example:443"}
+
+
+def test_a_registry_on_localhost_gets_the_login_under_its_loopback_address_too():
+    config = docker_config("localhost:5000", "worker", "pw")
+    assert config["auths"] == {
+        "localhost:5000": {"auth": "d29ya2VyOnB3"},
+        "127.0.0.1:5000": {"auth": "d29ya2VyOnB3"},
+    }
 
 
 def test_a_worker_logs_its_docker_clients_in_through_a_folder_only_it_can_read(tmp_path, monkeypatch):
