@@ -19,6 +19,7 @@ from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
 from worker.source import fetch_source
+from worker.step_guard import stopped_step_reason
 
 # Tries of a build whose context the engine lost (worker/buildkit.py ContextLost).
 CONTEXT_ATTEMPTS = 3
@@ -41,6 +42,24 @@ def build_step(
     secrets: dict[str, str],
     log: Callable[[str], None],
 ) -> Built:
+    started_at = time.time()
+    try:
+        return _build(ctx, build, engines, scratch, secrets, log)
+    except DockerError as e:
+        # A step the guard killed fails with a bare exit code: say which limit it passed.
+        if reason := stopped_step_reason(str(e), started_at):
+            raise DockerError(reason) from None
+        raise
+
+
+def _build(
+    ctx: WorkerContext,
+    build: Build,
+    engines: tuple[BuildKitRun, AbortableAPIClient],
+    scratch: Path,
+    secrets: dict[str, str],
+    log: Callable[[str], None],
+) -> Built:
     buildkit, docker = engines
     started = time.monotonic()
     options = {"build_args": build.args(), "no_cache": build.no_cache}
@@ -51,9 +70,10 @@ def build_step(
         _resolved(ctx, build, source.commit_sha)
         spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
         fetched = time.monotonic()
+        watch = ctx.step_guard.watch_container if ctx.step_guard else None
         return Built(
             spec.tag,
-            build_image(docker, ctx.config, spec, source.context_dir, log),
+            build_image(docker, ctx.config, spec, source.context_dir, log, watch),
             fetched - started,
             time.monotonic() - fetched,
         )

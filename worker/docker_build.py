@@ -17,6 +17,8 @@ from worker.build_types import BuildOutcome, BuildSpec, DockerError
 
 _STEP = re.compile(r"Step \d+/\d+ : ")
 _CACHED = " ---> Using cache"
+# A step's container has started (its id, shortened).
+_RUNNING = re.compile(r" ---> Running in ([0-9a-f]{12,64})")
 
 
 class AbortableAPIClient(docker.APIClient):
@@ -78,9 +80,15 @@ class _Lines:
 
 
 def build_image(
-    client: AbortableAPIClient, config: Config, spec: BuildSpec, context_dir: Path, log: Callable[[str], None]
+    client: AbortableAPIClient,
+    config: Config,
+    spec: BuildSpec,
+    context_dir: Path,
+    log: Callable[[str], None],
+    step_started: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
-    """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's."""
+    """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's.
+    `step_started` gets the container of each RUN step as it starts (worker/step_guard.py)."""
     memory = config.build_memory_bytes
     stream = client.build(
         path=str(context_dir),
@@ -100,6 +108,8 @@ def build_image(
         nonlocal steps, cached
         steps += bool(_STEP.match(line))
         cached += line == _CACHED
+        if step_started and (running := _RUNNING.fullmatch(line)):
+            step_started(running[1])
         log(line)
 
     lines, image_id = _Lines(count), None
