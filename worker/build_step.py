@@ -19,7 +19,6 @@ from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
 from worker.source import fetch_source
-from worker.step_guard import stopped_step_reason
 
 # Tries of a build whose context the engine lost (worker/buildkit.py ContextLost).
 CONTEXT_ATTEMPTS = 3
@@ -35,24 +34,6 @@ class Built:
 
 
 def build_step(
-    ctx: WorkerContext,
-    build: Build,
-    engines: tuple[BuildKitRun, AbortableAPIClient],
-    scratch: Path,
-    secrets: dict[str, str],
-    log: Callable[[str], None],
-) -> Built:
-    started_at = time.time()
-    try:
-        return _build(ctx, build, engines, scratch, secrets, log)
-    except DockerError as e:
-        # A step the guard killed fails with a bare exit code: say which limit it passed.
-        if reason := stopped_step_reason(str(e), started_at):
-            raise DockerError(reason) from None
-        raise
-
-
-def _build(
     ctx: WorkerContext,
     build: Build,
     engines: tuple[BuildKitRun, AbortableAPIClient],

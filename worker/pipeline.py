@@ -30,6 +30,7 @@ from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
 from worker.source import SourceError
+from worker.step_guard import steps_stopped_explained
 
 logger = logging.getLogger("buildfarm.worker")
 
@@ -235,7 +236,7 @@ def _build_and_push(
 ) -> dict[str, str]:
     secrets = _secrets(ctx, build)
     log.mask(list(secrets.values()))
-    with scratch_folder(build) as scratch:
+    with scratch_folder(build) as scratch, steps_stopped_explained():
         watcher.scratch = scratch
         built = build_step(ctx, build, engines, scratch, secrets, log.line)
     watcher.check()

@@ -7,7 +7,7 @@ times out; a step writing past its budget would fill the engine's disk. The guar
 step: it fails with exit code 137, and so does its build. Which build a BuildKit step belongs
 to, the engine does not say; the guard leaves a note on the host naming the killed step's
 command and why, and the worker whose build failed on that command reads it
-(`stopped_step_reason`) to tell its user.
+(`steps_stopped_explained`) to tell its user.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common.config import Config
+from worker.build_types import DockerError
 from worker.disk_space import engine_data_root, tree_bytes
 from worker.step_cgroups import CGROUP_ROOT, StepCgroup, buildkit_steps, container_step
 
@@ -124,7 +126,20 @@ def _write_note(notes: Path, command: str, reason: str) -> None:
     note.write_text(json.dumps({"command": command, "reason": reason}))
 
 
-def stopped_step_reason(error: str, since: float, notes: Path = NOTES) -> str | None:
+@contextlib.contextmanager
+def steps_stopped_explained(notes: Path = NOTES) -> Iterator[None]:
+    """Around a build: a step the guard killed fails with a bare exit code, which becomes the
+    limit the step went past."""
+    since = time.time()
+    try:
+        yield
+    except DockerError as e:
+        if reason := _stopped_step_reason(str(e), since, notes):
+            raise DockerError(reason) from None
+        raise
+
+
+def _stopped_step_reason(error: str, since: float, notes: Path = NOTES) -> str | None:
     """Why the guard killed the step a build failed on (`error`, the engine's message), if it
     did, since `since` (the build's start, time.time())."""
     for pattern in _KILLED_STEP:
