@@ -83,9 +83,10 @@ def test_a_fork_bomb_fails_its_build_promptly_as_the_users_and_the_farm_builds_o
     client, capped_worker, builder, docker_client
 ):
     # Given a worker whose RUN steps may have 64 processes
-    # When a step forks without end, and its first process waits rather than exit
+    # When a step forks without end, and its first process waits rather than exit (it forks
+    # nothing more: a shell whose own fork is refused would end the step by itself)
     started = time.monotonic()
-    bomb = build_of(client, f"bomb() {{ bomb | bomb & }}; bomb; sleep {FOREVER_S}")
+    bomb = build_of(client, f"bomb() {{ bomb | bomb & }}; (bomb); exec sleep {FOREVER_S}")
     failed = wait_for_status(client, bomb, timeout=60)
     stopped_s = time.monotonic() - started
     # Then the build fails within seconds, saying which limit the user's step reached
@@ -102,23 +103,26 @@ def test_a_fork_bomb_fails_its_build_promptly_as_the_users_and_the_farm_builds_o
     assert wait_for_status(client, after)["status"] == "success"
 
 
-def test_a_step_writing_past_its_disk_budget_fails_with_the_budget_and_its_layer_is_reclaimed(
+def test_a_build_writing_past_its_disk_budget_fails_with_the_budget_and_its_last_layer_is_reclaimed(
     client, capped_worker, builder
 ):
-    # Given a worker whose RUN steps may write 32 MiB
-    # When a step writes zeros until it is stopped (1 MiB at a time: never more than ~2 s of it)
+    # Given a worker whose builds may have 32 MiB of layers
+    # When a step writes 20 MiB, then the next one zeros until it is stopped (1 MiB at a time:
+    # never more than ~2 s of it); neither alone goes past the budget
     marker = uuid.uuid4().hex
     filler = build_of(
-        client, f"echo {marker}; while true; do head -c 1048576 /dev/zero >> /app/zeros; sleep 0.02; done"
+        client,
+        "head -c 20971520 /dev/zero > /app/first",
+        f"echo {marker}; while true; do head -c 1048576 /dev/zero >> /app/zeros; sleep 0.02; done",
     )
     step = running_step(marker)
-    upper = wait_until(step.upper_dir, 10, what="the step's upper layer")
+    upper = wait_until(lambda: (layers := step.layers()) and layers[0], 10, what="the step's upper layer")
     failed = wait_for_status(client, filler, timeout=60)
     # Then the build fails with its budget in the message
     assert failed["status"] == "failed"
     assert failed["error"] == (
-        "The build wrote more than 32 MiB in one step, its disk budget (BUILDFARM_BUILD_DISK_BYTES): "
-        "the step was stopped"
+        "The build's layers (its base image's included) took more than 32 MiB, its disk budget "
+        "(BUILDFARM_BUILD_DISK_BYTES): the step was stopped"
     )
     # And the engine removes what the step wrote
     wait_until(lambda: not upper.exists(), 30, what=f"the engine to remove {upper}")

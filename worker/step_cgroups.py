@@ -63,18 +63,19 @@ class StepCgroup:
                 return int(count)
         return 0
 
-    def upper_dir(self) -> Path | None:
-        """Where the step's writes land: the upper layer of its root filesystem's overlay,
-        read from the mount table of any of its processes."""
+    def layers(self) -> tuple[Path, list[Path]] | None:
+        """The layers of the step's root filesystem, an overlay read from the mount table of any
+        of its processes: where its writes land (upper), and the layers below (the base image's
+        and those of the build's earlier steps)."""
         for pid in self.processes():
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
-                    fields = line.split()
-                    if fields[4] == "/" and " - overlay " in line:
-                        options = line.rpartition(" ")[2].split(",")
-                        for option in options:
-                            if option.startswith("upperdir="):
-                                return Path(option.removeprefix("upperdir="))
+                    if line.split()[4] == "/" and " - overlay " in line:
+                        options = dict(
+                            option.partition("=")[::2] for option in line.rpartition(" ")[2].split(",")
+                        )
+                        lowers = [Path(lower) for lower in options.get("lowerdir", "").split(":") if lower]
+                        return Path(options["upperdir"]), lowers
         return None
 
     def command(self, data_root: Path) -> str | None:

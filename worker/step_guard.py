@@ -38,11 +38,15 @@ DISK_EVERY_POLLS = 10
 NOTES = Path(tempfile.gettempdir()) / "buildfarm-stopped-steps"
 NOTE_TTL_S = 3600.0
 MIB = 1024 * 1024
-# How each builder reports a step killed by a signal 9 (137), with the step's command:
-# BuildKit of engine 20.10, then the classic builder.
-_KILLED_STEP = (
-    re.compile(r"executor failed running \[(?P<command>.*)\]: exit code: 137$", re.S),
-    re.compile(r"The command '(?P<command>.*)' returned a non-zero code: 137$", re.S),
+# Sizes of the layers below running steps (they never change) kept at most: past it, all are
+# measured again.
+MAX_KNOWN_LAYERS = 10_000
+# How each builder reports a failed step, with its command: BuildKit of engine 20.10, then the
+# classic builder. A killed step exits with 137; a shell whose own fork was refused, before the
+# guard killed its step, exits with an error of its own.
+_FAILED_STEP = (
+    re.compile(r"executor failed running \[(?P<command>.*)\]: exit code: \d+$", re.S),
+    re.compile(r"The command '(?P<command>.*)' returned a non-zero code: \d+$", re.S),
 )
 
 
@@ -60,6 +64,8 @@ class StepGuard(threading.Thread):
         # Containers named but not started yet: id → when to stop looking for them.
         self._starting: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Layer below a step → its bytes (the guard's thread alone uses it).
+        self._layer_bytes: dict[Path, int] = {}
 
     def watch_container(self, container_id: str) -> None:
         with self._lock:
@@ -94,12 +100,26 @@ class StepGuard(threading.Thread):
                 f"The build reached its limit of {config.build_pids} processes in one step "
                 "(BUILDFARM_BUILD_PIDS): the step was stopped",
             )
-        elif measure_disk and (upper := step.upper_dir()) and tree_bytes(upper) > config.build_disk_bytes:
+        elif measure_disk and self._disk_bytes(step) > config.build_disk_bytes:
             self._kill(
                 step,
-                f"The build wrote more than {config.build_disk_bytes / MIB:.0f} MiB in one step, its "
-                "disk budget (BUILDFARM_BUILD_DISK_BYTES): the step was stopped",
+                f"The build's layers (its base image's included) took more than "
+                f"{config.build_disk_bytes / MIB:.0f} MiB, its disk budget (BUILDFARM_BUILD_DISK_BYTES): "
+                "the step was stopped",
             )
+
+    def _disk_bytes(self, step: StepCgroup) -> int:
+        """What the build has on disk so far: the step's writes and the layers below it."""
+        layers = step.layers()
+        if layers is None:
+            return 0
+        upper, lowers = layers
+        if len(self._layer_bytes) > MAX_KNOWN_LAYERS:
+            self._layer_bytes.clear()
+        for lower in lowers:
+            if lower not in self._layer_bytes:
+                self._layer_bytes[lower] = tree_bytes(lower)
+        return tree_bytes(upper) + sum(self._layer_bytes[lower] for lower in lowers)
 
     # Not `_stop`: threading.Thread has a method of that name, which it calls after a fork.
     def _kill(self, step: StepCgroup, reason: str) -> None:
@@ -128,7 +148,7 @@ def _write_note(notes: Path, command: str, reason: str) -> None:
 
 @contextlib.contextmanager
 def steps_stopped_explained(notes: Path = NOTES) -> Iterator[None]:
-    """Around a build: a step the guard killed fails with a bare exit code, which becomes the
+    """Around a build: a step the guard stopped fails with a bare exit code, which becomes the
     limit the step went past."""
     since = time.time()
     try:
@@ -142,7 +162,7 @@ def steps_stopped_explained(notes: Path = NOTES) -> Iterator[None]:
 def _stopped_step_reason(error: str, since: float, notes: Path = NOTES) -> str | None:
     """Why the guard killed the step a build failed on (`error`, the engine's message), if it
     did, since `since` (the build's start, time.time())."""
-    for pattern in _KILLED_STEP:
+    for pattern in _FAILED_STEP:
         if match := pattern.search(error.strip()):
             command = match["command"]
             break
