@@ -4,19 +4,29 @@ The guard against real steps is tested in tests/test_hostile_resources.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
 
+from common.config import Config
 from worker.build_types import DockerError
 from worker.disk_space import tree_bytes
 from worker.step_cgroups import StepCgroup
-from worker.step_guard import _write_note, steps_stopped_explained
+from worker.step_guard import StepGuard, _write_note, steps_stopped_explained
 
 COMMAND = "/bin/sh -c bomb() { bomb | bomb & }; bomb"
 REASON = "The build reached its limit of 64 processes in one step (BUILDFARM_BUILD_PIDS)"
 BUILDKIT_ERROR = f"executor failed running [{COMMAND}]: exit code: 137"
 CLASSIC_ERROR = f"The command '{COMMAND}' returned a non-zero code: 137"
+LEAD_IN_ANOTHER_PROCESS = """
+import sys
+from pathlib import Path
+from common.config import Config
+from worker.step_guard import StepGuard
+print(StepGuard(Config(), locks=Path(sys.argv[1]))._lead())
+"""
 
 
 def fake_step(root, pids_max: str, quota: str) -> StepCgroup:
@@ -37,10 +47,13 @@ def test_a_step_without_limits_gets_the_workers(tmp_path):
     assert (tmp_path / "cpu/docker/buildkit/step1/cpu.cfs_quota_us").read_text() == "50000"
 
 
-def test_a_step_already_limited_keeps_its_limits(tmp_path):
-    fake_step(tmp_path, "100", "20000").limit(pids=64, cpus=0.5)
-    assert (tmp_path / "pids/docker/buildkit/step1/pids.max").read_text() == "100\n"
+def test_a_step_with_stricter_limits_keeps_them_and_one_with_looser_limits_gets_the_workers(tmp_path):
+    fake_step(tmp_path, "32", "20000").limit(pids=64, cpus=0.5)
+    assert (tmp_path / "pids/docker/buildkit/step1/pids.max").read_text() == "32\n"
     assert (tmp_path / "cpu/docker/buildkit/step1/cpu.cfs_quota_us").read_text() == "20000\n"
+    fake_step(tmp_path / "looser", "1024", "200000").limit(pids=64, cpus=0.5)
+    assert (tmp_path / "looser/pids/docker/buildkit/step1/pids.max").read_text() == "64"
+    assert (tmp_path / "looser/cpu/docker/buildkit/step1/cpu.cfs_quota_us").read_text() == "50000"
 
 
 # The last: the step's shell saw its fork refused and exited before the guard killed it.
@@ -81,3 +94,16 @@ def test_a_trees_size_counts_the_blocks_its_files_hold_and_follows_no_link(tmp_p
         sparse.truncate(1_000_000_000)
     (tmp_path / "loop").symlink_to(tmp_path)
     assert 1_000_000 <= tree_bytes(tmp_path) < 1_100_000
+
+
+def test_one_guard_of_a_host_watches_the_engines_steps_and_the_next_takes_over_when_it_goes(tmp_path):
+    def lead_in_another_process() -> str:
+        command = [sys.executable, "-c", LEAD_IN_ANOTHER_PROCESS, str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    # A guard leads, then its process ends; the next guard takes over; a third waits
+    assert lead_in_another_process() == "True"
+    assert StepGuard(Config(), locks=tmp_path)._lead()
+    assert lead_in_another_process() == "False"
+    # A guard with other limits leads the steps it finds too (each gets the strictest)
+    assert StepGuard(Config(build_pids=64), locks=tmp_path)._lead()

@@ -44,12 +44,14 @@ class StepCgroup:
         return self._file("pids", "").is_dir()
 
     def limit(self, pids: int, cpus: float) -> None:
-        """Writes the limits where none is set yet: runc sets none itself for these steps, and
-        of several workers on a host the first one's limits stand."""
-        if self._file("pids", "pids.max").read_text().strip() == UNLIMITED_PIDS:
+        """Writes the limits where none is set yet or a looser one (runc sets none itself for
+        these steps): of several workers on a host with other settings, the strictest stands."""
+        current = self._file("pids", "pids.max").read_text().strip()
+        if current == UNLIMITED_PIDS or int(current) > pids:
             self._file("pids", "pids.max").write_text(str(pids))
-        if int(self._file("cpu", "cpu.cfs_quota_us").read_text()) == UNLIMITED_QUOTA:
-            period = int(self._file("cpu", "cpu.cfs_period_us").read_text())
+        period = int(self._file("cpu", "cpu.cfs_period_us").read_text())
+        quota = int(self._file("cpu", "cpu.cfs_quota_us").read_text())
+        if quota == UNLIMITED_QUOTA or quota > int(cpus * period):
             self._file("cpu", "cpu.cfs_quota_us").write_text(str(int(cpus * period)))
 
     def processes(self) -> list[int]:

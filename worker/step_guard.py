@@ -13,9 +13,11 @@ command and why, and the worker whose build failed on that command reads it
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -37,6 +39,7 @@ CONTAINER_START_S = 60.0
 DISK_EVERY_POLLS = 10
 NOTES = Path(tempfile.gettempdir()) / "buildfarm-stopped-steps"
 NOTE_TTL_S = 3600.0
+LOCKS = Path(tempfile.gettempdir())
 MIB = 1024 * 1024
 # Sizes of the layers below running steps (they never change) kept at most: past it, all are
 # measured again.
@@ -51,14 +54,22 @@ _FAILED_STEP = (
 
 
 class StepGuard(threading.Thread):
-    """One per worker process: BuildKit's steps are the engine's (found by listing them), the
-    classic builder's are handed over by the build that sees them start (`watch_container`)."""
+    """One per worker process. The classic builder's steps are handed over by the build that
+    sees them start (`watch_container`); BuildKit's are the engine's, found by listing them, by
+    one guard of the host per set of limits at a time (the holder of a lock file named after
+    them: the next takes over when it dies) rather than by every worker process at once. Where
+    guards with other limits share an engine, each step gets the strictest."""
 
-    def __init__(self, config: Config, root: Path = CGROUP_ROOT, notes: Path = NOTES) -> None:
+    def __init__(
+        self, config: Config, root: Path = CGROUP_ROOT, notes: Path = NOTES, locks: Path = LOCKS
+    ) -> None:
         super().__init__(name="step-guard", daemon=True)
         self.config = config
         self.root = root
         self.notes = notes
+        limits = f"{config.build_pids}-{config.build_cpus}-{config.build_disk_bytes}"
+        self.leader_lock = locks / f"buildfarm-step-guard-{limits}.lock"
+        self._leading = False
         self.stopping = threading.Event()
         self._containers: set[StepCgroup] = set()
         # Containers named but not started yet: id → when to stop looking for them.
@@ -82,7 +93,7 @@ class StepGuard(threading.Thread):
                         self._containers.add(step)
                     if step or time.monotonic() > until:
                         del self._starting[container_id]
-                steps = [*buildkit_steps(self.root), *self._containers]
+                steps = [*(buildkit_steps(self.root) if self._lead() else ()), *self._containers]
             for step in steps:
                 try:
                     self._check(step, measure_disk=polls % DISK_EVERY_POLLS == 0)
@@ -90,6 +101,19 @@ class StepGuard(threading.Thread):
                     continue  # the step ended meanwhile
                 except Exception:  # the guard must outlive anything one step does
                     logger.exception("step guard: %s", step.path)
+
+    def _lead(self) -> bool:
+        """Whether this guard watches the engine's BuildKit steps: once it holds the lock, for
+        the life of its process."""
+        if not self._leading:
+            # Held open for good once locked: the lock goes with the process.
+            lock = os.open(self.leader_lock, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._leading = True
+            except BlockingIOError:
+                os.close(lock)
+        return self._leading
 
     def _check(self, step: StepCgroup, measure_disk: bool) -> None:
         config = self.config
@@ -127,8 +151,11 @@ class StepGuard(threading.Thread):
         data_root = engine_data_root(self.config.docker_host)
         if command := data_root and step.command(data_root):
             _write_note(self.notes, command, reason)
+        processes = len(step.processes())
         step.kill()
-        logger.warning("step %s stopped: %s (command: %.200s)", step.name, reason, command)
+        logger.warning(
+            "step %s stopped with %d processes: %s (command: %.200s)", step.name, processes, reason, command
+        )
 
 
 def _note_name(command: str) -> str:
