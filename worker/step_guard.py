@@ -1,6 +1,6 @@
-"""Holds every RUN step on this host to the per-step limits: processes
-(BUILDFARM_BUILD_PIDS), CPU (BUILDFARM_BUILD_CPUS, a CFS quota) and the bytes it writes
-(BUILDFARM_BUILD_DISK_BYTES).
+"""Holds every RUN step on this host to the build limits: processes (BUILDFARM_BUILD_PIDS) and
+CPU (BUILDFARM_BUILD_CPUS, a CFS quota) per step, and the bytes of the build's layers, the
+step's own and those below it (BUILDFARM_BUILD_DISK_BYTES).
 
 A step past its process limit cannot fork any more, but a fork bomb then spins until the build
 times out; a step writing past its budget would fill the engine's disk. The guard kills such a
@@ -35,7 +35,7 @@ logger = logging.getLogger("buildfarm.worker")
 POLL_INTERVAL_S = 0.1
 # A classic step's container is named before it starts; its cgroup is looked for this long.
 CONTAINER_START_S = 60.0
-# A step's writes are measured every this many polls (a walk of its upper layer).
+# A build's layers are measured every this many polls (a walk of the step's upper layer).
 DISK_EVERY_POLLS = 10
 NOTES = Path(tempfile.gettempdir()) / "buildfarm-stopped-steps"
 NOTE_TTL_S = 3600.0
