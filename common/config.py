@@ -64,6 +64,15 @@ class Config:
     build_memory_bytes: int = 2 * 1024 * 1024 * 1024
     build_cpu_shares: int = 1024
     build_shm_bytes: int = 64 * 1024 * 1024
+    # Per RUN step (worker/step_guard.py): processes, CPUs (a quota, not a weight), bytes the
+    # step writes; the engine's BuildKit steps together: processes (the host's pid_max is finite).
+    build_pids: int = 1024
+    build_cpus: float = 1.0
+    build_disk_bytes: int = 10 * 1024 * 1024 * 1024
+    engine_build_pids: int = 8192
+    # A worker with less free space on the engine's data root or its scratch folder's
+    # filesystem takes no new build (worker/disk_space.py).
+    min_free_disk_bytes: int = 5 * 1024 * 1024 * 1024
     # Reliability: leases, takeover, queue deadline, shutdown.
     lease_ttl_s: float = 30.0
     reaper_interval_s: float = 5.0
@@ -107,6 +116,9 @@ class Config:
         self.outbound_networks  # noqa: B018 (a bad range stops the process at start)
         if self.log_max_line_bytes < MIN_LOG_LINE_BYTES:
             raise ConfigError(f"BUILDFARM_LOG_MAX_LINE_BYTES must be at least {MIN_LOG_LINE_BYTES}")
+        for name in ("build_pids", "build_cpus", "engine_build_pids"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"BUILDFARM_{name.upper()} must be above 0")
         if self.builder not in BUILDERS:
             raise ConfigError(f"BUILDFARM_BUILDER must be one of {', '.join(BUILDERS)}, not {self.builder!r}")
         if _database(self.queue_redis_url) == _database(self.redis_url):

@@ -57,9 +57,10 @@ def build_step(
         check_images(source.dockerfile_text(ctx.config.max_dockerfile_bytes))
         spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
         fetched = time.monotonic()
+        watch = ctx.step_guard.watch_container if ctx.step_guard else None
         return Built(
             spec.tag,
-            build_image(docker, ctx.config, spec, source.context_dir, log),
+            build_image(docker, ctx.config, spec, source.context_dir, log, watch),
             fetched - started,
             time.monotonic() - fetched,
         )

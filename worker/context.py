@@ -19,6 +19,7 @@ from common.redis_clients import sync_redis
 from common.s3 import create_s3, ensure_buckets
 from worker.logwriter import LogWriter
 from worker.records import BuildRecords
+from worker.step_guard import StepGuard
 
 
 @dataclass
@@ -30,6 +31,8 @@ class WorkerContext:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # Set when the process is asked to stop: running builds may go on until then.
     shutdown_deadline: float | None = None
+    # Set at boot where the engine's cgroups are on this host (worker/middleware/lifecycle.py).
+    step_guard: StepGuard | None = None
 
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis)

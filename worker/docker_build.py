@@ -18,6 +18,8 @@ from worker.log_lines import LineCutter
 
 _STEP = re.compile(r"Step \d+/\d+ : ")
 _CACHED = " ---> Using cache"
+# A step's container has started (its id, shortened).
+_RUNNING = re.compile(r" ---> Running in ([0-9a-f]{12,64})")
 
 
 class AbortableAPIClient(docker.APIClient):
@@ -61,9 +63,15 @@ def create_docker(config: Config) -> AbortableAPIClient:
 
 
 def build_image(
-    client: AbortableAPIClient, config: Config, spec: BuildSpec, context_dir: Path, log: Log
+    client: AbortableAPIClient,
+    config: Config,
+    spec: BuildSpec,
+    context_dir: Path,
+    log: Log,
+    step_started: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
-    """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's."""
+    """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's.
+    `step_started` gets the container of each RUN step as it starts (worker/step_guard.py)."""
     memory = config.build_memory_bytes
     stream = client.build(
         path=str(context_dir),
@@ -84,6 +92,8 @@ def build_image(
         if not continued:
             steps += bool(_STEP.match(line))
             cached += line == _CACHED
+            if step_started and (running := _RUNNING.fullmatch(line)):
+                step_started(running[1])
         log(line, continued=continued)
 
     # The daemon's `stream` chunks, cut into lines: a step's output without newlines never

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 import redis
@@ -24,12 +25,14 @@ from worker.build_step import build_step
 from worker.build_types import DockerError
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
+from worker.disk_space import low_free_disk, tree_bytes
 from worker.docker_build import create_docker, push_image
 from worker.image_policy import ImageRefused
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
 from worker.source import SourceError
+from worker.step_guard import steps_stopped_explained
 
 logger = logging.getLogger("buildfarm.worker")
 
@@ -37,6 +40,12 @@ WATCH_INTERVAL_S = 0.25
 HEARTBEAT_INTERVAL_S = 10.0
 # A build waiting behind another build of its deployment is offered again after this delay.
 BUSY_RETRY_MS = 1000
+# A build a worker short of disk leaves in the queue is offered again after this delay (to any
+# worker).
+LOW_DISK_RETRY_MS = 5000
+# The build's scratch folder is measured this often against BUILDFARM_BUILD_DISK_BYTES.
+SCRATCH_CHECK_INTERVAL_S = 2.0
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,13 @@ class _Watcher(threading.Thread):
         self.timeout_s = min(build.timeout_s or ctx.config.build_timeout_s, ctx.config.build_timeout_s)
         self.deadline = time.monotonic() + self.timeout_s
         self.stop: Stop | None = None
+        # The build's scratch folder, once it has one.
+        self.scratch: Path | None = None
         self._done = threading.Event()
 
     def run(self) -> None:
         ttl = self.ctx.config.lease_ttl_s
-        renewed = next_renewal = next_heartbeat = time.monotonic()
+        renewed = next_renewal = next_heartbeat = next_scratch_check = time.monotonic()
         while not self._done.wait(WATCH_INTERVAL_S):
             now = time.monotonic()
             try:
@@ -90,11 +101,25 @@ class _Watcher(threading.Thread):
                     self._halt(Stop(f"Build timed out after {self.timeout_s} s", BuildStatus.FAILED))
                 elif self.ctx.shutting_down():
                     self._halt(Stop("Worker shutting down: the build is handed back", hand_back=True))
+                elif now >= next_scratch_check and self.scratch and self._scratch_over_budget():
+                    budget = self.ctx.config.build_disk_bytes
+                    self._halt(
+                        Stop(
+                            f"The build's source took more than {budget / MIB:.0f} MiB of the worker's "
+                            "disk, its budget (BUILDFARM_BUILD_DISK_BYTES)",
+                            BuildStatus.FAILED,
+                        )
+                    )
+                if now >= next_scratch_check:
+                    next_scratch_check = now + SCRATCH_CHECK_INTERVAL_S
             except redis.RedisError as e:
                 # Without Redis the lease cannot be renewed: past its term another worker may
                 # own the build, so this one must stop touching it.
                 if now - renewed > ttl:
                     self._halt(Stop(f"lease not renewed for {ttl} s ({e})"))
+
+    def _scratch_over_budget(self) -> bool:
+        return tree_bytes(self.scratch) > self.ctx.config.build_disk_bytes
 
     # Not `_stop`: threading.Thread has a method of that name, which it calls after a fork.
     def _halt(self, stop: Stop) -> None:
@@ -117,6 +142,11 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     if build is None or BuildStatus(build.status).is_terminal:
         return  # deleted, or over: a redelivered message
     bind_build(build.id, build.deployment_id)
+    if low := low_free_disk(config):
+        # Not claimed: no attempt is spent, and a worker with room takes the build.
+        logger.warning("build %s left in the queue: %s", build.id, low)
+        ctx.requeue(build.id, delay_ms=LOW_DISK_RETRY_MS)
+        return
     claim = ctx.records.claim(build, ctx.worker_id, config)
     if claim.outcome == "busy":
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
@@ -210,7 +240,8 @@ def _build_and_push(
 ) -> dict[str, str]:
     secrets = _secrets(ctx, build)
     log.mask(list(secrets.values()))
-    with scratch_folder(build) as scratch:
+    with scratch_folder(build) as scratch, steps_stopped_explained():
+        watcher.scratch = scratch
         built = build_step(ctx, build, engines, scratch, secrets, log.line)
     watcher.check()
     outcome = built.outcome

@@ -1,9 +1,11 @@
 """Starts each worker process's timer (reaper, log archive retries, cleanup jobs), caps the
-memory of BuildKit's RUN steps, removes the scratch folders of dead workers, and gives running
-builds a grace period at shutdown."""
+memory and processes of BuildKit's RUN steps, starts the guard of every RUN step's limits,
+removes the scratch folders of dead workers, and gives running builds a grace period at
+shutdown."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import dramatiq
@@ -12,15 +14,25 @@ from common.config import BUILDKIT
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
 from worker.scratch import remove_dead_workers_folders
+from worker.step_cgroups import cap_buildkit_pids
+from worker.step_guard import StepGuard
 from worker.timer import TimerThread
+
+logger = logging.getLogger("buildfarm.worker")
 
 
 class WorkerLifecycle(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker) -> None:
+        ctx = worker_context()
         remove_dead_workers_folders()
-        if worker_context().config.builder == BUILDKIT:
-            cap_buildkit_memory(worker_context().config)
-        self.timer = TimerThread(worker_context())
+        if ctx.config.builder == BUILDKIT:
+            cap_buildkit_memory(ctx.config)
+        if cap_buildkit_pids(ctx.config.engine_build_pids):
+            ctx.step_guard = StepGuard(ctx.config)
+            ctx.step_guard.start()
+        else:
+            logger.warning("no cgroups of the engine on this host: RUN steps have no pids, CPU or disk limit")
+        self.timer = TimerThread(ctx)
         self.timer.start()
 
     def before_worker_shutdown(self, broker, worker) -> None:
@@ -28,3 +40,5 @@ class WorkerLifecycle(dramatiq.Middleware):
         ctx = worker_context()
         ctx.shutdown_deadline = time.time() + ctx.config.worker_grace_s
         self.timer.stopping.set()
+        if ctx.step_guard:
+            ctx.step_guard.stopping.set()
