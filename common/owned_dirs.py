@@ -12,13 +12,19 @@ from pathlib import Path
 
 
 def alive(pid: int) -> bool:
+    """Whether the process runs. A zombie is dead: a worker killed with its parent is reparented
+    to PID 1, which in a container may reap it late or never, and its pid answers kill(0)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process
-    return True
+        pass  # someone else's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: kill(0) is all we know
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def remove_orphans(pattern: re.Pattern[str], base: Path | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from pathlib import Path
 
 from worker.scratch import PREFIX, remove_dead_workers_folders
 
@@ -22,3 +24,25 @@ def test_a_starting_worker_removes_the_folders_of_dead_workers_and_keeps_the_liv
 
     assert remove_dead_workers_folders(tmp_path) == 1
     assert not orphan.exists() and living.exists() and unrelated.exists()
+
+
+def test_the_folder_of_a_worker_left_a_zombie_is_removed(tmp_path):
+    # Given a worker process that died but was not reaped (its parent killed too, PID 1 slow)
+    zombie = subprocess.Popen(["true"])
+    wait_until_zombie(zombie.pid)
+    orphan = tmp_path / f"{PREFIX}{zombie.pid}-0a1b2c3d-x"
+    orphan.mkdir()
+    try:
+        # When a worker starts, then its folder goes
+        assert remove_dead_workers_folders(tmp_path) == 1
+        assert not orphan.exists()
+    finally:
+        zombie.wait()
+
+
+def wait_until_zombie(pid: int) -> None:
+    for _ in range(200):
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never became a zombie")
