@@ -837,13 +837,15 @@ def test_the_dind_engines_have_the_same_memory_and_cpu_bounds_in_compose_and_k8s
     worker = k8s_one("Deployment", "buildfarm-worker")
     env = container_env(worker, container(worker, "worker"))
     per_pod = int(env["BUILDFARM_WORKER_PROCESSES"]) * int(env["BUILDFARM_WORKER_THREADS"])
-    build_memory = Config.from_env(k8s_one("ConfigMap", "buildfarm-config")["data"]).build_memory_bytes
+    config = Config.from_env(k8s_one("ConfigMap", "buildfarm-config")["data"])
     limits = container(worker, "dind")["resources"]["limits"]
     dind = compose()["services"]["dind"]
-    assert quantity(limits["memory"]) == quantity(dind["mem_limit"]) > per_pod * build_memory
+    assert quantity(limits["memory"]) == quantity(dind["mem_limit"]) > per_pod * config.build_memory_bytes
     assert quantity(dind["memswap_limit"]) == quantity(dind["mem_limit"]), "swap would pass the cap"
-    assert quantity(limits["cpu"]) == quantity(dind["cpus"]) >= 1
-    assert int(dind["pids_limit"]) > 0
+    # Each build's RUN step may use its own CPU cap and process cap (BUILDFARM_BUILD_CPUS, _PIDS)
+    # at once; the engine's container holds them all.
+    assert quantity(limits["cpu"]) == quantity(dind["cpus"]) >= per_pod * config.build_cpus
+    assert int(dind["pids_limit"]) > max(per_pod * config.build_pids, config.engine_build_pids)
 
 
 def test_the_k8s_engine_disk_is_bounded_above_the_farms_pruning_budget():
