@@ -11,7 +11,7 @@ import falcon.media
 import redis.asyncio as aioredis
 
 from api.auth import API_PREFIX, AuthMiddleware
-from api.errors import serialize_error
+from api.errors import UNAVAILABLE, serialize_error, unavailable
 from api.logreader import LogReader
 from api.metrics import MetricsMiddleware, MetricsResource
 from api.openapi import BUILD, DEPLOYMENT, WEBHOOKS, OpenApiResource
@@ -98,6 +98,8 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     middleware = [MetricsMiddleware(), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
     app = falcon.asgi.App(middleware=middleware)
     app.set_error_serializer(serialize_error)
+    for kind in UNAVAILABLE:
+        app.add_error_handler(kind, unavailable)
     # Response bodies are the contract's Structs (common/contract.py), encoded by msgspec; request
     # bodies are read raw and fitted to their Struct by api/validation.py.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=contract.encode)

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import falcon
+import redis.exceptions
+import urllib3.exceptions
+from minio.error import ServerError
 
 from common.contract import Error, encode
+
+# How long a client is told to wait when a service the API needs does not answer.
+RETRY_AFTER_S = 5
+# What the API meets when Redis or S3 does not answer (after the clients' own short retries);
+# an S3 error response (S3Error: no such key, access denied…) is an answer, and not here.
+UNAVAILABLE = {
+    redis.exceptions.ConnectionError: "Redis (the farm's records)",
+    redis.exceptions.TimeoutError: "Redis (the farm's records)",
+    urllib3.exceptions.HTTPError: "S3 (the farm's object store)",
+    ServerError: "S3 (the farm's object store)",
+}
 
 ERROR_CODES = {
     400: "bad_request",
@@ -41,3 +55,12 @@ def bad_request(message: str) -> falcon.HTTPError:
 
 def unprocessable(message: str) -> falcon.HTTPError:
     return falcon.HTTPUnprocessableEntity(description=message)
+
+
+async def unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    """An infrastructure fault answered as such: 503 with Retry-After, never a 500."""
+    part = next(name for kind, name in UNAVAILABLE.items() if isinstance(exc, kind))
+    raise falcon.HTTPServiceUnavailable(
+        description=f"{part} is unavailable: try again in {RETRY_AFTER_S} s",
+        retry_after=RETRY_AFTER_S,
+    )

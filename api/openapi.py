@@ -32,9 +32,9 @@ def _json(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-def _returns(description: str, name: str) -> dict:
+def _returns(description: str, name: str, **extra: dict) -> dict:
     """A response whose body is the contract's Struct `name`."""
-    return {"description": description, "content": _json(_ref(name))}
+    return {"description": description, "content": _json(_ref(name)), **extra}
 
 
 def _text(description: str, *media_types: str, **extra: dict) -> dict:
@@ -51,7 +51,11 @@ ERRORS = {
     "413": _returns("Body too large", "Error"),
     "415": _returns("Unsupported media type", "Error"),
     "422": _returns("Invalid field", "Error"),
-    "503": _returns("A service the API needs is unavailable", "Error"),
+    "503": _returns(
+        "A service the API needs (Redis, S3) is unavailable; the `Retry-After` header says when to try again",
+        "Error",
+        headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    ),
 }
 # What reading any body can refuse (api/validation.py, uploads); a JSON body can also not fit its Struct.
 BODY_ERRORS = ("400", "413", "415")
@@ -59,12 +63,13 @@ JSON_BODY_ERRORS = (*BODY_ERRORS, "422")
 
 
 def _op(summary: str, ok: dict, *errors: str, body: dict | None = None, params: list | None = None) -> dict:
-    """An operation behind the bearer token (401) on what may not exist (404)."""
+    """An operation behind the bearer token (401) on what may not exist (404), reading the farm's
+    records (503 when Redis or S3 does not answer)."""
     op = {"summary": summary, "responses": dict(ok)}
     if body is not None:
         op["requestBody"] = body
         errors += JSON_BODY_ERRORS if falcon.MEDIA_JSON in body["content"] else BODY_ERRORS
-    for code in ("401", "404", *errors):
+    for code in ("401", "404", "503", *errors):
         op["responses"][code] = ERRORS[code]
     if params:
         op["parameters"] = params
