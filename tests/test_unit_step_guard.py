@@ -56,6 +56,20 @@ def test_a_step_with_stricter_limits_keeps_them_and_one_with_looser_limits_gets_
     assert (tmp_path / "looser/cpu/docker/buildkit/step1/cpu.cfs_quota_us").read_text() == "50000"
 
 
+def test_a_step_past_a_stricter_workers_limit_is_stopped_naming_the_limit_in_force(tmp_path):
+    # Given a step another worker of the host limited to 64 processes, whose fork was refused
+    step = fake_step(tmp_path, "64", "-1")
+    (tmp_path / "pids/docker/buildkit/step1/pids.events").write_text("max 3\n")
+    guard = StepGuard(Config(build_pids=1024), locks=tmp_path / "locks")
+    reasons: list[str] = []
+    guard._kill = lambda _step, reason: reasons.append(reason)
+    # When this worker's guard (limit 1024) sees it first
+    guard._check(step, measure_disk=False)
+    # Then the build is told the limit it reached, not this guard's setting
+    assert reasons == [f"{REASON}: the step was stopped"]
+    assert fake_step(tmp_path / "unlimited", "max", "-1").pids_limit() is None
+
+
 # The last: the step's shell saw its fork refused and exited before the guard killed it.
 @pytest.mark.parametrize("error", [BUILDKIT_ERROR, CLASSIC_ERROR, CLASSIC_ERROR.replace("137", "2")])
 def test_a_build_whose_step_the_guard_killed_fails_with_the_limit_it_passed(tmp_path, error):

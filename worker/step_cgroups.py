@@ -54,6 +54,11 @@ class StepCgroup:
         if quota == UNLIMITED_QUOTA or quota > int(cpus * period):
             self._file("cpu", "cpu.cfs_quota_us").write_text(str(int(cpus * period)))
 
+    def pids_limit(self) -> int | None:
+        """The pids.max in force (a worker with stricter settings on the host may have set it)."""
+        current = self._file("pids", "pids.max").read_text().strip()
+        return None if current == UNLIMITED_PIDS else int(current)
+
     def processes(self) -> list[int]:
         return [int(pid) for pid in self._file("pids", "cgroup.procs").read_text().split()]
 

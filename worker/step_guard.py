@@ -119,9 +119,11 @@ class StepGuard(threading.Thread):
         config = self.config
         step.limit(config.build_pids, config.build_cpus)
         if step.refused_forks():
+            # The limit in force, which the strictest guard of the host wrote, not this one's.
+            pids = step.pids_limit() or config.build_pids
             self._kill(
                 step,
-                f"The build reached its limit of {config.build_pids} processes in one step "
+                f"The build reached its limit of {pids} processes in one step "
                 "(BUILDFARM_BUILD_PIDS): the step was stopped",
             )
         elif measure_disk and self._disk_bytes(step) > config.build_disk_bytes:
