@@ -17,7 +17,7 @@ from api.store import RecordStore, new_id
 from common.broker import build_message
 from common.config import Config
 from common.contract import MAX_BUILD_ARGS, DeployRequest, public_build
-from common.models import Build, BuildStatus, Deployment, SourceType, json_text, utc_now
+from common.models import Build, BuildStatus, Deployment, ErrorKind, SourceType, json_text, utc_now
 
 logger = logging.getLogger("buildfarm.api")
 
@@ -87,7 +87,11 @@ class BuildSubmission:
             self.broker.enqueue(build_message(self.config, build.id))
         except Exception:
             logger.exception("could not queue build %s", build.id)
-            fields = {"finished_at": utc_now(), "error": "The build could not be queued: try again"}
+            fields = {
+                "finished_at": utc_now(),
+                "error": "The build queue (Redis) did not take the build: try again",
+                "error_kind": ErrorKind.INFRASTRUCTURE.value,
+            }
             pending = frozenset({BuildStatus.PENDING})
             await self.store.transition(
                 build.id, build.deployment_id, BuildStatus.FAILED, fields, expected=pending

@@ -48,5 +48,6 @@ def final_status(build: dict) -> int:
         note(f"{build_label(build)} succeeded: {build.get('image_tag')}")
         return 0
     reason = f": {build['error']}" if build.get("error") else ""
-    note(f"{build_label(build)} {status}{reason} (image_tag: {_cell(build.get('image_tag'))})")
+    kind = f"error_kind: {build['error_kind']}, " if build.get("error_kind") else ""
+    note(f"{build_label(build)} {status}{reason} ({kind}image_tag: {_cell(build.get('image_tag'))})")
     return EXIT_BUILD_FAILED

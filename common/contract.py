@@ -19,7 +19,7 @@ import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from common.config import Config
-from common.models import DEPLOYMENT_CREATED, BuildStatus
+from common.models import DEPLOYMENT_CREATED, BuildStatus, ErrorKind
 from common.models import Build as BuildRecord
 from common.models import Deployment as DeploymentRecord
 from common.outbound import redact_userinfo
@@ -28,6 +28,7 @@ Uuid = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
 Time = Annotated[str, Meta(description="RFC 3339 UTC, with milliseconds and a Z")]
 STATUSES: tuple[str, ...] = tuple(s.value for s in BuildStatus)
 Status = Literal[STATUSES]  # type: ignore[valid-type]
+ERROR_KINDS: tuple[str, ...] = tuple(k.value for k in ErrorKind)
 
 
 def _matching(pattern: str, description: str, max_length: int | None = None) -> Any:
@@ -199,6 +200,15 @@ class Build(Struct):
     started_at: Time | None
     finished_at: Time | None
     error: Annotated[str | None, Meta(description="Why the build failed or was cancelled")]
+    error_kind: Annotated[
+        Literal[ERROR_KINDS] | None,  # type: ignore[valid-type]
+        Meta(
+            description="Whose the failure is: 'user' (the Dockerfile, a step, the source, a refused "
+            "image, a limit the build's own steps hit), 'infrastructure' (S3, the registry, the "
+            "Docker engine, Redis, a worker lost: the farm's), 'timeout' (the build or queue "
+            "deadline passed) or 'cancelled'; null unless the build failed or was cancelled"
+        ),
+    ]
     attempt: Annotated[int, Meta(description="Runs started for this build (0 while pending)")]
     worker: Annotated[str | None, Meta(description="host:pid of the worker that ran it")]
     build_args: dict[str, str]

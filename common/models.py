@@ -21,6 +21,17 @@ class BuildStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
+class ErrorKind(StrEnum):
+    """Whose fault a build that did not succeed is: the user's (their Dockerfile, step, source or
+    image), the farm's own parts (S3, registry, engine, Redis, a worker lost, an internal error),
+    a deadline that passed, or a cancel."""
+
+    USER = "user"
+    INFRASTRUCTURE = "infrastructure"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
 TERMINAL_STATUSES = frozenset({BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CANCELLED})
 
 # The only moves a build's status may make; terminal states never change. A pending build
@@ -128,6 +139,8 @@ class Build(_RedisHash):
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
+    # An ErrorKind, set with `error` when the build ends without success.
+    error_kind: str | None = None
     attempt: int = 0
     worker: str | None = None
     cancel_requested_by: str | None = None

@@ -126,7 +126,7 @@ def test_a_pending_build_is_cancelled_at_once_and_cancel_is_idempotent(
     path = f"/deployments/{deployment['id']}/builds/{build_id}/cancel"
     first = client.post(path)
     assert first.status_code == 200 and first.json()["status"] == "cancelled"
-    assert "before it started" in first.json()["error"]
+    assert "before it started" in first.json()["error"] and first.json()["error_kind"] == "cancelled"
     again = client.post(path)
     assert again.status_code == 200 and again.json() == first.json()
     logs = client.get(f"/deployments/{deployment['id']}/builds/{build_id}/logs")

@@ -76,6 +76,7 @@ def test_an_archive_build_goes_from_upload_to_a_pushed_image_with_its_log(
 
     # Then the build succeeded with the image pushed under the seed's tag scheme
     assert current["status"] == "success", logs(client, build)
+    assert current["error"] is None and current["error_kind"] is None
     sha = hashlib.sha256(archive).hexdigest()
     assert current["commit_sha"] == sha
     assert current["image_tag"] == f"{config.registry}/{deployment['subdomain']}:{sha[:8]}"
@@ -243,6 +244,7 @@ def test_a_failing_run_step_fails_the_build_with_the_error_in_its_log(client, wo
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "failed" and build["image_tag"] is None and build["finished_at"]
     assert build["error"].endswith("exit code: 3") and "echo about to fail" in build["error"]
+    assert build["error_kind"] == "user"
     text = logs(client, build)
     assert "about to fail" in text
     last = text.splitlines()[-2:]
@@ -255,6 +257,7 @@ def test_a_missing_dockerfile_fails_the_build_with_a_clear_message(client, worke
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "failed" and build["image_tag"] is None
     assert build["error"] == "Dockerfile not found: no file 'Dockerfile' in the build context"
+    assert build["error_kind"] == "user"
     assert "ERROR: Dockerfile not found" in logs(client, build)
 
 
@@ -305,6 +308,7 @@ def test_an_unreachable_repository_fails_the_build_clearly(client, worker):
     ).json()
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "failed" and build["error"].startswith("git clone failed")
+    assert build["error_kind"] == "user"
     assert "ERROR: git clone failed" in logs(client, build)
 
 

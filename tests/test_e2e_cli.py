@@ -231,7 +231,7 @@ def test_builds_list_get_and_logs_find_a_deployment_by_subdomain_or_id(
     assert got.returncode == 0, got.stderr
     fields = dict(line.split(None, 1) for line in got.stdout.splitlines())
     assert fields["status"] == "success" and fields["image_tag"] == build["image_tag"]
-    assert fields["error"] == "-"
+    assert fields["error"] == fields["error_kind"] == "-"
     got_json = run_cli(api_url, token, "builds", "get", build["id"], "-d", deployment["id"], "--json")
     assert (
         json.loads(got_json.stdout)
@@ -279,6 +279,7 @@ def test_builds_cancel_stops_a_running_build_and_its_follower_exits_1(
         follower.kill()
     assert follower.returncode == 1, err
     assert "started-sleeping" in out and f"({build['id']}) cancelled" in err
+    assert "(error_kind: cancelled, image_tag: -)" in err
     assert wait_for_status(client, build)["status"] == "cancelled"
     again = run_cli(api_url, token, "builds", "cancel", build["id"], "--deployment", subdomain)
     assert again.returncode == 0 and again.stdout.strip() == "cancelled"

@@ -269,6 +269,9 @@ def test_a_slow_build_cancelled_from_its_page_turns_cancelled(page, client, tena
     expect(status_badge(page)).to_have_text("cancelled", timeout=30_000)
     expect(page.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
     expect(page.locator(".error-text")).to_contain_text("cancelled by tests")
+    expect(fact(page, "Error kind")).to_have_text(
+        "cancelled — cancelled by a user, or superseded by a newer deploy"
+    )
     assert client.get(build_path(build)).json()["status"] == "cancelled"
 
     # ...and Retry builds the same source again as a new build

@@ -3,6 +3,7 @@ and Dramatiq workers scraped over HTTP while real builds run. Nothing here is mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from common.records import keys
+from common.s3 import archive_key
 from tests.conftest import FAST_LEASES, unique_subdomain, wait_until
 from tests.farm import (
     MetricsWorker,
@@ -21,6 +23,7 @@ from tests.farm import (
     context_archive,
     deploy,
     dockerfile,
+    logs,
     scrape,
     value,
     wait_for_status,
@@ -171,6 +174,43 @@ def test_a_successful_build_moves_the_worker_series_by_exactly_one_build(
     assert delta("buildfarm_lease_takeovers_total") == 0
     assert delta("buildfarm_log_archive_failures_total") == 0
     assert value(worker.scrape(), "buildfarm_builds_running") == 0
+
+
+def test_a_users_failure_and_the_farms_are_told_apart_in_the_record_the_log_and_the_counters(
+    api_url, client, metrics_workers, s3, config
+):
+    worker = metrics_workers()
+    wait_for_an_idle_farm(api_url)
+    before = worker.scrape()
+
+    # Given a build whose RUN step fails (the user's mistake)
+    mistaken = wait_for_status(
+        client, deploy(client, archive_deployment(client, context_archive(dockerfile("exit 7"))))
+    )
+    # ...and a build whose stored source the farm's S3 lost after the upload
+    archive = context_archive(dockerfile("echo never built"))
+    deployment = archive_deployment(client, archive)
+    s3.remove_object(
+        config.sources_bucket, archive_key(deployment["id"], hashlib.sha256(archive).hexdigest())
+    )
+    lost = wait_for_status(client, deploy(client, deployment))
+
+    # Then each says whose it is: the user's with the step's own words, the farm's naming the
+    # part that failed and what became of the build, never an exception's repr
+    assert mistaken["status"] == "failed" and mistaken["error_kind"] == "user"
+    assert mistaken["error"].endswith("exit code: 7")
+    assert lost["status"] == "failed" and lost["error_kind"] == "infrastructure" and lost["attempt"] == 1
+    # (the farm's S3, rclone, answers a missing object in a form the client cannot parse)
+    assert lost["error"] == "S3 did not give the build's stored source: nothing was built"
+    assert logs(client, lost).splitlines()[-2:] == [f"ERROR: {lost['error']}", "Build failed"]
+
+    # ...and the worker counts one failure of each kind
+    def delta(**labels: str) -> float:
+        name = "buildfarm_build_failures_total"
+        return value(worker.scrape(), name, **labels) - value(before, name, **labels)
+
+    assert delta(error_kind="user") == delta(error_kind="infrastructure") == 1
+    assert delta(error_kind="timeout") == delta(error_kind="cancelled") == 0
 
 
 def test_every_line_the_api_server_logs_is_json_like_the_workers(api_url, logs_dir):

@@ -158,7 +158,9 @@ def test_cancelling_a_running_build_stops_it_within_two_seconds_and_leaves_no_co
     # Then it ends as cancelled within 2 s, with no container left and who cancelled it logged
     print(f"\ncancel → cancelled in {elapsed:.2f} s")
     assert cancelled["status"] == "cancelled" and elapsed <= 2.0
-    assert cancelled["finished_at"] and cancelled["image_tag"] is None
+    assert (
+        cancelled["finished_at"] and cancelled["image_tag"] is None and cancelled["error_kind"] == "cancelled"
+    )
     wait_until(lambda: not build_containers(docker_client, marker), 2, what="the RUN container to go")
     assert logs(client, build).splitlines()[-2:] == ["ERROR: Build cancelled by tests", "Build cancelled"]
     again = client.post(build_path(build) + "/cancel")
@@ -197,6 +199,7 @@ def test_a_build_running_past_its_timeout_fails_as_timed_out_and_is_stopped(clie
     _, build, marker = slow_build(client, "echo started && sleep 60", build_timeout_s=2)
     failed = wait_for_status(client, build, timeout=30)
     assert failed["status"] == "failed" and failed["error"] == "Build timed out after 2 s"
+    assert failed["error_kind"] == "timeout"
     assert "ERROR: Build timed out after 2 s" in logs(client, build)
     wait_until(lambda: not build_containers(docker_client, marker), 5, what="the RUN container to go")
 
@@ -230,6 +233,7 @@ def test_a_worker_killed_mid_build_is_taken_over_by_another_under_a_new_attempt(
     print(f"\nkill -9 → takeover in {takeover_s:.1f} s (lease 4 s)")
     assert taken and takeover_s <= 90
     assert done["status"] == "success" and done["attempt"] == 2 and done["worker"] != running["worker"]
+    assert done["error"] is None and done["error_kind"] is None
     assert worker_of(survivor, done)
     text = logs(client, build)
     assert f"--- attempt 2: taking over from worker {running['worker']}, whose lease expired ---" in text
@@ -244,6 +248,7 @@ def test_a_build_whose_workers_keep_dying_fails_as_worker_lost_after_its_last_at
     os.killpg((first if worker_of(first, running) else second).pid, signal.SIGKILL)
     lost = wait_for_status(client, build, timeout=60)
     assert lost["status"] == "failed" and lost["error"].startswith("Worker lost: 1 attempt(s)")
+    assert lost["error_kind"] == "infrastructure"
     assert logs(client, build).splitlines()[-1] == "Build failed"
 
 
@@ -371,6 +376,7 @@ def test_a_newer_deploy_supersedes_queued_builds_when_the_deployment_asks_for_it
     assert (
         superseded["status"] == "cancelled"
         and superseded["error"] == f"Superseded by build #{newest['number']}"
+        and superseded["error_kind"] == "cancelled"
     )
     assert wait_for_status(client, running)["status"] == "success"
     assert wait_for_status(client, newest)["status"] == "success"

@@ -62,6 +62,7 @@ def test_a_build_pending_past_the_queue_deadline_fails_as_expired(ctx, redis_cli
     expired = ctx.records.load(old.id)
     assert expired.status == BuildStatus.FAILED and expired.finished_at
     assert expired.error == "Expired: waited in the queue for more than 60 s"
+    assert expired.error_kind == "timeout"
     assert ctx.records.load(fresh.id).status == BuildStatus.PENDING
     assert redis_client.zscore(keys.active_builds("pending"), old.id) is None
 
@@ -98,6 +99,7 @@ def test_a_build_out_of_attempts_with_a_lost_worker_fails_as_worker_lost(ctx, re
     reap_once(ctx)
     lost = ctx.records.load(build.id)
     assert lost.status == BuildStatus.FAILED and lost.error.startswith("Worker lost: 2 attempt(s)")
+    assert lost.error_kind == "infrastructure"
     assert lost.attempt == 3 and lost.worker == "reaper-test:1"
     assert lost.log_state == "archived"
 
@@ -111,4 +113,5 @@ def test_a_cancelled_build_whose_worker_was_lost_ends_as_cancelled(ctx, redis_cl
     assert (
         ended.status == BuildStatus.CANCELLED
         and ended.error == "Build cancelled by ops (its worker was lost)"
+        and ended.error_kind == "cancelled"
     )

@@ -17,7 +17,7 @@ from common.models import Build, SourceType, image_tag
 from common.outbound import OutboundRule
 from worker.archive_dockerfile import ArchiveDockerfile
 from worker.archive_stream import fetch_inline_dockerfile, inline_dockerfile_name, stream_archive, tar_member
-from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
+from worker.build_types import BuildOutcome, BuildSpec, InfrastructureFault, Log
 from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
@@ -90,7 +90,9 @@ def build_step(
                 break
             except ContextLost as e:
                 if attempt == CONTEXT_ATTEMPTS:
-                    raise DockerError(f"The engine lost the build context {attempt} times: {e}") from None
+                    raise InfrastructureFault(
+                        f"The Docker engine lost the build context {attempt} times: nothing was built ({e})"
+                    ) from None
                 log("The engine lost the build context before reading it (nothing built): sending it again")
         source_s = began - started + outcome.context_s
         return Built(spec.tag, outcome, source_s, time.monotonic() - started - source_s)

@@ -19,6 +19,11 @@ class DockerError(Exception):
     """Raised when the engine reports a build or push error; the message is for the log."""
 
 
+class InfrastructureFault(Exception):
+    """A part of the farm (S3, the registry, the engine, Redis), not the user, failed the build:
+    the message names the part and what became of the build, in words."""
+
+
 def missing_dockerfile(path: str) -> str:
     """What a build whose Dockerfile is not in its context says, whoever finds it missing."""
     return f"Dockerfile not found: no file '{path}' in the build context"

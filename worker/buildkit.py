@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.config import Config
-from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log, missing_dockerfile
+from worker.build_types import (
+    BuildOutcome,
+    BuildSpec,
+    DockerError,
+    InfrastructureFault,
+    Log,
+    missing_dockerfile,
+)
 from worker.buildkit_progress import PlainProgress
 from worker.log_lines import LineCutter
 
@@ -27,7 +34,11 @@ from worker.log_lines import LineCutter
 READ_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 # Messages of the CLI that mean the engine, not the Dockerfile, failed.
-_ENGINE_DOWN = ("Cannot connect to the Docker daemon", "error during connect")
+_ENGINE_DOWN = (
+    "Cannot connect to the Docker daemon",
+    "error during connect",
+    "failed to dial gRPC: cannot connect to the Docker daemon",
+)
 # The CLI sends a context from stdin in a request of its own beside the build's; engine 20.10
 # sometimes looks for it before it is registered (seen about once in 8 builds on a loaded host).
 _CONTEXT_LOST = "failed to read downloaded context"
@@ -81,8 +92,8 @@ class BuildKitRun:
                 preexec_fn=_die_with_worker,
             )
         except FileNotFoundError:
-            raise DockerError(
-                f"No docker CLI at {self.config.docker_cli}: "
+            raise InfrastructureFault(
+                f"The worker has no docker CLI at {self.config.docker_cli}: "
                 "install Debian's docker.io or set BUILDFARM_DOCKER_CLI"
             ) from None
         with self._lock:
@@ -107,6 +118,10 @@ class BuildKitRun:
             error = error or f"docker build exited with status {returncode}"
             if _CONTEXT_LOST in error:
                 raise ContextLost(error)
+            if error.startswith(_ENGINE_DOWN):
+                raise InfrastructureFault(
+                    f"The Docker engine did not answer: the build did not run ({error})"
+                )
             raise DockerError(self._explain(error, spec))
         return BuildOutcome(
             progress.step_count, progress.cached_count, feeder.finished - started if feeder else 0.0
@@ -139,8 +154,6 @@ class BuildKitRun:
 
     @staticmethod
     def _explain(error: str, spec: BuildSpec) -> str:
-        if error.startswith(_ENGINE_DOWN):
-            return f"The Docker engine is unreachable: {error}"
         if "failed to read dockerfile" in error:
             return missing_dockerfile(spec.dockerfile)
         return error

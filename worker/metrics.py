@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from common.models import TERMINAL_STATUSES, Build, BuildStatus
+from common.models import TERMINAL_STATUSES, Build, BuildStatus, ErrorKind
 
 logger = logging.getLogger("buildfarm.metrics")
 
@@ -32,6 +32,12 @@ class _Series:
 
         self.builds = prom.Counter(
             "buildfarm_builds", "Builds this host's workers ended, by final status", ["status"], registry=None
+        )
+        self.failures = prom.Counter(
+            "buildfarm_build_failures",
+            "Builds this host's workers ended without success, by whose fault (error_kind)",
+            ["error_kind"],
+            registry=None,
         )
         self.duration = prom.Histogram(
             "buildfarm_build_duration_seconds",
@@ -81,6 +87,8 @@ class _Series:
         for status in sorted(TERMINAL_STATUSES):
             self.builds.labels(status)
             self.duration.labels(status)
+        for kind in ErrorKind:
+            self.failures.labels(kind.value)
         self.running.set(0)
 
 
@@ -114,8 +122,12 @@ def running_builds(s: _Series, delta: int) -> None:
 
 
 @_record
-def build_ended(s: _Series, status: BuildStatus, duration_s: float | None = None) -> None:
+def build_ended(
+    s: _Series, status: BuildStatus, kind: ErrorKind | None = None, duration_s: float | None = None
+) -> None:
     s.builds.labels(BuildStatus(status).value).inc()
+    if kind is not None:
+        s.failures.labels(kind.value).inc()
     if duration_s is not None:
         s.duration.labels(BuildStatus(status).value).observe(duration_s)
 

@@ -17,21 +17,18 @@ from common import contract
 from common.build_secrets import SecretCipher
 from common.config import ConfigError
 from common.logging_json import bind_build, build_scope
-from common.models import Build, BuildStatus, json_text, utc_now
+from common.models import Build, BuildStatus, ErrorKind, json_text, utc_now
 from common.records.builds import LostClaim
 from common.registry_auth import registry_login
-from worker import metrics
+from worker import failures, metrics
 from worker.build_step import build_step
-from worker.build_types import DockerError
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
 from worker.docker_build import create_docker, push_image
-from worker.image_policy import ImageRefused
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
-from worker.source import SourceError
 from worker.step_guard import steps_stopped_explained
 
 logger = logging.getLogger("buildfarm.worker")
@@ -50,11 +47,12 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Stop:
-    """Why the watcher stopped a build: it ends with `status` and `reason`, or, with no
+    """Why the watcher stopped a build: it ends with `status`, `kind` and `reason`, or, with no
     status, it is handed back (shutdown) or abandoned (its claim was lost)."""
 
     reason: str
     status: BuildStatus | None = None
+    kind: ErrorKind | None = None
     hand_back: bool = False
 
 
@@ -96,9 +94,13 @@ class _Watcher(threading.Thread):
                     self.ctx.heartbeat()
                     next_heartbeat = now + HEARTBEAT_INTERVAL_S
                 if who := self.ctx.records.cancel_requested_by(self.build):
-                    self._halt(Stop(f"Build cancelled by {who}", BuildStatus.CANCELLED))
+                    self._halt(Stop(f"Build cancelled by {who}", BuildStatus.CANCELLED, ErrorKind.CANCELLED))
                 elif now > self.deadline:
-                    self._halt(Stop(f"Build timed out after {self.timeout_s} s", BuildStatus.FAILED))
+                    self._halt(
+                        Stop(
+                            f"Build timed out after {self.timeout_s} s", BuildStatus.FAILED, ErrorKind.TIMEOUT
+                        )
+                    )
                 elif self.ctx.shutting_down():
                     self._halt(Stop("Worker shutting down: the build is handed back", hand_back=True))
                 elif now >= next_scratch_check and self.scratch and self._scratch_over_budget():
@@ -108,6 +110,7 @@ class _Watcher(threading.Thread):
                             f"The build's source took more than {budget / MIB:.0f} MiB of the worker's "
                             "disk, its budget (BUILDFARM_BUILD_DISK_BYTES)",
                             BuildStatus.FAILED,
+                            ErrorKind.USER,
                         )
                     )
                 if now >= next_scratch_check:
@@ -169,19 +172,18 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
 
     watcher = _Watcher(ctx, build, abort)
     watcher.start()
-    status, error, result = BuildStatus.FAILED, None, {}
+    status, kind, error, result = BuildStatus.FAILED, None, None, {}
     metrics.running_builds(1)
     try:
         result = _build_and_push(ctx, build, (buildkit, docker), log, watcher, timings)
         status = BuildStatus.SUCCESS
     except (_Stopped, LostClaim):
         pass
-    except (SourceError, DockerError, ConfigError, ImageRefused) as e:
-        error = str(e)
-    except Exception as e:  # the build must end as failed whatever broke; the trace goes to our log
+    except Exception as e:  # the build must end as failed whatever broke; the farm's faults go to our log
         if watcher.stop is None:
-            logger.exception("build %s: internal error", build.id)
-            error = f"Internal error in the worker: {type(e).__name__}: {e}"
+            kind, error = failures.classify(e)
+            if kind == ErrorKind.INFRASTRUCTURE:
+                logger.exception("build %s: %s", build.id, error)
     finally:
         metrics.running_builds(-1)
         watcher.finish()
@@ -193,8 +195,9 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         _abandon(build, log, stop)
     else:
         if stop:
-            status, error = stop.status, stop.reason
-        conclude(ctx, build, log, status, error, {**result, **timings.fields()}, run_started=claimed_at)
+            status, kind, error = stop.status, stop.kind, stop.reason
+        result = {**result, **timings.fields()}
+        conclude(ctx, build, log, status, (kind, error), result, run_started=claimed_at)
 
 
 class _Timings:
@@ -249,7 +252,8 @@ def _build_and_push(
         source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps
     )
     pushing = time.monotonic()
-    digest = push_image(engines[1], built.tag, registry_login(ctx.config), log.line)
+    with failures.pushing():
+        digest = push_image(engines[1], built.tag, registry_login(ctx.config), log.line)
     watcher.check()
     timings.record(push_s=time.monotonic() - pushing)
     return {"image_tag": built.tag, "image_digest": digest}
@@ -281,12 +285,14 @@ def conclude(
     build: Build,
     log: LogWriter,
     status: BuildStatus,
-    error: str | None,
+    failure: tuple[ErrorKind | None, str | None],
     result: dict[str, str],
     run_started: float | None = None,
 ) -> None:
     """Ends a build: its last lines, then its final status, then the end marker, then the archive.
-    A reader that sees the end of the log always finds the build finished, with its whole log."""
+    A reader that sees the end of the log always finds the build finished, with its whole log.
+    `failure` is whose fault it is and why, for a build that did not succeed."""
+    kind, error = failure
     if error:
         error = log.masked(error)
         log.line(f"ERROR: {error}", footer=True)
@@ -294,21 +300,27 @@ def conclude(
     fields = dict(result) if status == BuildStatus.SUCCESS else {}
     if error:
         fields["error"] = error
+    if kind and status != BuildStatus.SUCCESS:
+        fields["error_kind"] = kind.value
     log.drain()
     if not ctx.records.finish(build, status, **fields):
         logger.warning("build %s: could not record %s (claim lost or already over)", build.id, status)
         return
     log.end(status.value)
     logger.info("build %s %s", build.id, status.value)
-    metrics.build_ended(status, None if run_started is None else time.monotonic() - run_started)
+    metrics.build_ended(status, kind, None if run_started is None else time.monotonic() - run_started)
     archive_log(ctx, build)
 
 
 def expire(ctx: WorkerContext, build: Build) -> None:
     """Fails a build that waited in the queue past the deadline, without running it."""
     deadline = ctx.config.queue_deadline_s
-    fields = {"finished_at": utc_now(), "error": f"Expired: waited in the queue for more than {deadline} s"}
+    fields = {
+        "finished_at": utc_now(),
+        "error": f"Expired: waited in the queue for more than {deadline} s",
+        "error_kind": ErrorKind.TIMEOUT.value,
+    }
     pending = frozenset({BuildStatus.PENDING})
     if ctx.records.transition(build.id, build.deployment_id, BuildStatus.FAILED, fields, expected=pending).ok:
         logger.info("build %s expired in the queue", build.id)
-        metrics.build_ended(BuildStatus.FAILED)
+        metrics.build_ended(BuildStatus.FAILED, ErrorKind.TIMEOUT)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from common.logging_json import bind_build, build_scope
-from common.models import Build, BuildStatus
+from common.models import Build, BuildStatus, ErrorKind
 from common.records import keys
 from worker.context import WorkerContext
 from worker.pipeline import conclude, expire
@@ -48,12 +48,12 @@ def _end_abandoned(ctx: WorkerContext, build: Build) -> None:
     """Ends a build whose worker is gone for good, under an attempt of its own: should the
     lost worker come back, its writes are refused."""
     if build.cancel_requested_by:
-        status = BuildStatus.CANCELLED
+        status, kind = BuildStatus.CANCELLED, ErrorKind.CANCELLED
         reason = f"Build cancelled by {build.cancel_requested_by} (its worker was lost)"
     else:
-        status = BuildStatus.FAILED
+        status, kind = BuildStatus.FAILED, ErrorKind.INFRASTRUCTURE
         reason = f"Worker lost: {build.attempt} attempt(s) ended without their worker (last: {build.worker})"
     if not ctx.records.seize(build, ctx.worker_id):
         return
     logger.warning("build %s: %s", build.id, reason)
-    conclude(ctx, build, ctx.log_writer(build), status, reason, {})
+    conclude(ctx, build, ctx.log_writer(build), status, (kind, reason), {})

@@ -11,7 +11,7 @@ from api.paging import link_next_page, paging_params
 from api.store import RecordStore
 from api.submission import BuildSubmission, render_queued
 from common.contract import STATUSES, public_build
-from common.models import BuildStatus, utc_now
+from common.models import BuildStatus, ErrorKind, utc_now
 
 
 class BuildsResource:
@@ -43,7 +43,11 @@ class BuildsResource:
         build = await find_build(self.store, tenant, deployment_id, build_id)
         # A worker may claim the pending build meanwhile: it is then read again, and stopped as running.
         while build.status == BuildStatus.PENDING:
-            fields = {"finished_at": utc_now(), "error": f"cancelled by {who} before it started"}
+            fields = {
+                "finished_at": utc_now(),
+                "error": f"cancelled by {who} before it started",
+                "error_kind": ErrorKind.CANCELLED.value,
+            }
             pending = frozenset({BuildStatus.PENDING})
             result = await self.store.transition(
                 build.id, build.deployment_id, BuildStatus.CANCELLED, fields, expected=pending

@@ -47,6 +47,16 @@ function phases(timings) {
   );
 }
 
+/** Whose a failure is (the build's error_kind), in words. */
+const ERROR_KINDS = {
+  user: "the build's own: its Dockerfile, a step, its source or an image it names",
+  infrastructure: "the farm's: one of its parts (S3, the registry, the Docker engine, Redis, a worker) failed",
+  timeout: "a deadline passed",
+  cancelled: "cancelled by a user, or superseded by a newer deploy",
+};
+
+const errorKind = (kind) => h("span", { class: `error-kind error-kind-${kind}` }, h("strong", {}, kind), ` — ${ERROR_KINDS[kind] ?? ""}`);
+
 export function buildView(root, { ids: [deploymentId, buildId], signal }) {
   const path = `/deployments/${deploymentId}/builds/${buildId}`;
   const heading = h("h1", { tabindex: "-1" }, "Build");
@@ -107,6 +117,7 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
         ["Cache", b.no_cache ? "not used (no_cache): every step runs again" : null],
         ["Phases", phases(b.timings)],
         ["Error", b.error ? h("span", { class: "error-text" }, b.error) : null],
+        ["Error kind", b.error_kind ? errorKind(b.error_kind) : null],
       ]),
     );
     times.replaceChildren(

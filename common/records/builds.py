@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from common import contract
 from common.config import Config
-from common.models import ALLOWED_TRANSITIONS, Build, BuildStatus, LogState, utc_now
+from common.models import ALLOWED_TRANSITIONS, Build, BuildStatus, ErrorKind, LogState, utc_now
 from common.records import fields, keys, scripts
 from common.records.call import Call, Steps, first, pairs, text
 
@@ -261,7 +261,11 @@ def supersede_queued(newer: Build) -> Steps[None]:
     index = keys.deployment_builds(newer.deployment_id, BuildStatus.PENDING)
     older_ids = yield Call(first, commands=[("ZRANGEBYSCORE", index, "-inf", f"({newer.number}")])
     for raw in older_ids:
-        values = {fields.FINISHED_AT: utc_now(), fields.ERROR: f"Superseded by build #{newer.number}"}
+        values = {
+            fields.FINISHED_AT: utc_now(),
+            fields.ERROR: f"Superseded by build #{newer.number}",
+            fields.ERROR_KIND: ErrorKind.CANCELLED.value,
+        }
         pending = frozenset({BuildStatus.PENDING})
         yield transition(raw.decode(), newer.deployment_id, BuildStatus.CANCELLED, values, expected=pending)
 
