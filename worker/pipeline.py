@@ -26,8 +26,9 @@ from worker.build_types import DockerError
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
-from worker.docker_build import create_docker, push_image
+from worker.docker_build import create_docker, push_image, registry_down
 from worker.image_policy import ImageRefused
+from worker.infra_retry import InfrastructureFault, retry_within
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
@@ -134,6 +135,11 @@ class _Watcher(threading.Thread):
         if self.stop:
             raise _Stopped()
 
+    def pause(self, seconds: float) -> None:
+        """Waits between two tries of a step, ended early by a stop."""
+        self._done.wait(seconds)
+        self.check()
+
 
 @build_scope
 def run_build(ctx: WorkerContext, build_id: str) -> None:
@@ -176,7 +182,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         status = BuildStatus.SUCCESS
     except (_Stopped, LostClaim):
         pass
-    except (SourceError, DockerError, ConfigError, ImageRefused) as e:
+    except (SourceError, DockerError, ConfigError, ImageRefused, InfrastructureFault) as e:
         error = str(e)
     except Exception as e:  # the build must end as failed whatever broke; the trace goes to our log
         if watcher.stop is None:
@@ -249,7 +255,17 @@ def _build_and_push(
         source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps
     )
     pushing = time.monotonic()
-    digest = push_image(engines[1], built.tag, registry_login(ctx.config), log.line)
+    login = registry_login(ctx.config)
+    # The image is built: a registry that does not answer gets it again, not a rebuild.
+    digest = retry_within(
+        lambda: push_image(engines[1], built.tag, login, log.line),
+        fault=registry_down,
+        bound_s=ctx.config.push_retry_s,
+        retrying=lambda cause, wait: f"The registry did not answer ({cause}): pushing again in {wait:g} s",
+        gave_up=lambda bound: f"The registry did not answer for {bound}; the image was built but not pushed",
+        log=log.line,
+        pause=watcher.pause,
+    )
     watcher.check()
     timings.record(push_s=time.monotonic() - pushing)
     return {"image_tag": built.tag, "image_digest": digest}
