@@ -10,6 +10,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+# A step tried again while the farm's part it needs does not answer (retry_within, its fault
+# and bound given).
+Retry = Callable[[Callable[[], T]], T]
 
 # The first wait after a fault, doubled after each retry up to the last.
 FIRST_WAIT_S = 1.0
@@ -25,15 +28,16 @@ def retry_within(
     *,
     fault: Callable[[Exception], str | None],
     bound_s: float,
-    retrying: Callable[[str, float], str],
-    gave_up: Callable[[str], str],
+    part: str,
+    again: str,
+    lost: str,
     log: Callable[[str], None],
     pause: Callable[[float], None],
 ) -> T:
     """Runs `action` until it succeeds or raises what `fault` does not call the farm's (its
-    cause in words, or None). `retrying(cause, wait)` is the log line of each retry; past
-    `bound_s` after the first fault, InfrastructureFault(gave_up(duration)) ends the build.
-    `pause` waits, and raises if the build is stopped meanwhile."""
+    cause in words, or None). Each retry logs "`part` did not answer (cause): `again` in N s";
+    past `bound_s` after the first fault, the build fails with "`part` did not answer for
+    <bound>; `lost`". `pause` waits, and raises if the build is stopped meanwhile."""
     first_fault = None
     wait = FIRST_WAIT_S
     while True:
@@ -46,8 +50,8 @@ def retry_within(
             first_fault = time.monotonic() if first_fault is None else first_fault
             left = bound_s - (time.monotonic() - first_fault)
             if left <= 0:
-                raise InfrastructureFault(gave_up(duration(bound_s))) from e
-            log(retrying(cause, round(min(wait, left), 1)))
+                raise InfrastructureFault(f"{part} did not answer for {duration(bound_s)}; {lost}") from e
+            log(f"{part} did not answer ({cause}): {again} in {round(min(wait, left), 1):g} s")
             pause(min(wait, left))
             wait = min(wait * 2, LONGEST_WAIT_S)
 

@@ -3,9 +3,11 @@ archive."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, json_text, utc_now
 from common.records.builds import LostClaim
 from common.registry_auth import registry_login
+from common.s3 import unanswered
 from worker import metrics
 from worker.build_step import build_step
 from worker.build_types import DockerError
@@ -28,7 +31,7 @@ from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
 from worker.docker_build import create_docker, push_image, registry_down
 from worker.image_policy import ImageRefused
-from worker.infra_retry import InfrastructureFault, retry_within
+from worker.infra_retry import InfrastructureFault, Retry, retry_within
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
@@ -248,7 +251,7 @@ def _build_and_push(
     log.mask(list(secrets.values()))
     with scratch_folder(build) as scratch, steps_stopped_explained():
         watcher.scratch = scratch
-        built = build_step(ctx, build, engines, scratch, secrets, log.line)
+        built = build_step(ctx, build, engines, scratch, secrets, log.line, _s3_retry(ctx, log, watcher))
     watcher.check()
     outcome = built.outcome
     timings.record(
@@ -257,18 +260,34 @@ def _build_and_push(
     pushing = time.monotonic()
     login = registry_login(ctx.config)
     # The image is built: a registry that does not answer gets it again, not a rebuild.
-    digest = retry_within(
+    push_retry = _retry(log, watcher, registry_down, ctx.config.push_retry_s)
+    digest = push_retry(
         lambda: push_image(engines[1], built.tag, login, log.line),
-        fault=registry_down,
-        bound_s=ctx.config.push_retry_s,
-        retrying=lambda cause, wait: f"The registry did not answer ({cause}): pushing again in {wait:g} s",
-        gave_up=lambda bound: f"The registry did not answer for {bound}; the image was built but not pushed",
-        log=log.line,
-        pause=watcher.pause,
+        part="The registry",
+        again="pushing again",
+        lost="the image was built but not pushed",
     )
     watcher.check()
     timings.record(push_s=time.monotonic() - pushing)
     return {"image_tag": built.tag, "image_digest": digest}
+
+
+def _retry(
+    log: LogWriter, watcher: _Watcher, fault: Callable[[Exception], str | None], bound_s: float
+) -> functools.partial:
+    """retry_within (worker/infra_retry.py) for this build: its retries in its log, its waits cut
+    short when the build is stopped."""
+    return functools.partial(retry_within, fault=fault, bound_s=bound_s, log=log.line, pause=watcher.pause)
+
+
+def _s3_retry(ctx: WorkerContext, log: LogWriter, watcher: _Watcher) -> Retry:
+    """Tries a step that reads the build's source from S3 again while S3 does not answer."""
+    return functools.partial(
+        _retry(log, watcher, unanswered, ctx.config.source_retry_s),
+        part="S3",
+        again="fetching the source again",
+        lost="the build's source could not be fetched",
+    )
 
 
 def _abandon(build: Build, log: LogWriter, stop: Stop | None) -> None:
