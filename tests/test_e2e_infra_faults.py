@@ -11,9 +11,12 @@ import pytest
 
 from tests.conftest import alone_on_the_queue
 from tests.farm import (
+    archive_deployment,
     archived_log,
     build_in_its_run_step,
+    context_archive,
     deploy,
+    dockerfile,
     logs,
     registry_get,
     service_killed,
@@ -134,3 +137,12 @@ def test_s3_down_longer_than_the_bound_fails_the_build_saying_its_source_could_n
     assert _SOURCE_RETRY.search(text)
     assert text.endswith(f"ERROR: {queued['error']}\nBuild failed\n")
     assert archived == text
+
+
+def test_a_failing_run_step_is_the_users_mistake_and_is_not_retried(client, worker):
+    build = deploy(client, archive_deployment(client, context_archive(dockerfile("exit 3"))))
+    build = wait_for_status(client, build)
+    assert build["status"] == "failed"
+    assert build["attempt"] == 1
+    assert "exit code: 3" in build["error"]
+    assert "did not answer" not in logs(client, build)
