@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import falcon
 import redis.exceptions
-import urllib3.exceptions
-from minio.error import ServerError
 
 from common.contract import Error, encode
+from common.s3 import UNANSWERED
 
 # How long a client is told to wait when a service the API needs does not answer.
 RETRY_AFTER_S = 5
@@ -16,8 +15,7 @@ RETRY_AFTER_S = 5
 UNAVAILABLE = {
     redis.exceptions.ConnectionError: "Redis (the farm's records)",
     redis.exceptions.TimeoutError: "Redis (the farm's records)",
-    urllib3.exceptions.HTTPError: "S3 (the farm's object store)",
-    ServerError: "S3 (the farm's object store)",
+    **dict.fromkeys(UNANSWERED, "S3 (the farm's object store)"),
 }
 
 ERROR_CODES = {

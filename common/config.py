@@ -79,6 +79,10 @@ class Config:
     max_attempts: int = 3
     queue_deadline_s: int = 24 * 3600
     worker_grace_s: float = 60.0
+    # Faults of the farm's own parts are retried for this long before the build fails
+    # (worker/infra_retry.py): pushing a built image to the registry, fetching a source from S3.
+    push_retry_s: float = 120.0
+    source_retry_s: float = 120.0
     one_build_per_deployment: bool = True
     # Cleanup jobs: log retention and Docker pruning.
     log_retention_days: int = 30

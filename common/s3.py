@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import urllib3.exceptions
 from minio import Minio
+from minio.error import ServerError
 
 from common.config import Config
+
+# What a client meets when S3 does not answer (after minio's own short retries); an S3 error
+# response (no such key, access denied…) is an answer, and not one of these.
+UNANSWERED = (urllib3.exceptions.HTTPError, ServerError)
 
 
 def create_s3(config: Config) -> Minio:
@@ -17,6 +23,14 @@ def create_s3(config: Config) -> Minio:
         secure=config.s3_secure,
         region=config.s3_region,
     )
+
+
+def unanswered(error: Exception) -> str | None:
+    """Why S3 did not answer, in the innermost error's words; None if `error` is not that."""
+    if not isinstance(error, UNANSWERED):
+        return None
+    said = str(getattr(error, "reason", None) or error)
+    return said.rpartition("): ")[2] or said
 
 
 def ensure_buckets(s3: Minio, config: Config) -> None:

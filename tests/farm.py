@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import signal
+import subprocess
 import tarfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,9 +19,11 @@ from websockets.sync.client import connect
 
 from common.config import Config
 from common.records import keys
-from tests.conftest import BASE_IMAGE, free_port, rss_kib, start_worker, unique_subdomain, wait_until
+from tests.conftest import BASE_IMAGE, ROOT, free_port, rss_kib, start_worker, unique_subdomain, wait_until
 
 TERMINAL = ("success", "failed", "cancelled")
+# The state folder of the services `make test` started (deploy/local/services).
+STATE = Path(os.environ.get("BUILDFARM_STATE", ROOT / ".local"))
 
 
 def registry_get(config: Config, path: str, **kwargs) -> httpx.Response:
@@ -94,6 +101,26 @@ def logs(client: httpx.Client, build: dict) -> str:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return response.text
+
+
+def build_in_its_run_step(client: httpx.Client, *run_steps: str) -> dict:
+    """A build of a new archive deployment, once its first RUN step has started: the engine has
+    the whole source by then (S3 has served it), and nothing is pushed yet."""
+    build = deploy(client, archive_deployment(client, context_archive(dockerfile(*run_steps))))
+    wait_for_status(client, build, statuses=("building",))
+    wait_until(lambda: run_steps[0] in logs(client, build), 90, what="the build's RUN step")
+    return build
+
+
+@contextlib.contextmanager
+def service_killed(name: str) -> Iterator[None]:
+    """Kills a service of the test state (SIGKILL: it says no goodbye to its clients) and starts it
+    again with deploy/local/services on the way out."""
+    os.kill(int((STATE / f"pids/{name}.pid").read_text()), signal.SIGKILL)
+    try:
+        yield
+    finally:
+        subprocess.run([str(ROOT / "deploy/local/services"), "up"], check=True, capture_output=True)
 
 
 def ws_url(api_url: str, build: dict, after: int | None = None) -> str:

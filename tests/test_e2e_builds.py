@@ -8,9 +8,7 @@ import hashlib
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,12 +23,14 @@ from tests.conftest import BIN, ROOT, Process, free_port, missing, process_env, 
 from tests.farm import (
     archive_deployment,
     archived_log,
+    build_in_its_run_step,
     build_path,
     context_archive,
     deploy,
     dockerfile,
     logs,
     registry_get,
+    service_killed,
     wait_for_status,
     worker_children_rss_kib,
     ws_lines,
@@ -380,25 +380,15 @@ def test_a_buildkit_step_printing_faster_than_the_engine_forwards_is_clipped_and
 def test_a_log_whose_archive_fails_while_s3_is_down_is_archived_when_s3_returns(
     client, worker, config, s3, redis_client
 ):
-    deployment = archive_deployment(
-        client, context_archive(dockerfile("sleep 2", "echo survived the outage"))
-    )
-    build = deploy(client, deployment)
-    wait_for_status(client, build, statuses=("building",))
-    # (A RUN step runs only once the engine has the whole source: S3 has served it by then.)
-    wait_until(lambda: "sleep 2" in logs(client, build), 60, what="the build's RUN step")
+    build = build_in_its_run_step(client, "sleep 2", "echo survived the outage")
     # When S3 goes down while the build runs
-    state = Path(os.environ.get("BUILDFARM_STATE", ROOT / ".local"))
-    os.kill(int((state / "pids/s3.pid").read_text()), signal.SIGKILL)
-    try:
+    with service_killed("s3"):
         build = wait_for_status(client, build)
         assert build["status"] == "success"
         time.sleep(2)
         # Then the build still ends, and its log is served from Redis meanwhile
         text = logs(client, build)
         assert "survived the outage" in text
-    finally:
-        subprocess.run([str(ROOT / "deploy/local/services"), "up"], check=True, capture_output=True)
     # ...and it is archived, whole, once S3 is back
     assert archived_log(redis_client, s3, config, build, 30) == text
 

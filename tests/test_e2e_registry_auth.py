@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import BASE_IMAGE, unique_subdomain
 from tests.farm import archive_deployment, context_archive, deploy, dockerfile, registry_get, wait_for_status
 from worker.build_types import DockerError
-from worker.docker_build import push_image
+from worker.docker_build import push_image, registry_down
 
 pytestmark = pytest.mark.e2e
 
@@ -52,8 +52,10 @@ def test_the_registry_answers_anonymous_reads_and_pushes_with_401(config):
 
 def test_the_engine_cannot_push_without_the_workers_login(docker_client, registry_tag):
     lines: list[str] = []
-    with pytest.raises(DockerError, match="no basic auth credentials"):
+    with pytest.raises(DockerError, match="no basic auth credentials") as refused:
         push_image(docker_client, registry_tag, None, lines.append)
+    # A refusal is not a registry that did not answer: the build does not push it again.
+    assert registry_down(refused.value) is None
 
 
 def test_the_engine_pushes_with_the_workers_login(config, docker_client, registry_tag):

@@ -27,6 +27,11 @@ def make_repo(path: Path, files: dict[str, bytes]) -> str:
     ).stdout.strip()
 
 
+def _no_s3(action):
+    """A git source reads nothing from S3: nothing to retry."""
+    return action()
+
+
 def git_build(url: str) -> Build:
     return Build(
         id=str(uuid.uuid4()),
@@ -46,7 +51,7 @@ def git_build(url: str) -> Build:
 def fetch(tmp_path: Path, config: Config, url: str):
     scratch = tmp_path / f"scratch-{uuid.uuid4().hex[:6]}"
     scratch.mkdir()
-    return fetch_source(config, None, git_build(url), scratch, lambda line: None)
+    return fetch_source(config, None, git_build(url), scratch, lambda line: None, _no_s3)
 
 
 def test_a_clone_resolves_the_full_commit_sha_and_drops_the_git_directory(tmp_path):
@@ -129,7 +134,7 @@ def fetch_with(tmp_path: Path, url: str, outbound: OutboundRule, lines: list[str
     scratch = tmp_path / f"scratch-{uuid.uuid4().hex[:6]}"
     scratch.mkdir()
     log = lines.append if lines is not None else (lambda line: None)
-    return fetch_source(Config(), None, git_build(url), scratch, log, outbound)
+    return fetch_source(Config(), None, git_build(url), scratch, log, _no_s3, outbound)
 
 
 def test_a_git_host_on_loopback_is_refused_by_default_before_any_connection(tmp_path):

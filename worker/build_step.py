@@ -22,6 +22,7 @@ from worker.buildkit import BuildKitRun, ContextLost
 from worker.context import WorkerContext
 from worker.docker_build import AbortableAPIClient, build_image
 from worker.image_policy import FarmRegistry, check_dockerfile
+from worker.infra_retry import Retry
 from worker.source import fetch_source
 
 # Tries of a build whose context the engine lost (worker/buildkit.py ContextLost).
@@ -44,7 +45,9 @@ def build_step(
     scratch: Path,
     secrets: dict[str, str],
     log: Log,
+    retry_s3: Retry,
 ) -> Built:
+    """`retry_s3` tries a step that reads the source from S3 again while S3 does not answer."""
     buildkit, docker = engines
     started = time.monotonic()
     options = {"build_args": build.args(), "no_cache": build.no_cache}
@@ -52,7 +55,7 @@ def build_step(
     if ctx.config.builder == CLASSIC:
         if secrets:
             log("Warning: the classic builder cannot mount build secrets (BUILDFARM_BUILDER=classic)")
-        source = fetch_source(ctx.config, ctx.s3, build, scratch, log)
+        source = fetch_source(ctx.config, ctx.s3, build, scratch, log, retry_s3)
         _resolved(ctx, build, source.commit_sha)
         check_images(source.dockerfile_text(ctx.config.max_dockerfile_bytes))
         spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)
@@ -69,7 +72,7 @@ def build_step(
         dockerfile, head = build.dockerfile_path, b""
         if build.inline_dockerfile:
             dockerfile = inline_dockerfile_name(build)
-            text = fetch_inline_dockerfile(ctx.config, ctx.s3, build)
+            text = retry_s3(lambda: fetch_inline_dockerfile(ctx.config, ctx.s3, build))
             log("Using the Dockerfile uploaded with the archive")
             check_images(text.decode("utf-8", "replace"))
             head = tar_member(dockerfile, text)
@@ -86,7 +89,9 @@ def build_step(
             log(f"Streaming source archive {build.commit_sha[:12]} to the engine")
             began = time.monotonic()
             try:
-                outcome = buildkit.run(spec, feed, scratch, log)
+                # A feed that S3 fails kills the CLI before the engine has the whole context
+                # (nothing is built): the stream is sent again from its start.
+                outcome = retry_s3(lambda: buildkit.run(spec, feed, scratch, log))
                 break
             except ContextLost as e:
                 if attempt == CONTEXT_ATTEMPTS:
@@ -96,7 +101,7 @@ def build_step(
                 log("The engine lost the build context before reading it (nothing built): sending it again")
         source_s = began - started + outcome.context_s
         return Built(spec.tag, outcome, source_s, time.monotonic() - started - source_s)
-    source = fetch_source(ctx.config, ctx.s3, build, scratch, log)
+    source = fetch_source(ctx.config, ctx.s3, build, scratch, log, retry_s3)
     _resolved(ctx, build, source.commit_sha)
     check_images(source.dockerfile_text(ctx.config.max_dockerfile_bytes))
     spec = BuildSpec(_tag(ctx, build), source.dockerfile, **options)

@@ -20,6 +20,28 @@ _STEP = re.compile(r"Step \d+/\d+ : ")
 _CACHED = " ---> Using cache"
 # A step's container has started (its id, shortened).
 _RUNNING = re.compile(r" ---> Running in ([0-9a-f]{12,64})")
+# What the engine says when the registry is down or overloaded, rather than refusing the login or
+# the image: worth pushing again.
+_REGISTRY_DOWN = re.compile(
+    r"dial tcp|connection refused|connection reset|i/o timeout|\bEOF\b|no such host"
+    r"|Service Unavailable|Bad Gateway|Gateway Timeout|status:? 50[234]",
+    re.IGNORECASE,
+)
+
+
+class PushFailed(DockerError):
+    """Raised when the registry did not take the image; `engine_says` is the engine's reason."""
+
+    def __init__(self, engine_says: str) -> None:
+        super().__init__(f"Push failed: {engine_says}")
+        self.engine_says = engine_says
+
+
+def registry_down(error: Exception) -> str | None:
+    """The engine's words if `error` is a push the registry did not answer, else None."""
+    if isinstance(error, PushFailed) and _REGISTRY_DOWN.search(error.engine_says):
+        return error.engine_says
+    return None
 
 
 class AbortableAPIClient(docker.APIClient):
@@ -127,7 +149,7 @@ def push_image(
     digest = None
     for item in client.push(repository, tag=short, stream=True, decode=True, auth_config=auth):
         if "error" in item:
-            raise DockerError(f"Push failed: {item['error'].strip()}")
+            raise PushFailed(item["error"].strip())
         status = item.get("status", "")
         if "aux" in item:
             digest = item["aux"].get("Digest", digest)

@@ -3,9 +3,11 @@ archive."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,12 +22,14 @@ from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, ErrorKind, json_text, utc_now
 from common.records.builds import LostClaim
 from common.registry_auth import registry_login
+from common.s3 import unanswered
 from worker import failures, metrics
 from worker.build_step import build_step
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
-from worker.docker_build import create_docker, push_image
+from worker.docker_build import create_docker, push_image, registry_down
+from worker.infra_retry import Retry, retry_within
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
@@ -137,6 +141,11 @@ class _Watcher(threading.Thread):
         if self.stop:
             raise _Stopped()
 
+    def pause(self, seconds: float) -> None:
+        """Waits between two tries of a step, ended early by a stop."""
+        self._done.wait(seconds)
+        self.check()
+
 
 @build_scope
 def run_build(ctx: WorkerContext, build_id: str) -> None:
@@ -245,18 +254,45 @@ def _build_and_push(
     log.mask(list(secrets.values()))
     with scratch_folder(build) as scratch, steps_stopped_explained():
         watcher.scratch = scratch
-        built = build_step(ctx, build, engines, scratch, secrets, log.line)
+        built = build_step(ctx, build, engines, scratch, secrets, log.line, _s3_retry(ctx, log, watcher))
     watcher.check()
     outcome = built.outcome
     timings.record(
         source_s=built.source_s, build_s=built.build_s, steps=outcome.steps, cached_steps=outcome.cached_steps
     )
     pushing = time.monotonic()
+    login = registry_login(ctx.config)
+    # The image is built: a registry that does not answer gets it again, not a rebuild; one that
+    # refuses it fails the build as the farm's (failures.pushing).
+    push_retry = _retry(log, watcher, registry_down, ctx.config.push_retry_s)
     with failures.pushing():
-        digest = push_image(engines[1], built.tag, registry_login(ctx.config), log.line)
+        digest = push_retry(
+            lambda: push_image(engines[1], built.tag, login, log.line),
+            part="The registry",
+            again="pushing again",
+            lost="the image was built but not pushed",
+        )
     watcher.check()
     timings.record(push_s=time.monotonic() - pushing)
     return {"image_tag": built.tag, "image_digest": digest}
+
+
+def _retry(
+    log: LogWriter, watcher: _Watcher, fault: Callable[[Exception], str | None], bound_s: float
+) -> functools.partial:
+    """retry_within (worker/infra_retry.py) for this build: its retries in its log, its waits cut
+    short when the build is stopped."""
+    return functools.partial(retry_within, fault=fault, bound_s=bound_s, log=log.line, pause=watcher.pause)
+
+
+def _s3_retry(ctx: WorkerContext, log: LogWriter, watcher: _Watcher) -> Retry:
+    """Tries a step that reads the build's source from S3 again while S3 does not answer."""
+    return functools.partial(
+        _retry(log, watcher, unanswered, ctx.config.source_retry_s),
+        part="S3",
+        again="fetching the source again",
+        lost="the build's source could not be fetched",
+    )
 
 
 def _abandon(build: Build, log: LogWriter, stop: Stop | None) -> None:

@@ -22,6 +22,7 @@ from common.models import Build, SourceType
 from common.outbound import OutboundRefused, OutboundRule, redact_userinfo
 from common.s3 import archive_key, dockerfile_key
 from worker.build_types import missing_dockerfile
+from worker.infra_retry import Retry
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
 CHUNK = 1024 * 1024
@@ -56,20 +57,22 @@ def fetch_source(
     build: Build,
     scratch: Path,
     log: Callable[[str], None],
+    retry_s3: Retry,
     outbound: OutboundRule | None = None,
 ) -> Source:
-    """`outbound`: where git may connect; the farm's rule (BUILDFARM_OUTBOUND_ALLOW) by default."""
+    """`retry_s3` tries each download from S3 again while S3 does not answer; `outbound`: where
+    git may connect, the farm's rule (BUILDFARM_OUTBOUND_ALLOW) by default."""
     context_dir = scratch / "context"
     context_dir.mkdir()
     if build.source_type == SourceType.ARCHIVE:
-        commit_sha = _fetch_archive(config, s3, build, scratch, context_dir, log)
+        commit_sha = _fetch_archive(config, s3, build, scratch, context_dir, log, retry_s3)
     else:
         outbound = outbound or OutboundRule(config.outbound_networks)
         commit_sha = _clone(config, build, context_dir, log, _connect_options(outbound, build.repo_url))
     dockerfile = build.dockerfile_path
     if build.inline_dockerfile:
         key = dockerfile_key(build.deployment_id, build.commit_sha)
-        s3.fget_object(config.sources_bucket, key, str(context_dir / INLINE_DOCKERFILE))
+        retry_s3(lambda: s3.fget_object(config.sources_bucket, key, str(context_dir / INLINE_DOCKERFILE)))
         dockerfile = INLINE_DOCKERFILE
         log("Using the Dockerfile uploaded with the archive")
     _check_dockerfile(context_dir, dockerfile)
@@ -85,20 +88,31 @@ def _check_dockerfile(context_dir: Path, dockerfile: str) -> None:
 
 
 def _fetch_archive(
-    config: Config, s3: Minio, build: Build, scratch: Path, context_dir: Path, log: Callable[[str], None]
+    config: Config,
+    s3: Minio,
+    build: Build,
+    scratch: Path,
+    context_dir: Path,
+    log: Callable[[str], None],
+    retry_s3: Retry,
 ) -> str:
     archive = scratch / "source.tar.gz"
-    digest = hashlib.sha256()
-    response = s3.get_object(config.sources_bucket, archive_key(build.deployment_id, build.commit_sha))
-    try:
-        with archive.open("wb") as out:
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-    finally:
-        response.close()
-        response.release_conn()
-    if digest.hexdigest() != build.commit_sha:
+
+    def download() -> str:
+        """The archive into its file, from its first byte; returns its SHA-256."""
+        digest = hashlib.sha256()
+        response = s3.get_object(config.sources_bucket, archive_key(build.deployment_id, build.commit_sha))
+        try:
+            with archive.open("wb") as out:
+                while chunk := response.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return digest.hexdigest()
+
+    if retry_s3(download) != build.commit_sha:
         raise SourceError("The stored archive does not match its SHA-256: refusing to build it")
     log(f"Fetched source archive {build.commit_sha[:12]} ({archive.stat().st_size} bytes)")
     try:

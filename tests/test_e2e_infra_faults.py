@@ -1,0 +1,148 @@
+"""Faults of the farm's own infrastructure during a build, on the real farm: the test kills and
+starts again the services of its own state folder (deploy/local/services), and the build retries
+within its bound instead of failing."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.conftest import alone_on_the_queue
+from tests.farm import (
+    archive_deployment,
+    archived_log,
+    build_in_its_run_step,
+    context_archive,
+    deploy,
+    dockerfile,
+    logs,
+    registry_get,
+    service_killed,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.e2e
+
+OUTAGE_S = 10
+_PUSH_RETRY = re.compile(r"The registry did not answer \(.+\): pushing again in ([\d.]+) s")
+_SOURCE_RETRY = re.compile(r"S3 did not answer \(.+\): fetching the source again in ([\d.]+) s")
+
+
+def retry_lines(lines: list[str], retry: re.Pattern) -> list[int]:
+    """Where the log says a step is tried again: at least once, each retry once and in order
+    (each waits longer than the one before)."""
+    found = [i for i, line in enumerate(lines) if retry.search(line)]
+    assert found, "\n".join(lines)
+    waits = [float(retry.search(lines[i])[1]) for i in found]
+    assert waits == sorted(set(waits))
+    return found
+
+
+def test_a_registry_down_during_a_run_step_is_waited_for_and_the_built_image_is_pushed_once(
+    client, worker, config, s3, redis_client
+):
+    build = build_in_its_run_step(client, "sleep 4", "echo built before the outage")
+    # When the registry goes away during the RUN step and comes back 10 s later
+    stopped = time.monotonic()
+    with service_killed("registry"):
+        time.sleep(OUTAGE_S)
+    build = wait_for_status(client, build)
+    healed_s = time.monotonic() - stopped
+    # Then the build succeeds on its first attempt, built once and pushed once the registry is back
+    assert build["status"] == "success", build.get("error")
+    assert build["attempt"] == 1
+    repository, _, tag = build["image_tag"].split("/", 1)[1].rpartition(":")
+    assert tag in registry_get(config, f"{repository}/tags/list").json()["tags"]
+    text = logs(client, build)
+    lines = text.splitlines()
+    assert text.count("echo built before the outage") == 1
+    # ...and its log says each retry once, in order, between the build and its end
+    retries = retry_lines(lines, _PUSH_RETRY)
+    built = next(i for i, line in enumerate(lines) if "echo built before the outage" in line)
+    assert built < retries[0] <= retries[-1] < lines.index("Build success")
+    assert sum(line.startswith("Pushing ") for line in lines) == len(retries) + 1
+    # ...as the archive does
+    assert archived_log(redis_client, s3, config, build, 30) == text
+    print(f"\nregistry down {OUTAGE_S} s: healed {healed_s:.1f} s after the stop, {len(retries)} retries")
+
+
+def test_a_registry_down_longer_than_the_bound_fails_the_build_with_the_outcome_in_words(
+    client, worker, logs_dir, config, s3, redis_client
+):
+    with alone_on_the_queue(worker, logs_dir, "short-push-bound", BUILDFARM_PUSH_RETRY_S="3"):
+        build = build_in_its_run_step(client, "sleep 2")
+        # When the registry goes away during the RUN step and stays away past the bound (3 s)
+        with service_killed("registry"):
+            build = wait_for_status(client, build)
+    # Then the build fails, saying which part did not answer and what became of the image
+    assert build["status"] == "failed"
+    assert build["error"] == "The registry did not answer for 3 s; the image was built but not pushed"
+    assert build["attempt"] == 1
+    text = logs(client, build)
+    assert len(_PUSH_RETRY.findall(text)) >= 2
+    assert text.endswith(f"ERROR: {build['error']}\nBuild failed\n")
+    assert archived_log(redis_client, s3, config, build, 30) == text
+
+
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_s3_down_when_a_build_fetches_its_source_is_waited_for_and_the_build_succeeds(
+    builder, request, client, worker, config, s3, redis_client
+):
+    if builder == "classic":
+        request.getfixturevalue("classic_worker")
+    # Given a build queued behind a running build of its deployment (they run one at a time)
+    running = build_in_its_run_step(client, "sleep 3")
+    queued = deploy(client, {"id": running["deployment_id"]})
+    # When S3 goes away before the queued build fetches its source, and comes back 10 s after the
+    # build started (minio's own retries last about 7 s)
+    with service_killed("s3"):
+        wait_for_status(client, queued, statuses=("building",))
+        stopped = time.monotonic()
+        time.sleep(OUTAGE_S)
+    queued = wait_for_status(client, queued)
+    healed_s = time.monotonic() - stopped
+    # Then the build succeeds on its first attempt, its source sent to the engine again from the start
+    assert queued["status"] == "success", queued.get("error")
+    assert queued["attempt"] == 1
+    text = logs(client, queued)
+    lines = text.splitlines()
+    retries = retry_lines(lines, _SOURCE_RETRY)
+    assert retries[-1] < lines.index("Build success")
+    if builder == "classic":  # downloads the archive whole, then says so
+        fetched = next(i for i, line in enumerate(lines) if line.startswith("Fetched source archive"))
+        assert retries[-1] < fetched
+    else:  # says so, then streams the archive to the engine
+        assert lines.index(f"Streaming source archive {queued['commit_sha'][:12]} to the engine") < retries[0]
+    assert archived_log(redis_client, s3, config, queued, 30) == text
+    print(f"\n{builder}: S3 down {OUTAGE_S} s in the build: over at {healed_s:.1f} s, {len(retries)} retries")
+
+
+def test_s3_down_longer_than_the_bound_fails_the_build_saying_its_source_could_not_be_fetched(
+    client, worker, logs_dir, config, s3, redis_client
+):
+    with alone_on_the_queue(worker, logs_dir, "short-source-bound", BUILDFARM_SOURCE_RETRY_S="3"):
+        running = build_in_its_run_step(client, "sleep 2")
+        queued = deploy(client, {"id": running["deployment_id"]})
+        # When S3 goes away before the queued build fetches its source and stays away past the bound
+        with service_killed("s3"):
+            queued = wait_for_status(client, queued)
+        archived = archived_log(redis_client, s3, config, queued, 30)
+    # Then the build fails, saying which part did not answer and what it could not do
+    assert queued["status"] == "failed"
+    assert queued["error"] == "S3 did not answer for 3 s; the build's source could not be fetched"
+    assert queued["attempt"] == 1
+    text = logs(client, queued)
+    assert _SOURCE_RETRY.search(text)
+    assert text.endswith(f"ERROR: {queued['error']}\nBuild failed\n")
+    assert archived == text
+
+
+def test_a_failing_run_step_is_the_users_mistake_and_is_not_retried(client, worker):
+    build = deploy(client, archive_deployment(client, context_archive(dockerfile("exit 3"))))
+    build = wait_for_status(client, build)
+    assert build["status"] == "failed"
+    assert build["attempt"] == 1
+    assert "exit code: 3" in build["error"]
+    assert "did not answer" not in logs(client, build)
