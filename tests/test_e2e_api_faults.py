@@ -85,6 +85,13 @@ def unavailable(answer: httpx.Response, part: str) -> None:
     assert body["error"] == "service_unavailable" and part in body["message"], body
 
 
+def new_deployment(client: httpx.Client) -> dict:
+    return client.post(
+        "/deployments",
+        json={"name": "faults", "subdomain": f"f-{uuid.uuid4().hex[:8]}", "source_type": "archive"},
+    ).json()
+
+
 def timed(call) -> httpx.Response:
     began = time.monotonic()
     answer = call()
@@ -94,10 +101,7 @@ def timed(call) -> httpx.Response:
 
 def test_with_s3_stopped_an_upload_is_a_503_with_retry_after_and_succeeds_once_s3_is_back(farm):
     with farm.client() as client:
-        deployment = client.post(
-            "/deployments",
-            json={"name": "faults", "subdomain": f"f-{uuid.uuid4().hex[:8]}", "source_type": "archive"},
-        ).json()
+        deployment = new_deployment(client)
         archive = context_archive(dockerfile("echo hi"))
         upload = f"/deployments/{deployment['id']}/upload"
         # Given S3 stopped
@@ -112,10 +116,7 @@ def test_with_s3_stopped_an_upload_is_a_503_with_retry_after_and_succeeds_once_s
 
 def test_with_redis_stopped_reads_and_deploys_are_503s_with_retry_after_and_work_once_redis_is_back(farm):
     with farm.client() as client:
-        deployment = client.post(
-            "/deployments",
-            json={"name": "faults", "subdomain": f"f-{uuid.uuid4().hex[:8]}", "source_type": "archive"},
-        ).json()
+        deployment = new_deployment(client)
         # Given Redis stopped
         farm.redis.stop()
         # When the tenant reads and deploys, then each answer says Redis is unavailable

@@ -77,12 +77,10 @@ def test_a_registry_down_longer_than_the_bound_fails_the_build_with_the_outcome_
         with service_killed("registry"):
             build = wait_for_status(client, build)
     # Then the build fails, saying which part did not answer and what became of the image
-    assert build["status"] == "failed"
-    assert build["error"] == "The registry did not answer for 3 s; the image was built but not pushed"
-    assert build["attempt"] == 1
-    text = logs(client, build)
+    text = failed_in_words(
+        client, build, "The registry did not answer for 3 s; the image was built but not pushed"
+    )
     assert len(_PUSH_RETRY.findall(text)) >= 2
-    assert text.endswith(f"ERROR: {build['error']}\nBuild failed\n")
     assert archived_log(redis_client, s3, config, build, 30) == text
 
 
@@ -130,13 +128,21 @@ def test_s3_down_longer_than_the_bound_fails_the_build_saying_its_source_could_n
             queued = wait_for_status(client, queued)
         archived = archived_log(redis_client, s3, config, queued, 30)
     # Then the build fails, saying which part did not answer and what it could not do
-    assert queued["status"] == "failed"
-    assert queued["error"] == "S3 did not answer for 3 s; the build's source could not be fetched"
-    assert queued["attempt"] == 1
-    text = logs(client, queued)
+    text = failed_in_words(
+        client, queued, "S3 did not answer for 3 s; the build's source could not be fetched"
+    )
     assert _SOURCE_RETRY.search(text)
-    assert text.endswith(f"ERROR: {queued['error']}\nBuild failed\n")
     assert archived == text
+
+
+def failed_in_words(client, build: dict, error: str) -> str:
+    """Asserts the build failed on its first attempt with `error`, said last in its log; the log."""
+    assert build["status"] == "failed"
+    assert build["error"] == error
+    assert build["attempt"] == 1
+    text = logs(client, build)
+    assert text.endswith(f"ERROR: {error}\nBuild failed\n")
+    return text
 
 
 def test_a_failing_run_step_is_the_users_mistake_and_is_not_retried(client, worker):
