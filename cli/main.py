@@ -7,9 +7,9 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, secrets, subdomains, tokens
+from cli import builds, deploy, secrets, subdomains, tenants, tokens
 from cli.errors import EXIT_INTERRUPTED, CliError
-from common.models import BuildStatus
+from common.models import LIMIT_NAMES, BuildStatus
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -83,6 +83,21 @@ def _subdomain_commands(commands) -> None:
         "free", help="free a subdomain a deleted deployment left reserved to its tenant, for any tenant"
     )
     free.add_argument("subdomain")
+
+
+def _tenant_commands(commands) -> None:
+    tenant = commands.add_parser("tenant", help="tenants' limits (admin, straight in Redis)")
+    tenant.set_defaults(handler=tenants.run)
+    actions = tenant.add_subparsers(dest="action", required=True)
+    change = actions.add_parser(
+        "set", help="set a tenant's limits: a number (0: no limit) or 'default' (the farm's); no restart"
+    )
+    change.add_argument("tenant", type=_tenant)
+    for name in LIMIT_NAMES:
+        flag = "--" + name.replace("_", "-")
+        change.add_argument(flag, dest=name, type=tenants.limit_value, default=tenants.UNSET, metavar="N")
+    actions.add_parser("show", help="a tenant's limits in force").add_argument("tenant", type=_tenant)
+    actions.add_parser("list", help="the tenants with limits of their own")
 
 
 def _deploy_command(commands) -> None:
@@ -171,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _secrets_commands(commands)
     _token_commands(commands)
     _subdomain_commands(commands)
+    _tenant_commands(commands)
     return parser
 
 

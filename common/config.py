@@ -84,6 +84,12 @@ class Config:
     push_retry_s: float = 120.0
     source_retry_s: float = 120.0
     one_build_per_deployment: bool = True
+    # Each tenant's limits unless an admin set its own (common/tenant_limits.py); 0: no limit.
+    tenant_max_running: int = 0
+    tenant_max_queued: int = 1000
+    tenant_max_uploads: int = 8
+    tenant_max_log_streams: int = 1000
+    tenant_deploys_per_minute: int = 600
     # Cleanup jobs: log retention and Docker pruning.
     log_retention_days: int = 30
     cleanup_interval_s: float = 3600.0

@@ -45,6 +45,25 @@ ALLOWED_TRANSITIONS: dict[BuildStatus, frozenset[BuildStatus]] = {
 DEPLOYMENT_CREATED = "created"
 
 
+class TenantLimits(msgspec.Struct, frozen=True):
+    """A tenant's limits in force (common/tenant_limits.py); 0 means no limit. The attribute
+    names are the fields of the tenant's limits hash and the CLI's flags."""
+
+    # Builds building at once; more wait while other tenants' builds start.
+    max_running: int
+    # Builds pending; a deploy (or webhook) beyond it is answered 429.
+    max_queued: int
+    # Source uploads in flight; 429 beyond.
+    max_uploads: int
+    # Log WebSockets open; 429 beyond.
+    max_log_streams: int
+    # Deploy requests (deploys, retries, webhooks) per minute; 429 beyond.
+    deploys_per_minute: int
+
+
+LIMIT_NAMES = TenantLimits.__struct_fields__
+
+
 class SourceType(StrEnum):
     GIT = "git"
     ARCHIVE = "archive"

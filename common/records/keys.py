@@ -12,6 +12,8 @@ DEPLOYMENT_SEQ = f"{PREFIX}deployment:seq"
 LOG_ARCHIVE_PENDING = f"{PREFIX}logarchive:pending"
 # Sorted set: build ids whose log is in the log archive, scored by upload time (s).
 LOG_ARCHIVE_DONE = f"{PREFIX}logarchive:done"
+# Set: the tenants an admin set limits for (what `buildfarm tenant list` walks).
+TENANTS_WITH_LIMITS = f"{PREFIX}tenants:limited"
 
 
 def token(token_hash: str) -> str:
@@ -27,6 +29,11 @@ def deployment(deployment_id: str) -> str:
 def tenant_deployments(tenant: str) -> str:
     """Sorted set: a tenant's deployment ids scored by creation time (ms)."""
     return f"{PREFIX}tenant:{tenant}:deployments"
+
+
+def tenant_limits(tenant: str) -> str:
+    """Hash: the limits an admin set for a tenant (common/tenant_limits.py), limit name → number."""
+    return f"{PREFIX}tenant:{tenant}:limits"
 
 
 def subdomain(name: str) -> str:
