@@ -27,6 +27,7 @@ ERROR_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -53,6 +54,11 @@ def bad_request(message: str) -> falcon.HTTPError:
 
 def unprocessable(message: str) -> falcon.HTTPError:
     return falcon.HTTPUnprocessableEntity(description=message)
+
+
+def too_many_requests(message: str, retry_after_s: int) -> falcon.HTTPError:
+    """A tenant past one of its limits (common/tenant_limits.py): 429, and when to try again."""
+    return falcon.HTTPTooManyRequests(description=message, retry_after=retry_after_s)
 
 
 async def unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
