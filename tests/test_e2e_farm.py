@@ -8,28 +8,15 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from common.tokens import create_token
 from tests.conftest import start_worker, wait_until
-from tests.farm import build_in_its_run_step, build_path, wait_for_status
+from tests.farm import FAST_HEARTBEAT, build_in_its_run_step, build_path, wait_for_status, worker_ids
 
 pytestmark = pytest.mark.e2e
-
-# Short beats and expiry so that a killed worker greys out and goes within seconds.
-FAST_HEARTBEAT = {"BUILDFARM_WORKER_HEARTBEAT_S": "0.5", "BUILDFARM_WORKER_EXPIRY_S": "4"}
-
-
-def children(pid: int) -> list[int]:
-    """The Dramatiq worker processes a master forked (each one registers itself)."""
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def worker_ids(process) -> list[str]:
-    return [f"{socket.gethostname()}:{pid}" for pid in children(process.pid)]
 
 
 @pytest.fixture(scope="module")

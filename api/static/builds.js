@@ -102,7 +102,7 @@ export function buildsView(root, { ids: [deploymentId], query, signal }) {
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true }, "No builds yet.");
   const pager = h("nav", { class: "pager", "aria-label": "Build pages" });
-  const chart = h("div", { class: "chart" });
+  const chart = h("div");
   let charted = null;
   root.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/deployments" }, "← Deployments")),

@@ -47,15 +47,17 @@ export function historyChart(builds) {
       }),
     );
   });
-  return svg(
+  const chart = svg(
     "svg",
     {
       class: "history",
       viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
       preserveAspectRatio: "none",
       role: "group",
-      "aria-label": `Durations and outcomes of the last ${builds.length} builds, oldest first; the longest took ${seconds(longest)}`,
+      "aria-label": `Durations and outcomes of the last ${builds.length} builds, oldest first`,
     },
     ...bars,
   );
+  const caption = `Oldest on the left. Height: time from start to end (the longest took ${seconds(longest)}); colour: outcome.`;
+  return h("figure", { class: "chart" }, chart, h("figcaption", { class: "hint" }, caption));
 }
