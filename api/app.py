@@ -18,6 +18,7 @@ from api.openapi import BUILD, DEPLOYMENT, WEBHOOKS, OpenApiResource
 from api.resources.builds import BuildsResource
 from api.resources.dashboard import DashboardResource
 from api.resources.deployments import DeploymentsResource
+from api.resources.farm import FarmResource
 from api.resources.health import HealthResource
 from api.resources.logs import LogsResource
 from api.resources.secrets import SecretsResource
@@ -84,6 +85,7 @@ def routes(
         (DEPLOYMENT + "/secrets/{name}", secrets, "item"),
         (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
+        (API_PREFIX + "/farm", FarmResource(store), None),
     ]
 
 

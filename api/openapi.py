@@ -323,6 +323,13 @@ PATHS = {
             ],
         ),
     },
+    API_PREFIX + "/farm": {
+        "get": _op(
+            "The farm: workers alive, queue, builds per minute; an admin token also sees the builds "
+            "each worker runs",
+            {"200": _returns("The farm now", "Farm")},
+        ),
+    },
 }
 _declare_path_ids(PATHS)
 

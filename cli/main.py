@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, secrets, subdomains, tenants, tokens
+from cli import builds, deploy, farm, secrets, subdomains, tenants, tokens
 from cli.errors import EXIT_INTERRUPTED, CliError
 from common.models import LIMIT_NAMES, BuildStatus
 
@@ -70,6 +70,9 @@ def _token_commands(commands) -> None:
     create = actions.add_parser("create", help="create a token (shown once)")
     create.add_argument("--tenant", required=True, type=_tenant)
     create.add_argument("--name", required=True)
+    create.add_argument(
+        "--admin", action="store_true", help="an admin's token: `farm` also shows the builds each worker runs"
+    )
     actions.add_parser("list", help="list tokens (their names, never the tokens)")
     revoke = actions.add_parser("revoke", help="revoke a token")
     revoke.add_argument("token")
@@ -173,6 +176,15 @@ def _builds_commands(commands) -> None:
     action("cancel", "cancel a pending or running build")
 
 
+def _farm_command(commands) -> None:
+    parser = commands.add_parser(
+        "farm", help="the workers alive, the queue and builds per minute", **WITH_EPILOG
+    )
+    parser.set_defaults(handler=farm.run)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    _api_options(parser, argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="buildfarm",
@@ -187,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_commands(commands)
     _subdomain_commands(commands)
     _tenant_commands(commands)
+    _farm_command(commands)
     return parser
 
 

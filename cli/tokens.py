@@ -15,10 +15,11 @@ def run(args: argparse.Namespace) -> int:
     # The farm's Redis: BUILDFARM_REDIS_URL.
     client = sync_redis(Config.from_env().redis_url)
     if args.action == "create":
-        print(create_token(client, args.tenant, args.name))
+        print(create_token(client, args.tenant, args.name, admin=args.admin))
     elif args.action == "list":
         for row in list_tokens(client):
-            print(f"{row['tenant']}\t{row['name']}\t{row['created_at']}\t{row['hash'][:12]}")
+            admin = "\tadmin" if row.get("admin") == "1" else ""
+            print(f"{row['tenant']}\t{row['name']}\t{row['created_at']}\t{row['hash'][:12]}{admin}")
     elif args.action == "revoke" and not revoke_token(client, args.token):
         print("no such token", file=sys.stderr)
         return 1

@@ -14,6 +14,8 @@ BUILDKIT, CLASSIC = "buildkit", "classic"
 BUILDERS = (BUILDKIT, CLASSIC)
 # Room for a line's longest character (4 bytes in UTF-8) many times over: a piece always holds text.
 MIN_LOG_LINE_BYTES = 64
+# A worker that missed this many heartbeats is shown stale (GET /farm), until its record expires.
+STALE_AFTER_HEARTBEATS = 3
 
 
 class ConfigError(ValueError):
@@ -109,6 +111,10 @@ class Config:
     log_batch_lines: int = 500
     log_flush_interval_s: float = 0.02
     log_archive_retry_interval_s: float = 5.0
+    # The registry of workers (GET /farm): each worker process rewrites its record this often;
+    # a record not rewritten for 3 beats is shown stale, and expires after worker_expiry_s.
+    worker_heartbeat_s: float = 5.0
+    worker_expiry_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -129,6 +135,11 @@ class Config:
         for name in ("build_pids", "build_cpus", "engine_build_pids"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"BUILDFARM_{name.upper()} must be above 0")
+        if not 0 < STALE_AFTER_HEARTBEATS * self.worker_heartbeat_s < self.worker_expiry_s:
+            raise ConfigError(
+                f"BUILDFARM_WORKER_EXPIRY_S must be more than {STALE_AFTER_HEARTBEATS} times "
+                "BUILDFARM_WORKER_HEARTBEAT_S, which must be above 0"
+            )
         if self.builder not in BUILDERS:
             raise ConfigError(f"BUILDFARM_BUILDER must be one of {', '.join(BUILDERS)}, not {self.builder!r}")
         if _database(self.queue_redis_url) == _database(self.redis_url):

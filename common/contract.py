@@ -284,6 +284,70 @@ class PushPayload(Struct):
     deleted: Annotated[bool, Meta(description="GitHub: the push deleted the branch")] = False
 
 
+class FarmBuild(Struct):
+    """A build a worker runs (admin tokens only)."""
+
+    build_id: Uuid
+    deployment_id: Uuid
+    number: int
+
+
+class FarmWorker(Struct, omit_defaults=True):
+    """One worker process, as its last heartbeat said."""
+
+    id: Annotated[str, Meta(description="host:pid, as a build names the worker that ran it")]
+    host: str
+    pid: int
+    threads: Annotated[int, Meta(description="Build slots: each thread runs one build at a time")]
+    slots_in_use: int
+    builder: Annotated[str, Meta(description="buildkit or classic")]
+    engine_version: Annotated[
+        str | None, Meta(description="The Docker engine's; null while it does not answer")
+    ]
+    started_at: Time
+    last_heartbeat: Time
+    stale: Annotated[
+        bool,
+        Meta(
+            description="It missed 3 heartbeats (BUILDFARM_WORKER_HEARTBEAT_S): stopped or cut off; "
+            "it leaves the list when its record expires (BUILDFARM_WORKER_EXPIRY_S)"
+        ),
+    ]
+    builds: Annotated[
+        list[FarmBuild] | UnsetType, Meta(description="Admin tokens only: the builds its busy slots run")
+    ] = UNSET
+
+
+class FarmHost(Struct):
+    """The worker processes of one host."""
+
+    host: str
+    processes: int
+    threads: Annotated[int, Meta(description="Threads of each process (the most, if they differ)")]
+    slots_in_use: int
+    stale: Annotated[bool, Meta(description="Every process of the host is stale")]
+
+
+class FarmQueue(Struct):
+    depth: Annotated[int, Meta(description="Builds waiting for a worker")]
+    oldest_wait_s: Annotated[float | None, Meta(description="How long the oldest waiting build has waited")]
+    running: Annotated[int, Meta(description="Builds running")]
+
+
+class Farm(Struct):
+    """GET /farm: the workers alive, the queue, and the pace of builds. A tenant's token sees
+    aggregates only; an admin's (`buildfarm token create --admin`) also which build each slot runs."""
+
+    view: Literal["tenant", "admin"]
+    hosts: list[FarmHost]
+    workers: list[FarmWorker]
+    slots: Annotated[int, Meta(description="Threads of the workers not stale")]
+    slots_in_use: int
+    queue: FarmQueue
+    builds_last_hour: Annotated[int, Meta(description="Builds that ended (any outcome) within the last hour")]
+    builds_per_minute: Annotated[float, Meta(description="builds_last_hour / 60")]
+
+
 # Every body of the API: each Struct declared above (the OpenAPI components).
 SCHEMAS = tuple(
     kind for kind in list(globals().values()) if isinstance(kind, type) and kind.__module__ == __name__

@@ -19,10 +19,12 @@ TOKEN_PREFIX = "bf_"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the tenant a token belongs to, and the token's name."""
+    """Who is calling: the tenant a token belongs to, the token's name, and whether it is an
+    admin's (which also sees the builds every worker runs, GET /farm)."""
 
     tenant: str
     token_name: str
+    admin: bool = False
 
 
 def token_hash(token: str) -> str:
@@ -35,16 +37,16 @@ def authenticate(token: str) -> Call[Principal | None]:
     digest = token_hash(token)
 
     def parse(replies: list[list[bytes | None]]) -> Principal | None:
-        stored, tenant, name = replies[0]
+        stored, tenant, name, admin = replies[0]
         if stored is None or not hmac.compare_digest(stored.decode(), digest):
             return None
-        return Principal(tenant.decode(), name.decode())
+        return Principal(tenant.decode(), name.decode(), admin == b"1")
 
-    wanted = (fields.TOKEN_HASH, fields.TOKEN_TENANT, fields.TOKEN_NAME)
+    wanted = (fields.TOKEN_HASH, fields.TOKEN_TENANT, fields.TOKEN_NAME, fields.TOKEN_ADMIN)
     return Call(parse, commands=[("HMGET", keys.token(digest), *wanted)])
 
 
-def create_token(client: redis.Redis, tenant: str, name: str) -> str:
+def create_token(client: redis.Redis, tenant: str, name: str, admin: bool = False) -> str:
     """Stores a new token's hash and returns the token itself, which is never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     digest = token_hash(token)
@@ -53,6 +55,7 @@ def create_token(client: redis.Redis, tenant: str, name: str) -> str:
         fields.TOKEN_TENANT: tenant,
         fields.TOKEN_NAME: name,
         fields.TOKEN_CREATED_AT: utc_now(),
+        fields.TOKEN_ADMIN: "1" if admin else "0",
     }
     SyncRunner(client).run(
         Call(
@@ -63,7 +66,7 @@ def create_token(client: redis.Redis, tenant: str, name: str) -> str:
 
 
 def list_tokens(client: redis.Redis) -> list[dict[str, str]]:
-    """Every token's record (hash, tenant, name, created_at), by hash."""
+    """Every token's record (hash, tenant, name, created_at, admin), by hash."""
     runner = SyncRunner(client)
     digests = sorted(runner.run(Call(first, commands=[("SMEMBERS", keys.TOKEN_INDEX)])))
     records = runner.run(Call(list, commands=[("HGETALL", keys.token(d.decode())) for d in digests]))

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -213,3 +214,16 @@ class MetricsWorker:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+# Short worker heartbeats and expiry: a killed worker greys out and leaves GET /farm in seconds.
+FAST_HEARTBEAT = {"BUILDFARM_WORKER_HEARTBEAT_S": "0.5", "BUILDFARM_WORKER_EXPIRY_S": "4"}
+
+
+def worker_ids(process) -> list[str]:
+    """The ids (host:pid) of the worker processes a Dramatiq master forked, as GET /farm lists them."""
+    pid = process.pid
+    return [
+        f"{socket.gethostname()}:{child}"
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    ]

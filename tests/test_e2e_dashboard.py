@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import uuid
 from pathlib import Path
 
@@ -15,9 +16,12 @@ import pytest
 from common.contract import BuildTimings
 from common.models import Build, json_text, utc_now
 from common.records import fields, keys
-from tests.conftest import ROOT, missing, unique_subdomain
+from common.tokens import create_token
+from tests.conftest import ROOT, missing, start_worker, unique_subdomain, wait_until
 from tests.farm import (
+    FAST_HEARTBEAT,
     archive_deployment,
+    build_in_its_run_step,
     build_path,
     context_archive,
     create_archive_deployment,
@@ -25,6 +29,7 @@ from tests.farm import (
     dockerfile,
     logs,
     wait_for_status,
+    worker_ids,
 )
 
 try:
@@ -360,6 +365,7 @@ def test_on_a_narrow_screen_every_page_fits_its_width(page, client, tenant_token
         ("/#/deployments", page.locator("tbody tr")),
         (f"/#/deployments/{deployment['id']}", page.locator("tbody tr")),
         (build_page_url(build), page.locator(".log-state", has_text="whole log")),
+        ("/#/farm", page.locator("section[aria-labelledby=workers-title] tbody tr").first),
     ]:
         page.goto(url)
         expect(ready).to_be_visible()
@@ -484,3 +490,82 @@ def test_build_args_no_cache_and_phase_timings_are_shown_as_they_come_and_only_a
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
     finally:
         redis_client.delete(key)
+
+
+def test_the_deployment_page_charts_its_builds_one_linked_bar_each(page, client, tenant_token, worker):
+    # Given a deployment whose builds ended as success, success and cancelled (queued behind)
+    deployment = archive_deployment(client, context_archive(dockerfile("echo charted")))
+    built = [deploy(client, deployment) for _ in range(3)]
+    client.post(build_path(built[2]) + "/cancel")
+    outcomes = [wait_for_status(client, build)["status"] for build in built]
+    assert outcomes == ["success", "success", "cancelled"]
+
+    # When its page opens
+    sign_in(page, tenant_token[1])
+    page.goto(f"/#/deployments/{deployment['id']}")
+
+    # Then the chart has one bar per build, oldest first, coloured by outcome, each a link to it
+    bars = page.locator("svg.history a")
+    expect(bars).to_have_count(3)
+    assert [bars.nth(i).get_attribute("href") for i in range(3)] == [f"#{build_path(b)}" for b in built]
+    rects = page.locator("svg.history rect")
+    assert [rects.nth(i).get_attribute("class") for i in range(3)] == [f"bar-{o}" for o in outcomes]
+    expect(bars.nth(2)).to_have_attribute("aria-label", re.compile(r"^Build #3: cancelled"))
+    screenshot(page, "history")
+    bars.nth(0).click()
+    expect(page.get_by_role("heading", name="Build #1")).to_be_visible()
+
+
+def farm_row(page, worker_id: str):
+    return page.locator("section[aria-labelledby=workers-title] tbody tr", has_text=worker_id)
+
+
+def test_the_farm_page_lists_the_worker_and_shows_a_running_build_to_an_admin_only(
+    page, client, tenant_token, worker, redis_client
+):
+    [worker_id] = worker_ids(worker)
+    build = build_in_its_run_step(client, "echo in-a-slot && sleep 60")
+    try:
+        # A tenant: the worker, its slot in use, and no build named
+        sign_in(page, tenant_token[1])
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Farm").click()
+        expect(page.get_by_role("heading", name="Farm", level=1)).to_be_visible()
+        row = farm_row(page, worker_id)
+        expect(row.locator("td[data-label='In use']")).to_have_text("1 of 2")
+        expect(row.locator("td[data-label=State]")).to_have_text("alive")
+        expect(page.locator("td[data-label=Builds]")).to_have_count(0)
+        assert build["id"] not in page.content()
+        screenshot(page, "farm")
+
+        # An admin: the build in the slot, linked to its page
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, create_token(redis_client, tenant_token[0], "ops", admin=True))
+        page.goto("/#/farm")
+        link = farm_row(page, worker_id).locator("td[data-label=Builds] a")
+        expect(link).to_have_text(f"#{build['number']}")
+        expect(link).to_have_attribute("href", f"#{build_path(build)}")
+        link.click()
+        expect(page.get_by_role("heading", name=f"Build #{build['number']}")).to_be_visible()
+    finally:
+        client.post(build_path(build) + "/cancel")
+
+
+def test_a_killed_worker_greys_out_on_the_farm_page_then_leaves_it(page, tenant_token, worker, logs_dir):
+    killed = start_worker(logs_dir, name="farm-page", **FAST_HEARTBEAT)
+    try:
+        wait_until(lambda: "ready for action" in killed.tail(), 30, what="the worker to boot")
+        [worker_id] = worker_ids(killed)
+        sign_in(page, tenant_token[1])
+        page.goto("/#/farm")
+        row = farm_row(page, worker_id)
+        expect(row.locator("td[data-label=State]")).to_have_text("alive")
+        assert "stale" not in (row.get_attribute("class") or "")
+
+        killed.stop(signal.SIGKILL)
+
+        expect(row.locator("td[data-label=State]")).to_have_text("stale", timeout=10_000)
+        expect(row).to_have_class("stale")
+        assert row.evaluate("tr => getComputedStyle(tr.cells[0]).opacity") == "0.6"
+        expect(row).to_have_count(0, timeout=10_000)
+    finally:
+        killed.stop()

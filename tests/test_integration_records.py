@@ -137,7 +137,10 @@ def test_a_one_shot_key_returns_the_build_recorded_first(run, deployment):
 def test_a_token_is_looked_up_by_its_hash_listed_and_revoked(run, redis_client):
     tenant = f"t-{uuid.uuid4().hex[:12]}"
     token = tokens.create_token(redis_client, tenant, "ci")
-    assert run(tokens.authenticate(token)) == tokens.Principal(tenant, "ci")
+    assert run(tokens.authenticate(token)) == tokens.Principal(tenant, "ci", admin=False)
+    admin = tokens.create_token(redis_client, tenant, "ops", admin=True)
+    assert run(tokens.authenticate(admin)) == tokens.Principal(tenant, "ops", admin=True)
+    tokens.revoke_token(redis_client, admin)
     assert run(tokens.authenticate(token + "x")) is None
     [row] = [row for row in tokens.list_tokens(redis_client) if row[fields.TOKEN_TENANT] == tenant]
     assert row[fields.TOKEN_HASH] == tokens.token_hash(token) and token not in row.values()
@@ -149,7 +152,9 @@ def test_a_token_is_looked_up_by_its_hash_listed_and_revoked(run, redis_client):
 
 def test_the_field_names_are_those_of_the_records():
     names = {
-        value for name, value in vars(fields).items() if name.isupper() and not name.startswith("TOKEN_")
+        value
+        for name, value in vars(fields).items()
+        if name.isupper() and not name.startswith(("TOKEN_", "WORKER_"))
     }
     assert names <= {*Build.__struct_fields__, *Deployment.__struct_fields__}
 

@@ -19,6 +19,7 @@ from common.redis_clients import sync_redis
 from common.s3 import create_s3, ensure_buckets
 from worker.logwriter import LogWriter
 from worker.records import BuildRecords
+from worker.running_builds import RunningBuilds
 from worker.step_guard import StepGuard
 
 
@@ -33,6 +34,8 @@ class WorkerContext:
     shutdown_deadline: float | None = None
     # Set at boot where the engine's cgroups are on this host (worker/middleware/lifecycle.py).
     step_guard: StepGuard | None = None
+    # The builds this process runs now, which its heartbeat reports (worker/heartbeat.py).
+    running: RunningBuilds = field(default_factory=RunningBuilds)
 
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis)

@@ -183,6 +183,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     watcher.start()
     status, kind, error, result = BuildStatus.FAILED, None, None, {}
     metrics.running_builds(1)
+    ctx.running.add(build.id)
     try:
         result = _build_and_push(ctx, build, (buildkit, docker), log, watcher, timings)
         status = BuildStatus.SUCCESS
@@ -195,6 +196,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
                 logger.exception("build %s: %s", build.id, error)
     finally:
         metrics.running_builds(-1)
+        ctx.running.remove(build.id)
         watcher.finish()
         docker.close()
     stop = watcher.stop

@@ -5,6 +5,7 @@ import { api, setUnauthorizedHandler, token } from "./api.js";
 import { buildView } from "./build.js";
 import { buildsView } from "./builds.js";
 import { deploymentsView } from "./deployments.js";
+import { farmView } from "./farm.js";
 import { h, tick } from "./dom.js";
 
 const ID = "([0-9a-f-]{36})";
@@ -12,6 +13,7 @@ const ROUTES = [
   [new RegExp("^#/deployments$"), deploymentsView],
   [new RegExp(`^#/deployments/${ID}$`), buildsView],
   [new RegExp(`^#/deployments/${ID}/builds/${ID}$`), buildView],
+  [new RegExp("^#/farm$"), farmView],
 ];
 
 const main = document.getElementById("main");

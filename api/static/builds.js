@@ -4,6 +4,10 @@
 import { json, page } from "./api.js";
 import { cursorOf, source, table, updatePager, uploadArchive } from "./deployments.js";
 import { ago, badge, copyButton, every, h, report, runningDuration, syncRows } from "./dom.js";
+import { historyChart } from "./history.js";
+
+// The chart shows this many of the latest builds, whatever page of the table is open.
+const CHART_BUILDS = 50;
 
 function buildRow(b) {
   const href = `#/deployments/${b.deployment_id}/builds/${b.id}`;
@@ -98,12 +102,20 @@ export function buildsView(root, { ids: [deploymentId], query, signal }) {
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true }, "No builds yet.");
   const pager = h("nav", { class: "pager", "aria-label": "Build pages" });
+  const chart = h("div");
+  let charted = null;
   root.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/deployments" }, "← Deployments")),
     h("div", { class: "title" }, heading, status),
     message,
     details,
     slot,
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "history-title" },
+      h("h2", { id: "history-title" }, `Last ${CHART_BUILDS} builds`),
+      chart,
+    ),
     h(
       "section",
       { class: "card", "aria-labelledby": "builds-title" },
@@ -117,10 +129,19 @@ export function buildsView(root, { ids: [deploymentId], query, signal }) {
   every(3000, signal, async () => {
     try {
       const query = cursor ? `?cursor=${cursor}` : "";
-      const [d, { items, next }] = await Promise.all([
+      const [d, { items, next }, latest] = await Promise.all([
         json(`/deployments/${deploymentId}`, { signal }),
         page(`/deployments/${deploymentId}/builds${query}`, { signal }),
+        json(`/deployments/${deploymentId}/builds?limit=${CHART_BUILDS}`, { signal }),
       ]);
+      // Redrawn when a build changes, and while one runs (its bar grows).
+      const drawn = JSON.stringify(latest);
+      if (drawn !== charted || latest.some((b) => b.started_at && !b.finished_at)) {
+        charted = drawn;
+        const focused = chart.contains(document.activeElement) && document.activeElement.getAttribute("href");
+        chart.replaceChildren(historyChart(latest));
+        if (focused) chart.querySelector(`a[href="${focused}"]`)?.focus();
+      }
       if (JSON.stringify(d) !== shown) {
         shown = JSON.stringify(d);
         heading.textContent = d.name;

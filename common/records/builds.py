@@ -40,7 +40,8 @@ class Claim:
 def status_keys(build_id: str, deployment_id: str) -> list[str]:
     """KEYS of the scripts that change a build's status (see scripts._SET_STATUS)."""
     active = [keys.active_builds(status) for status in keys.ACTIVE_STATUSES]
-    return [keys.build(build_id), *keys.deployment_builds_by_status(deployment_id), *active]
+    by_status = keys.deployment_builds_by_status(deployment_id)
+    return [keys.build(build_id), *by_status, *active, keys.FINISHED_BUILDS]
 
 
 def load(build_id: str) -> Call[Build | None]:

@@ -14,6 +14,10 @@ LOG_ARCHIVE_PENDING = f"{PREFIX}logarchive:pending"
 LOG_ARCHIVE_DONE = f"{PREFIX}logarchive:done"
 # Set: the tenants an admin set limits for (what `buildfarm tenant list` walks).
 TENANTS_WITH_LIMITS = f"{PREFIX}tenants:limited"
+# Sorted set: the worker processes that heartbeat, by their last heartbeat (Redis time, ms).
+WORKERS = f"{PREFIX}workers"
+# Sorted set: farm-wide ids of the builds that ended within the last hour, by end time (ms).
+FINISHED_BUILDS = f"{PREFIX}finished"
 
 
 def token(token_hash: str) -> str:
@@ -111,3 +115,12 @@ def webhook_delivery(deployment_id: str, provider: str, delivery_id: str) -> str
 def reap_marker(build_id: str, attempt: int) -> str:
     """String: set by the reaper that re-queued one expired attempt, so only one does."""
     return f"{PREFIX}reap:{build_id}:{attempt}"
+
+
+def worker(worker_id: str) -> str:
+    """Hash: one worker process's record (host, threads, the builds it runs), refreshed by its
+    heartbeat and expiring when the heartbeats stop."""
+    return f"{PREFIX}worker:{worker_id}"
+
+
+WORKER_PREFIX = worker("")

@@ -14,6 +14,9 @@ from common.models import BuildStatus
 from common.records import fields
 from common.records.keys import ACTIVE_STATUSES
 
+# How far back the farm counts the builds that ended (keys.FINISHED_BUILDS): an hour.
+FINISHED_WINDOW_MS = 3600 * 1000
+
 _NOW_MS = """
 local function now_ms()
   local now = redis.call('TIME')
@@ -30,10 +33,12 @@ end
 """
 
 # Scripts that change a build's status take STATUS_KEYS: KEYS[1] the build's hash, then its
-# deployment's per-status sets (BuildStatus order), then the farm-wide active sets.
+# deployment's per-status sets (BuildStatus order), then the farm-wide active sets, then the
+# farm-wide set of the builds that ended within the last hour (GET /farm's builds per minute).
 _SET_STATUS = Template("""
 local BY_STATUS = {$by_status}
 local ACTIVE = {$active}
+local FINISHED = $finished
 local function set_status(id, number, from, to, ms)
   redis.call('HSET', KEYS[1], '$$status', to)
   if from then
@@ -42,14 +47,20 @@ local function set_status(id, number, from, to, ms)
   end
   redis.call('ZADD', KEYS[BY_STATUS[to]], number, id)
   if ACTIVE[to] then redis.call('ZADD', KEYS[ACTIVE[to]], ms, id) end
+  if not ACTIVE[to] then
+    redis.call('ZADD', KEYS[FINISHED], ms, id)
+    redis.call('ZREMRANGEBYSCORE', KEYS[FINISHED], '-inf', ms - $window_ms)
+  end
 end
 """).substitute(
     by_status=", ".join(f"{status} = {slot}" for slot, status in enumerate(BuildStatus, start=2)),
     active=", ".join(
         f"{status} = {slot}" for slot, status in enumerate(ACTIVE_STATUSES, start=2 + len(BuildStatus))
     ),
+    finished=2 + len(BuildStatus) + len(ACTIVE_STATUSES),
+    window_ms=FINISHED_WINDOW_MS,
 )
-STATUS_KEY_COUNT = 1 + len(BuildStatus) + len(ACTIVE_STATUSES)
+STATUS_KEY_COUNT = 2 + len(BuildStatus) + len(ACTIVE_STATUSES)
 
 
 def _script(*parts: str) -> str:
@@ -273,3 +284,48 @@ return out
 
 PAGE = _page()
 PAGE_OF_PUBLIC_BUILDS = _page(Build.__struct_fields__)
+
+
+# A worker process's heartbeat: its record (KEYS[1]) rewritten with the Redis time of the beat
+# and set to expire, and its place in the index of workers (KEYS[2]), from which the workers
+# whose records have expired are dropped. ARGV: the worker's id, the record's lifetime (ms),
+# then the record's field pairs. Replies the beat's time (ms).
+HEARTBEAT = _script(
+    _NOW_MS,
+    """
+local ms = now_ms()
+redis.call('HSET', KEYS[1], '$worker_heartbeat_ms', ms, unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ms - tonumber(ARGV[2]))
+return ms
+""",
+)
+
+# The farm at one instant: the Redis time, the queue (pending builds, the oldest one's entry
+# time or ''), the builds running, the builds that ended within ARGV[3] ms, then each worker
+# whose record has not expired: its id, its record, and for each build it runs {id, deployment,
+# number}. KEYS: the workers, the pending and the building builds, the builds that ended.
+# ARGV: the worker and the build key prefixes, the window (ms). The records are named from the
+# ids the index holds (on Redis Cluster the farm's keys would need one hash tag).
+FARM = _script(
+    _NOW_MS,
+    """
+local ms = now_ms()
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local out = {ms, redis.call('ZCARD', KEYS[2]), oldest[2] or '', redis.call('ZCARD', KEYS[3]),
+  redis.call('ZCOUNT', KEYS[4], ms - tonumber(ARGV[3]), '+inf')}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local record = redis.call('HGETALL', ARGV[1] .. id)
+  if #record > 0 then
+    local running = {}
+    for build in string.gmatch(redis.call('HGET', ARGV[1] .. id, '$worker_builds') or '', '[^,]+') do
+      local where = redis.call('HMGET', ARGV[2] .. build, '$deployment_id', '$number')
+      table.insert(running, {build, where[1] or '', where[2] or ''})
+    end
+    table.insert(out, {id, record, running})
+  end
+end
+return out
+""",
+)

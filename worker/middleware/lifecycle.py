@@ -1,4 +1,5 @@
-"""Starts each worker process's timer (reaper, log archive retries, cleanup jobs), caps the
+"""Starts each worker process's timer (reaper, log archive retries, cleanup jobs) and its
+heartbeat (the farm's registry of workers, stopped last), caps the
 memory and processes of BuildKit's RUN steps, starts the guard of every RUN step's limits,
 removes the scratch folders of dead workers, and gives running builds a grace period at
 shutdown."""
@@ -13,6 +14,7 @@ import dramatiq
 from common.config import BUILDKIT
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
+from worker.heartbeat import HeartbeatThread
 from worker.scratch import remove_dead_workers_folders
 from worker.step_cgroups import cap_buildkit_pids
 from worker.step_guard import StepGuard
@@ -34,6 +36,8 @@ class WorkerLifecycle(dramatiq.Middleware):
             logger.warning("no cgroups of the engine on this host: RUN steps have no pids, CPU or disk limit")
         self.timer = TimerThread(ctx)
         self.timer.start()
+        self.heartbeat = HeartbeatThread(ctx, worker.worker_threads)
+        self.heartbeat.start()
 
     def before_worker_shutdown(self, broker, worker) -> None:
         # Running builds may finish within the grace period; past it they are handed back.
@@ -42,3 +46,7 @@ class WorkerLifecycle(dramatiq.Middleware):
         self.timer.stopping.set()
         if ctx.step_guard:
             ctx.step_guard.stopping.set()
+
+    def after_worker_shutdown(self, broker, worker) -> None:
+        # Last: a build running through the grace period still shows in its slot.
+        self.heartbeat.stop()
