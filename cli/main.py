@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, secrets, subdomains, tenants, tokens
+from cli import builds, deploy, secrets, subdomains, tenants, tokens, usage
 from cli.errors import EXIT_INTERRUPTED, CliError
 from common.models import LIMIT_NAMES, BuildStatus
 
@@ -100,6 +100,17 @@ def _tenant_commands(commands) -> None:
     actions.add_parser("list", help="the tenants with limits of their own")
 
 
+def _usage_command(commands) -> None:
+    parser = commands.add_parser(
+        "usage",
+        help="your builds running and queued, your limits, your build minutes this month",
+        **WITH_EPILOG,
+    )
+    parser.set_defaults(handler=usage.run)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    _api_options(parser, argparse.SUPPRESS)
+
+
 def _deploy_command(commands) -> None:
     parser = commands.add_parser(
         "deploy", help="build a directory or a git repository", description=DEPLOY_DESCRIPTION, **WITH_EPILOG
@@ -187,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_commands(commands)
     _subdomain_commands(commands)
     _tenant_commands(commands)
+    _usage_command(commands)
     return parser
 
 
