@@ -10,6 +10,7 @@ import falcon.asgi
 import falcon.media
 import redis.asyncio as aioredis
 
+from api.admission import TenantAdmission
 from api.auth import API_PREFIX, AuthMiddleware
 from api.errors import UNAVAILABLE, serialize_error, unavailable
 from api.logreader import LogReader
@@ -23,6 +24,7 @@ from api.resources.health import HealthResource
 from api.resources.logs import LogsResource
 from api.resources.secrets import SecretsResource
 from api.resources.uploads import UploadResource
+from api.resources.usage import UsageResource
 from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource
 from api.store import RecordStore
 from api.submission import BuildSubmission
@@ -56,10 +58,11 @@ def routes(
     config: Config, redis: aioredis.Redis, s3, broker, store: RecordStore
 ) -> list[tuple[str, object, str | None]]:
     """Every route as (template, resource, suffix); the OpenAPI test walks this same list."""
-    submission = BuildSubmission(config, store, broker)
+    admission = TenantAdmission(config, store)
+    submission = BuildSubmission(config, store, broker, admission)
     deployments = DeploymentsResource(config, store, submission)
     builds = BuildsResource(store, submission)
-    logs = LogsResource(store, LogReader(config, redis, s3))
+    logs = LogsResource(store, LogReader(config, redis, s3), admission)
     dashboard = DashboardResource()
     health = HealthResource(config, redis, s3)
     secrets = SecretsResource(config, store, SecretCipher.from_config(config))
@@ -68,11 +71,11 @@ def routes(
         ("/static/{name}", dashboard, "asset"),
         ("/healthz", health, "live"),
         ("/readyz", health, "ready"),
-        ("/metrics", MetricsResource(config, redis, broker), None),
+        ("/metrics", MetricsResource(config, redis, broker, store), None),
         (API_PREFIX + "/openapi.json", OpenApiResource(), None),
         (API_PREFIX + "/deployments", deployments, None),
         (DEPLOYMENT, deployments, "item"),
-        (DEPLOYMENT + "/upload", UploadResource(config, store, s3), None),
+        (DEPLOYMENT + "/upload", UploadResource(config, store, s3, admission), None),
         (DEPLOYMENT + "/deploy", deployments, "deploy"),
         (DEPLOYMENT + "/builds", builds, None),
         (BUILD, builds, "item"),
@@ -86,6 +89,7 @@ def routes(
         (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
         (API_PREFIX + "/farm", FarmResource(store), None),
+        (API_PREFIX + "/usage", UsageResource(admission), None),
     ]
 
 

@@ -7,8 +7,8 @@ counts the requests it served into the server run's multiprocess directory (api/
 common/metrics_dir.py), and every scrape, whichever process answers it, sums them all; without
 that directory (a single uvicorn process, tests) the counts stay in this process's memory.
 
-The queue gauges are read from Redis at each scrape: they are the farm's state, not a count of
-this process.
+The queue gauges (and the active builds, farm-wide and by tenant) are read from Redis at each
+scrape: they are the farm's state, not a count of this process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 
+from api.store import RecordStore
 from common.config import Config
 from common.metrics_access import CHALLENGE, REFUSAL, may_read_metrics
 from common.models import BuildStatus
@@ -82,10 +83,11 @@ class _Families:
 class MetricsResource:
     public = True  # for tenants' tokens: BUILDFARM_METRICS_TOKEN guards it (common/metrics_access.py)
 
-    def __init__(self, config: Config, redis: aioredis.Redis, broker) -> None:
+    def __init__(self, config: Config, redis: aioredis.Redis, broker, store: RecordStore) -> None:
         self.config = config
         self.redis = redis
         self.broker = broker
+        self.store = store
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not may_read_metrics(self.config.metrics_token, req.get_header("Authorization")):
@@ -112,7 +114,8 @@ class MetricsResource:
     async def _queue_families(self) -> list:
         """The Dramatiq queue (dramatiq/brokers/redis/dispatch.lua: the list `ns:queue` holds
         the ids of messages waiting for a worker, the hash `ns:queue.msgs` every message not
-        yet acknowledged, `ns:queue.DQ.msgs` the delayed ones) and the farm's active builds."""
+        yet acknowledged, `ns:queue.DQ.msgs` the delayed ones) and the farm's active builds,
+        also by tenant."""
         queue = self.config.queue_name
         try:
             waiting, unacked, delayed = await asyncio.wait_for(
@@ -122,6 +125,7 @@ class MetricsResource:
                 pipe.zcard(keys.active_builds(BuildStatus.PENDING))
                 pipe.zcard(keys.active_builds(BuildStatus.BUILDING))
                 pending, building = await asyncio.wait_for(pipe.execute(), QUEUE_READ_TIMEOUT_S)
+            by_tenant = await asyncio.wait_for(self.store.active_by_tenant(), QUEUE_READ_TIMEOUT_S)
         except (RedisError, TimeoutError) as e:
             logger.warning("queue gauges left out of /metrics: Redis: %s", e)
             return []
@@ -145,4 +149,13 @@ class MetricsResource:
         active.add_metric([BuildStatus.PENDING.value], pending)
         active.add_metric([BuildStatus.BUILDING.value], building)
         families.append(active)
+        tenants = GaugeMetricFamily(
+            "buildfarm_tenant_builds",
+            "Builds pending or building, by tenant (tenants with none have no series)",
+            labels=["tenant", "status"],
+        )
+        for tenant, activity in sorted(by_tenant.items()):
+            tenants.add_metric([tenant, BuildStatus.PENDING.value], activity.queued)
+            tenants.add_metric([tenant, BuildStatus.BUILDING.value], activity.running)
+        families.append(tenants)
         return families

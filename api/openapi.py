@@ -51,6 +51,12 @@ ERRORS = {
     "413": _returns("Body too large", "Error"),
     "415": _returns("Unsupported media type", "Error"),
     "422": _returns("Invalid field", "Error"),
+    "429": _returns(
+        "Past one of the tenant's limits (named in the message: `buildfarm tenant show`); the "
+        "`Retry-After` header says when to try again",
+        "Error",
+        headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    ),
     "503": _returns(
         "A service the API needs (Redis, S3) is unavailable; the `Retry-After` header says when to try again",
         "Error",
@@ -137,7 +143,13 @@ def _webhook(summary: str, ok: dict, headers: list[dict]) -> dict:
         "content": _json({"anyOf": [_ref("Build"), _ref("WebhookAck")]}),
     }
     op = _op(
-        summary, {**ok, "202": acknowledged}, "409", "503", body=_json_body("PushPayload"), params=headers
+        summary,
+        {**ok, "202": acknowledged},
+        "409",
+        "429",
+        "503",
+        body=_json_body("PushPayload"),
+        params=headers,
     )
     op["security"] = []
     op["responses"]["401"] = _returns(
@@ -212,6 +224,7 @@ PATHS = {
             "Upload the source archive (.tar.gz) and optionally an inline Dockerfile",
             {"200": _returns("Stored", "Upload")},
             "409",
+            "429",
             body={"required": True, "content": {"multipart/form-data": {"schema": UPLOAD_FORM}}},
         ),
     },
@@ -221,6 +234,7 @@ PATHS = {
             "with build args merged over the deployment's, and without the layer cache if asked",
             {"202": _returns("Queued", "Build")},
             "409",
+            "429",
             "503",
             body=_json_body("DeployRequest", required=False),
             params=[IDEMPOTENCY_KEY],
@@ -245,7 +259,8 @@ PATHS = {
         "get": _op(
             "WebSocket: one text message per log line from the first (or after `after`), "
             "then live; closed with 1000 when the build ends. Auth: the Authorization header, "
-            "or the subprotocols 'bearer' and the token.",
+            "or the subprotocols 'bearer' and the token. Past the tenant's log WebSockets open "
+            "(max_log_streams) the handshake is refused (the app's close code 3429).",
             {"101": {"description": "Switching protocols to WebSocket"}},
             "405",
             params=[_query("after", {"type": "integer", "minimum": 0}, "Resume after this many lines")],
@@ -256,6 +271,7 @@ PATHS = {
             "Build exactly the same source again (same commit, or same archive and inline Dockerfile)",
             {"202": _returns("Queued", "Build")},
             "409",
+            "429",
             "503",
         ),
     },
@@ -331,6 +347,14 @@ PATHS = {
         ),
     },
 }
+PATHS[API_PREFIX + "/usage"] = {
+    "get": _op(
+        "The caller's tenant: builds running and queued now, its limits in force, its build minutes "
+        "this month",
+        {"200": _returns("The tenant's usage", "Usage")},
+    )
+}
+del PATHS[API_PREFIX + "/usage"]["get"]["responses"]["404"]  # nothing to find: the token says whose
 _declare_path_ids(PATHS)
 
 SPEC = {

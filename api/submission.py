@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import falcon
 from dramatiq.brokers.redis import RedisBroker
 
+from api.admission import TenantAdmission
 from api.errors import conflict, not_found, unprocessable
 from api.openapi import BUILD
 from api.store import RecordStore, new_id
@@ -31,10 +32,13 @@ SOURCE_FIELDS = (*DEPLOYMENT_SOURCE, "repo_url", "branch", "commit_sha", "inline
 
 
 class BuildSubmission:
-    def __init__(self, config: Config, store: RecordStore, broker: RedisBroker) -> None:
+    def __init__(
+        self, config: Config, store: RecordStore, broker: RedisBroker, admission: TenantAdmission
+    ) -> None:
         self.config = config
         self.store = store
         self.broker = broker
+        self.admission = admission
 
     async def deploy(
         self, deployment: Deployment, request: DeployRequest | None = None, claim: Claim | None = None
@@ -42,7 +46,9 @@ class BuildSubmission:
         """A build of the deployment's source: git, of the request's `commit_sha` or else the
         branch tip; archive, of the last upload (422 with a commit, 409 before any upload). The
         request's build args are merged over the deployment's (422 past MAX_BUILD_ARGS). With
-        `claim`, a request repeating an earlier one's key gets the build the earlier one created."""
+        `claim`, a request repeating an earlier one's key gets the build the earlier one created.
+        Every request counts against the tenant's deploys per minute (429 past it)."""
+        await self.admission.deploy_request(deployment.tenant)
         request = request or DeployRequest()
         commit_sha = request.commit_sha
         build = _pending_build(deployment, no_cache=request.no_cache)
@@ -70,7 +76,9 @@ class BuildSubmission:
 
     async def retry(self, deployment: Deployment, old: Build) -> Build:
         """A new build of exactly `old`'s source — the same commit (git), or the same archive and
-        inline Dockerfile — whatever the deployment got since (409 if it never had one)."""
+        inline Dockerfile — whatever the deployment got since (409 if it never had one). It counts
+        against the tenant's deploys per minute (429 past it)."""
+        await self.admission.deploy_request(deployment.tenant)
         if not old.commit_sha:
             raise conflict("This build never resolved its commit, so there is no exact source to retry")
         source = {name: getattr(old, name) for name in SOURCE_FIELDS}

@@ -93,6 +93,9 @@ class ApiClient:
             raise NotFound(f"No deployment of yours has the id or subdomain {id_or_subdomain!r}")
         return found
 
+    def usage(self) -> dict:
+        return self.request("GET", "/usage").json()
+
     def create_deployment(self, fields: dict) -> dict:
         return self.request("POST", "/deployments", json=fields).json()
 

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, farm, secrets, subdomains, tenants, tokens
+from cli import builds, deploy, farm, secrets, subdomains, tenants, tokens, usage
 from cli.errors import EXIT_INTERRUPTED, CliError
 from common.models import LIMIT_NAMES, BuildStatus
 
@@ -101,6 +101,17 @@ def _tenant_commands(commands) -> None:
         change.add_argument(flag, dest=name, type=tenants.limit_value, default=tenants.UNSET, metavar="N")
     actions.add_parser("show", help="a tenant's limits in force").add_argument("tenant", type=_tenant)
     actions.add_parser("list", help="the tenants with limits of their own")
+
+
+def _usage_command(commands) -> None:
+    parser = commands.add_parser(
+        "usage",
+        help="your builds running and queued, your limits, your build minutes this month",
+        **WITH_EPILOG,
+    )
+    parser.set_defaults(handler=usage.run)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    _api_options(parser, argparse.SUPPRESS)
 
 
 def _deploy_command(commands) -> None:
@@ -200,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _subdomain_commands(commands)
     _tenant_commands(commands)
     _farm_command(commands)
+    _usage_command(commands)
     return parser
 
 

@@ -19,7 +19,7 @@ import msgspec.inspect
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from common.config import Config
-from common.models import DEPLOYMENT_CREATED, BuildStatus, ErrorKind
+from common.models import DEPLOYMENT_CREATED, BuildStatus, ErrorKind, TenantLimits
 from common.models import Build as BuildRecord
 from common.models import Deployment as DeploymentRecord
 from common.outbound import redact_userinfo
@@ -346,6 +346,24 @@ class Farm(Struct):
     queue: FarmQueue
     builds_last_hour: Annotated[int, Meta(description="Builds that ended (any outcome) within the last hour")]
     builds_per_minute: Annotated[float, Meta(description="builds_last_hour / 60")]
+class Usage(Struct):
+    """GET /usage: the caller's tenant's builds now, its limits, its build time this month."""
+
+    tenant: str
+    running: Annotated[int, Meta(description="Builds building now")]
+    queued: Annotated[int, Meta(description="Builds pending now")]
+    limits: Annotated[
+        TenantLimits,
+        Meta(description="The limits in force: the tenant's own where an admin set them, else the farm's"),
+    ]
+    month: Annotated[str, Meta(description="This month, UTC: YYYY-MM")]
+    build_minutes: Annotated[
+        float,
+        Meta(
+            description="Minutes of the builds that ended this month, each from its first start to "
+            "its end (takeovers included); builds that never started count nothing"
+        ),
+    ]
 
 
 # Every body of the API: each Struct declared above (the OpenAPI components).

@@ -136,7 +136,7 @@ def test_the_queue_depth_gauge_counts_a_build_waiting_for_a_worker(api_url, clie
 
 
 def test_a_successful_build_moves_the_worker_series_by_exactly_one_build(
-    api_url, client, metrics_workers, redis_client, s3, config
+    api_url, client, tenant_token, metrics_workers, redis_client, s3, config
 ):
     worker = metrics_workers()
     wait_for_an_idle_farm(api_url)
@@ -171,6 +171,7 @@ def test_a_successful_build_moves_the_worker_series_by_exactly_one_build(
     assert delta("buildfarm_build_duration_seconds_count", status="success") == 1
     assert delta("buildfarm_build_duration_seconds_sum", status="success") >= 2  # the RUN step sleeps 2 s
     assert delta("buildfarm_build_queue_wait_seconds_count") == 1
+    assert delta("buildfarm_tenant_queue_wait_seconds_count", tenant=tenant_token[0]) == 1
     assert delta("buildfarm_lease_takeovers_total") == 0
     assert delta("buildfarm_log_archive_failures_total") == 0
     assert value(worker.scrape(), "buildfarm_builds_running") == 0

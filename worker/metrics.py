@@ -52,6 +52,13 @@ class _Series:
             buckets=QUEUE_WAIT_BUCKETS,
             registry=None,
         )
+        self.tenant_queue_wait = prom.Histogram(
+            "buildfarm_tenant_queue_wait_seconds",
+            "From a build's created_at to its first start (started_at), by the build's tenant",
+            ["tenant"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=None,
+        )
         self.phases = prom.Histogram(
             "buildfarm_build_phase_seconds",
             "Time of a build's phases: source (fetch or stream), build, push (queued: queue_wait)",
@@ -114,6 +121,7 @@ def build_claimed(s: _Series, build: Build, queued_s: float | None) -> None:
         s.takeovers.inc()
     elif queued_s is not None:
         s.queue_wait.observe(max(0.0, queued_s))
+        s.tenant_queue_wait.labels(build.tenant).observe(max(0.0, queued_s))
 
 
 @_record

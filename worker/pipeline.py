@@ -347,7 +347,22 @@ def conclude(
     log.end(status.value)
     logger.info("build %s %s", build.id, status.value)
     metrics.build_ended(status, kind, None if run_started is None else time.monotonic() - run_started)
+    _accrue_build_time(ctx, build)
     archive_log(ctx, build)
+
+
+def _accrue_build_time(ctx: WorkerContext, build: Build) -> None:
+    """Adds the ended build's time to its tenant's month (common/records/usage.py); the build
+    ended once (its finish is fenced), so its time is added once."""
+    seconds = _seconds_between(build.started_at, build.finished_at)
+    if seconds is None:
+        return
+    try:
+        ctx.records.accrue_build_time(build.tenant, build.finished_at, seconds)
+    except redis.RedisError as e:
+        logger.warning(
+            "build %s: its %s s of build time not added to its tenant's usage (%s)", build.id, seconds, e
+        )
 
 
 def expire(ctx: WorkerContext, build: Build) -> None:

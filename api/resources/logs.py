@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 from falcon.asgi import WebSocket
 
+from api.admission import LOG_STREAMS, TenantAdmission
 from api.auth import WS_BEARER_SUBPROTOCOL, principal, subprotocol_token
 from api.errors import not_found
 from api.logreader import CHUNK, LogReader
@@ -14,9 +15,10 @@ from common.models import Build, BuildStatus
 
 
 class LogsResource:
-    def __init__(self, store: RecordStore, reader: LogReader) -> None:
+    def __init__(self, store: RecordStore, reader: LogReader, admission: TenantAdmission) -> None:
         self.store = store
         self.reader = reader
+        self.admission = admission
 
     async def on_get(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
@@ -48,6 +50,12 @@ class LogsResource:
     async def on_websocket_stream(
         self, req: falcon.Request, ws: WebSocket, deployment_id: str, build_id: str
     ) -> None:
+        """The log WebSocket, held against its tenant's log streams open (api/admission.py): past
+        the limit the handshake is refused with 429 (close code 3429)."""
+        async with self.admission.held(principal(req).tenant, LOG_STREAMS):
+            await self._stream(req, ws, deployment_id, build_id)
+
+    async def _stream(self, req: falcon.Request, ws: WebSocket, deployment_id: str, build_id: str) -> None:
         """One text message per line from line `after + 1` (default: the first), then live;
         closed with 1000 when the build ends. Resume with `?after=N`, N the lines seen."""
         build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)

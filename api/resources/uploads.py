@@ -1,5 +1,6 @@
 """POST /deployments/{id}/upload: a .tar.gz source archive (and optional inline Dockerfile),
-streamed to object storage while its SHA-256 is computed — never held whole in memory."""
+streamed to object storage while its SHA-256 is computed — never held whole in memory. An upload
+counts against its tenant's uploads in flight (api/admission.py) until it is answered."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import falcon
 from minio import Minio
 
+from api.admission import UPLOADS, TenantAdmission
 from api.auth import principal
 from api.errors import bad_request, conflict
 from api.lookups import find_deployment
@@ -27,10 +29,11 @@ CHUNK = 256 * 1024
 
 
 class UploadResource:
-    def __init__(self, config: Config, store: RecordStore, s3: Minio) -> None:
+    def __init__(self, config: Config, store: RecordStore, s3: Minio, admission: TenantAdmission) -> None:
         self.config = config
         self.store = store
         self.s3 = s3
+        self.admission = admission
 
     async def on_post(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         deployment = await find_deployment(self.store, principal(req).tenant, deployment_id)
@@ -45,6 +48,11 @@ class UploadResource:
         if req.content_length is not None and req.content_length > cap:
             raise _too_large(self.config.max_upload_bytes)
 
+        async with self.admission.held(principal(req).tenant, UPLOADS):
+            resp.media = await self._receive(req, deployment.id)
+
+    async def _receive(self, req: falcon.Request, deployment_id: str) -> Upload:
+        """Reads, checks and stores the upload, and records it as the deployment's source."""
         with tempfile.NamedTemporaryFile() as spool:
             sha256, size, dockerfile = await self._read_parts(req, spool)
             spool.flush()
@@ -52,17 +60,17 @@ class UploadResource:
             # here): run them together. A refused archive's object goes; none other has its
             # key, since the key holds the archive's SHA-256.
             stored = asyncio.create_task(
-                asyncio.to_thread(self._store, deployment.id, spool, sha256, size, dockerfile)
+                asyncio.to_thread(self._store, deployment_id, spool, sha256, size, dockerfile)
             )
             try:
                 await self._inspect(Path(spool.name))
             except falcon.HTTPError:
                 await asyncio.gather(stored, return_exceptions=True)
-                await asyncio.to_thread(self._unstore, deployment.id, sha256)
+                await asyncio.to_thread(self._unstore, deployment_id, sha256)
                 raise
             await stored
-        await self.store.record_upload(deployment.id, sha256, size, dockerfile is not None)
-        resp.media = Upload("uploaded", size, sha256)
+        await self.store.record_upload(deployment_id, sha256, size, dockerfile is not None)
+        return Upload("uploaded", size, sha256)
 
     async def _read_parts(self, req: falcon.Request, spool) -> tuple[str, int, bytes | None]:
         form = await req.get_media()

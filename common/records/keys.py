@@ -124,3 +124,13 @@ def worker(worker_id: str) -> str:
 
 
 WORKER_PREFIX = worker("")
+def tenant_slots(tenant: str, kind: str) -> str:
+    """Sorted set: what a tenant holds of one limited kind (uploads in flight, log streams open,
+    deploy requests of the last minute), one member each, scored by when it expires (ms, Redis
+    clock): common/records/slots.py."""
+    return f"{PREFIX}tenant:{tenant}:slots:{kind}"
+
+
+def tenant_build_seconds(tenant: str) -> str:
+    """Hash: a tenant's build time, month (YYYY-MM, UTC, of the build's end) → seconds."""
+    return f"{PREFIX}tenant:{tenant}:build-seconds"

@@ -329,3 +329,48 @@ end
 return out
 """,
 )
+# Takes a slot of a tenant's limited kind (KEYS[1], scored by expiry): the expired go first
+# (what a crashed API process held goes with them), then the slot ARGV[1] is added for ARGV[3]
+# ms unless ARGV[2] (the limit; 0: none) are held already. Taking a slot held already renews it.
+# Replies {1, 0}, or {0, ms until the first held slot expires}.
+TAKE_SLOT = _script(
+    _NOW_MS,
+    """
+local ms = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+local limit = tonumber(ARGV[2])
+if limit > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= limit then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(first[2]) - ms}
+end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {1, 0}
+""",
+)
+
+# Builds pending and building, by tenant (of one tenant with ARGV[2], else of all), from the
+# farm-wide active sets (KEYS: ACTIVE_STATUSES' sets): the builds' hashes are named from the ids
+# found inside (ARGV[1], the build key prefix). Replies tenant, then a count per KEYS, per tenant.
+ACTIVE_BY_TENANT = _script("""
+local counts, order = {}, {}
+for slot, key in ipairs(KEYS) do
+  for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local tenant = redis.call('HGET', ARGV[1] .. id, '$tenant')
+    if tenant and (ARGV[2] == '' or tenant == ARGV[2]) then
+      if not counts[tenant] then
+        counts[tenant] = {}
+        for i = 1, #KEYS do counts[tenant][i] = 0 end
+        table.insert(order, tenant)
+      end
+      counts[tenant][slot] = counts[tenant][slot] + 1
+    end
+  end
+end
+local out = {}
+for _, tenant in ipairs(order) do
+  table.insert(out, tenant)
+  for i = 1, #KEYS do table.insert(out, counts[tenant][i]) end
+end
+return out
+""")

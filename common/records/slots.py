@@ -1,0 +1,35 @@
+"""What a tenant holds of its limited kinds (common/models.py TenantLimits): uploads in flight,
+log WebSockets open, deploy requests of the last minute. Each is a slot in a sorted set scored by
+its expiry on the Redis clock, so that nothing a crashed API process held is counted past its
+expiry: a holder renews its slot while it holds it, and gives it back when done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from common.records import keys, scripts
+from common.records.call import Call
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A slot taken, or refused: then `wait_ms` is how long until the first held slot expires."""
+
+    ok: bool
+    wait_ms: int = 0
+
+
+def take_slot(tenant: str, kind: str, slot: str, limit: int, lease_ms: int) -> Call[Taken]:
+    """Takes (or renews) `slot` for `lease_ms` unless the tenant holds `limit` (0: no limit)."""
+
+    def parse(reply: list[Any]) -> Taken:
+        return Taken(bool(int(reply[0])), int(reply[1]))
+
+    return Call(
+        parse, script=scripts.TAKE_SLOT, keys=[keys.tenant_slots(tenant, kind)], args=[slot, limit, lease_ms]
+    )
+
+
+def release_slot(tenant: str, kind: str, slot: str) -> Call[None]:
+    return Call(lambda _: None, commands=[("ZREM", keys.tenant_slots(tenant, kind), slot)])
