@@ -346,6 +346,8 @@ class Farm(Struct):
     queue: FarmQueue
     builds_last_hour: Annotated[int, Meta(description="Builds that ended (any outcome) within the last hour")]
     builds_per_minute: Annotated[float, Meta(description="builds_last_hour / 60")]
+
+
 class Usage(Struct):
     """GET /usage: the caller's tenant's builds now, its limits, its build time this month."""
 

@@ -124,6 +124,8 @@ def worker(worker_id: str) -> str:
 
 
 WORKER_PREFIX = worker("")
+
+
 def tenant_slots(tenant: str, kind: str) -> str:
     """Sorted set: what a tenant holds of one limited kind (uploads in flight, log streams open,
     deploy requests of the last minute), one member each, scored by when it expires (ms, Redis
