@@ -19,6 +19,7 @@ from api.resources.builds import BuildsResource
 from api.resources.dashboard import DashboardResource
 from api.resources.deployments import DeploymentsResource
 from api.resources.health import HealthResource
+from api.resources.integrations import CommitStatusResource, NotificationsResource
 from api.resources.logs import LogsResource
 from api.resources.secrets import SecretsResource
 from api.resources.uploads import UploadResource
@@ -62,6 +63,7 @@ def routes(
     dashboard = DashboardResource()
     health = HealthResource(config, redis, s3)
     secrets = SecretsResource(config, store, SecretCipher.from_config(config))
+    notifications = NotificationsResource(config, store, SecretCipher.from_config(config))
     return [
         ("/", dashboard, None),
         ("/static/{name}", dashboard, "asset"),
@@ -84,6 +86,14 @@ def routes(
         (DEPLOYMENT + "/secrets/{name}", secrets, "item"),
         (WEBHOOKS + "/github/{deployment_id}", GitHubWebhookResource(config, store, submission), None),
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
+        (DEPLOYMENT + "/notifications", notifications, None),
+        (DEPLOYMENT + "/notifications/{notification_id}", notifications, "item"),
+        (DEPLOYMENT + "/notifications/{notification_id}/deliveries", notifications, "deliveries"),
+        (
+            DEPLOYMENT + "/commit-status",
+            CommitStatusResource(config, store, SecretCipher.from_config(config)),
+            None,
+        ),
     ]
 
 

@@ -7,7 +7,7 @@ import secrets
 import uuid
 
 from common import tokens
-from common.records import builds, deployments
+from common.records import builds, deployments, integrations
 from common.records import secrets as secret_records
 from common.records.call import AsyncRunner
 from common.records.deployments import ActiveBuilds, SubdomainReserved, SubdomainTaken
@@ -28,7 +28,7 @@ __all__ = [
 
 
 class RecordStore(AsyncRunner):
-    modules = (tokens, deployments, builds, secret_records)
+    modules = (tokens, deployments, builds, secret_records, integrations)
 
 
 def new_id() -> str:

@@ -1,7 +1,7 @@
 """Submitting a build, the one way every route does it (deploy, retry, push webhooks): a new
 pending build is stored, handed to the workers through Dramatiq (the API never imports the
-worker's actors), and, when its deployment supersedes queued builds, the older builds still
-waiting in the queue are cancelled."""
+worker's actors), announced to its deployment's integrations, and, when its deployment
+supersedes queued builds, the older builds still waiting in the queue are cancelled."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from api.store import RecordStore, new_id
 from common.broker import build_message
 from common.config import Config
 from common.contract import MAX_BUILD_ARGS, DeployRequest, public_build
+from common.integrations import QUEUED, announcement
 from common.models import Build, BuildStatus, Deployment, ErrorKind, SourceType, json_text, utc_now
 
 logger = logging.getLogger("buildfarm.api")
@@ -99,9 +100,19 @@ class BuildSubmission:
             raise falcon.HTTPServiceUnavailable(
                 description="The build queue is unavailable: try again"
             ) from None
+        await self.announce(build, QUEUED)
         if deployment.supersede_queued:
             await self.store.supersede_queued(build)
         return build
+
+    async def announce(self, build: Build, event: str) -> None:
+        """Tells the deployment's integrations (notifications, commit status) of a build's event,
+        if it has any; never fails the request (the event is lost, and logged)."""
+        try:
+            if await self.store.has_integrations(build.deployment_id):
+                self.broker.enqueue(announcement(self.config, build.id, event))
+        except Exception:
+            logger.exception("could not announce %s of build %s", event, build.id)
 
 
 def render_queued(resp: falcon.Response, build: Build) -> None:

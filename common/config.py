@@ -103,6 +103,15 @@ class Config:
     log_batch_lines: int = 500
     log_flush_interval_s: float = 0.02
     log_archive_retry_interval_s: float = 5.0
+    # Integrations (worker/notifications.py, worker/commit_status.py): their Dramatiq queue, which
+    # every worker consumes beside the builds'; the dashboard's public address, from which a commit
+    # status links to its build's page (empty: no link); each outbound request's time bound, and
+    # the retries of a delivery or status report (Dramatiq's backoff, from this minimum, doubling).
+    integrations_queue: str = "integrations"
+    public_url: str = ""
+    integration_timeout_s: float = 10.0
+    integration_retries: int = 8
+    integration_backoff_ms: int = 5000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:

@@ -83,6 +83,12 @@ class _Series:
         self.archive_failures = prom.Counter(
             "buildfarm_log_archive_failures", "Log uploads that failed (retried later)", registry=None
         )
+        self.integrations = prom.Counter(
+            "buildfarm_integration_requests",
+            "Requests to integrations (notification deliveries, commit status reports), by outcome",
+            ["kind", "outcome"],
+            registry=None,
+        )
         # Every series exists from the start (at 0), and every file of this process too.
         for status in sorted(TERMINAL_STATUSES):
             self.builds.labels(status)
@@ -157,6 +163,11 @@ def log_archived(s: _Series, size: int) -> None:
 @_record
 def log_archive_failed(s: _Series) -> None:
     s.archive_failures.inc()
+
+
+@_record
+def integration_request(s: _Series, kind: str, answered_2xx: bool) -> None:
+    s.integrations.labels(kind, "delivered" if answered_2xx else "failed").inc()
 
 
 def start_series() -> None:

@@ -104,3 +104,26 @@ def webhook_delivery(deployment_id: str, provider: str, delivery_id: str) -> str
 def reap_marker(build_id: str, attempt: int) -> str:
     """String: set by the reaper that re-queued one expired attempt, so only one does."""
     return f"{PREFIX}reap:{build_id}:{attempt}"
+
+
+def deployment_notifications(deployment_id: str) -> str:
+    """Hash: a deployment's notification targets, id → the target as JSON, its signing secret a
+    Fernet token (common/records/integrations.py)."""
+    return f"{PREFIX}deployment:{deployment_id}:notifications"
+
+
+def notification_deliveries(notification_id: str) -> str:
+    """List: a notification target's last deliveries as JSON, newest first."""
+    return f"{PREFIX}notification:{notification_id}:deliveries"
+
+
+def deployment_commit_status(deployment_id: str) -> str:
+    """String: where a deployment's builds report their commit status, as JSON; its token a
+    Fernet token (common/records/integrations.py)."""
+    return f"{PREFIX}deployment:{deployment_id}:commit-status"
+
+
+def commit_status_sent(build_id: str) -> str:
+    """String: the furthest state of a build reported as its commit status (a rank), so a late
+    retry of an earlier state does not overwrite a later one."""
+    return f"{PREFIX}build:{build_id}:commit-status"
