@@ -18,6 +18,7 @@ import pytest
 from common.records import keys
 from tests.conftest import ROOT, free_port, start_worker, unique_subdomain, wait_until
 from tests.farm import archive_deployment, context_archive, deploy, dockerfile, logs, wait_for_status
+from tests.test_e2e_cli import assert_clean_failure, run_cli
 from tests.test_e2e_webhooks import github, push_payload
 
 pytestmark = pytest.mark.e2e
@@ -346,3 +347,64 @@ def test_integrations_refuse_bad_input_with_clear_errors_and_never_show_secrets(
     assert not redis_client.exists(keys.deployment_commit_status(git["id"]))
     assert client.delete(f"/deployments/{archive['id']}").status_code == 204
     assert not redis_client.exists(keys.deployment_notifications(archive["id"]))
+
+
+def test_the_cli_adds_lists_and_removes_notifications_and_deploys_with_a_status_token_from_stdin(
+    api_url, client, tenant_token, integrations_worker, two_commit_repo, recorder
+):
+    token = tenant_token[1]
+    deployment = archive_deployment(client, context_archive(dockerfile("true")))
+    added = run_cli(
+        api_url,
+        token,
+        "notify",
+        "add",
+        deployment["subdomain"],
+        "https://example.com/hook",
+        "--event",
+        "build.failed",
+    )
+    assert added.returncode == 0, added.stderr
+    [secret] = added.stdout.splitlines()
+    assert secret.startswith("whsec_") and secret not in added.stderr
+    [target] = client.get(f"/deployments/{deployment['id']}/notifications").json()
+    assert target["events"] == ["build.failed"] and target["id"] in added.stderr
+    listed = run_cli(api_url, token, "notify", "list", deployment["id"])
+    assert listed.stdout.split() == [target["id"], "json", "build.failed", "https://example.com/hook"]
+    assert run_cli(api_url, token, "notify", "rm", deployment["subdomain"], target["id"]).returncode == 0
+    assert client.get(f"/deployments/{deployment['id']}/notifications").json() == []
+    again = run_cli(api_url, token, "notify", "rm", deployment["subdomain"], target["id"])
+    assert_clean_failure(again, 3, "Notification target not found [HTTP 404 not_found]")
+
+    # A git deploy with a status token (on stdin) reports its build to the provider
+    url, (_, tip) = two_commit_repo
+    gitlab = provider_api(recorder, "gitlab")
+    subdomain = unique_subdomain("cli")
+    deployed = run_cli(
+        api_url,
+        token,
+        "deploy",
+        url,
+        "--subdomain",
+        subdomain,
+        "--follow",
+        "--status-token",
+        "-",
+        "--status-provider",
+        "gitlab",
+        "--status-api-url",
+        gitlab.url + "/api/v4",
+        "--status-repository",
+        "acme/app",
+        stdin=TOKEN + "\n",
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert f"Builds of {subdomain} report their commit status to acme/app on gitlab" in deployed.stderr
+    assert TOKEN not in deployed.stdout + deployed.stderr
+    # (The branch tip's commit is known once the worker cloned it: "running" may come too late.)
+    wait_until(
+        lambda: gitlab.requests and gitlab.requests[-1]["json"]["state"] == "success", 30, what="success"
+    )
+    requests = gitlab.requests
+    assert [r["json"]["state"] for r in requests] in (["success"], ["running", "success"])
+    assert requests[-1]["path"] == f"/api/v4/projects/acme%2Fapp/statuses/{tip}"
