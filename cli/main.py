@@ -127,6 +127,19 @@ def _deploy_command(commands) -> None:
     _api_options(parser, argparse.SUPPRESS)
 
 
+def _deployment_actions(parser, handler, actions: tuple[tuple[str, str], ...]) -> dict:
+    """Subcommands of `parser` that act on one deployment (ID_OR_SUBDOMAIN), run by `handler`;
+    their parsers by name."""
+    parser.set_defaults(handler=handler)
+    subparsers = parser.add_subparsers(dest="action", required=True)
+    made = {}
+    for name, help in actions:
+        made[name] = subparsers.add_parser(name, help=help, **WITH_EPILOG)
+        made[name].add_argument("deployment", metavar="ID_OR_SUBDOMAIN")
+        _api_options(made[name], argparse.SUPPRESS)
+    return made
+
+
 def _secrets_commands(commands) -> None:
     parser = commands.add_parser(
         "secrets",
@@ -135,46 +148,43 @@ def _secrets_commands(commands) -> None:
         "ls lists names only.",
         **WITH_EPILOG,
     )
-    parser.set_defaults(handler=secrets.run)
-    actions = parser.add_subparsers(dest="action", required=True)
-    for name, help in (
-        ("set", "set or replace a secret; its value is read from stdin"),
-        ("rm", "delete a secret"),
-        ("ls", "list the names of the secrets"),
-    ):
-        sub = actions.add_parser(name, help=help, **WITH_EPILOG)
-        sub.add_argument("deployment", metavar="ID_OR_SUBDOMAIN")
-        if name != "ls":
-            sub.add_argument("name", metavar="NAME")
-        _api_options(sub, argparse.SUPPRESS)
+    actions = _deployment_actions(
+        parser,
+        secrets.run,
+        (
+            ("set", "set or replace a secret; its value is read from stdin"),
+            ("rm", "delete a secret"),
+            ("ls", "list the names of the secrets"),
+        ),
+    )
+    for name in ("set", "rm"):
+        actions[name].add_argument("name", metavar="NAME")
 
 
 def _notify_commands(commands) -> None:
     parser = commands.add_parser(
         "notify", help="where a deployment's build events are sent (signed HTTP POSTs)", **WITH_EPILOG
     )
-    parser.set_defaults(handler=notify.run)
-    actions = parser.add_subparsers(dest="action", required=True)
-    for name, help in (
-        ("add", "add a target; prints its signing secret (shown once)"),
-        ("list", "list the targets"),
-        ("rm", "remove a target"),
-    ):
-        sub = actions.add_parser(name, help=help, **WITH_EPILOG)
-        sub.add_argument("deployment", metavar="ID_OR_SUBDOMAIN")
-        _api_options(sub, argparse.SUPPRESS)
-        if name == "add":
-            sub.add_argument("url", metavar="TARGET_URL", help="where the events are POSTed")
-            sub.add_argument(
-                "--event",
-                dest="events",
-                action="append",
-                choices=NOTIFICATION_EVENTS,
-                help="an event to send (repeatable; default: the builds' ends)",
-            )
-            sub.add_argument("--format", choices=("json", "slack"), default="json")
-        elif name == "rm":
-            sub.add_argument("notification_id", metavar="NOTIFICATION_ID")
+    actions = _deployment_actions(
+        parser,
+        notify.run,
+        (
+            ("add", "add a target; prints its signing secret (shown once)"),
+            ("list", "list the targets"),
+            ("rm", "remove a target"),
+        ),
+    )
+    add = actions["add"]
+    add.add_argument("url", metavar="TARGET_URL", help="where the events are POSTed")
+    add.add_argument(
+        "--event",
+        dest="events",
+        action="append",
+        choices=NOTIFICATION_EVENTS,
+        help="an event to send (repeatable; default: the builds' ends)",
+    )
+    add.add_argument("--format", choices=("json", "slack"), default="json")
+    actions["rm"].add_argument("notification_id", metavar="NOTIFICATION_ID")
 
 
 def _builds_commands(commands) -> None:
