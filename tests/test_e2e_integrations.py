@@ -267,6 +267,37 @@ def test_a_receiver_failing_twice_gets_each_event_again_with_the_same_id_until_i
     assert client.get(f"{path}/{gone_target['id']}/deliveries").status_code == 404
 
 
+def test_builds_cancelled_superseded_pending_or_running_are_each_notified_once(
+    client, integrations_worker, recorder
+):
+    # Given a deployment whose first build runs while a second waits behind it
+    receiver = recorder()
+    deployment = archive_deployment(client, context_archive(dockerfile("echo start && sleep 60")))
+    path = f"/deployments/{deployment['id']}"
+    target = client.post(f"{path}/notifications", json={"url": receiver.url, "events": ["build.cancelled"]})
+    running = deploy(client, deployment)
+    wait_for_status(client, running, statuses=("building",))
+    superseded = deploy(client, deployment)
+
+    # When a third deploy supersedes the second, the API cancels the third while it is pending,
+    # and the running one is cancelled by its worker
+    assert client.patch(path, json={"supersede_queued": True}).status_code == 200
+    newest = deploy(client, deployment)
+    assert client.post(f"{path}/builds/{newest['id']}/cancel").status_code == 200
+    assert client.post(f"{path}/builds/{running['id']}/cancel").status_code == 202
+    assert wait_for_status(client, running)["status"] == "cancelled"
+
+    # Then the receiver got one build.cancelled for each, signed, and nothing else
+    wait_until(lambda: len(receiver.requests) >= 3, 30, what="three cancellations")
+    time.sleep(0.5)
+    events = [r["json"] for r in receiver.requests]
+    assert sorted(e["build"]["id"] for e in events) == sorted(b["id"] for b in (running, superseded, newest))
+    assert {e["type"] for e in events} == {"build.cancelled"}
+    assert {e["build"]["error_kind"] for e in events} == {"cancelled"}
+    secret = target.json()["secret"]
+    assert all(verify(secret, r["headers"]["X-Buildfarm-Signature"], r["raw"]) for r in receiver.requests)
+
+
 def test_integrations_refuse_bad_input_with_clear_errors_and_never_show_secrets(client, redis_client):
     archive = archive_deployment(client, context_archive(dockerfile("true")))
     git = client.post(

@@ -54,7 +54,7 @@ class BuildsResource:
                 build.id, build.deployment_id, BuildStatus.CANCELLED, fields, expected=pending
             )
             if result.ok:
-                await self.submission.announce(build, CANCELLED)
+                await self.submission.announce(build.id, build.deployment_id, CANCELLED)
                 break
             build = await find_build(self.store, tenant, deployment_id, build_id)
         if build.status == BuildStatus.BUILDING:
