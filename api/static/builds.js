@@ -1,9 +1,10 @@
 // #/deployments/{id}: the deployment, its deploy (and upload) actions, and its builds, newest
-// first, refreshed every 3 s without reloading.
+// first, refreshed every 3 s without reloading; then its integrations (integrations.js).
 
 import { json, page } from "./api.js";
 import { cursorOf, source, table, updatePager, uploadArchive } from "./deployments.js";
 import { ago, badge, copyButton, every, h, report, runningDuration, syncRows } from "./dom.js";
+import { integrationsCard } from "./integrations.js";
 
 function buildRow(b) {
   const href = `#/deployments/${b.deployment_id}/builds/${b.id}`;
@@ -112,6 +113,7 @@ export function buildsView(root, { ids: [deploymentId], query, signal }) {
       empty,
       pager,
     ),
+    integrationsCard(deploymentId, signal),
   );
   let shown = null;
   every(3000, signal, async () => {
