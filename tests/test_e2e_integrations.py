@@ -16,8 +16,17 @@ import httpx
 import pytest
 
 from common.records import keys
-from tests.conftest import ROOT, free_port, start_worker, unique_subdomain, wait_until
-from tests.farm import archive_deployment, context_archive, deploy, dockerfile, logs, wait_for_status
+from tests.conftest import ROOT, free_port, unique_subdomain, wait_until
+from tests.farm import (
+    MetricsWorker,
+    archive_deployment,
+    context_archive,
+    deploy,
+    dockerfile,
+    logs,
+    value,
+    wait_for_status,
+)
 from tests.test_e2e_cli import assert_clean_failure, run_cli
 from tests.test_e2e_webhooks import github, push_payload
 
@@ -92,13 +101,18 @@ def recorder():
 
 @pytest.fixture(scope="module")
 def integrations_worker(redis_client, s3, docker_client, logs_dir):
-    """A worker that links to the dashboard at PUBLIC_URL and retries integrations quickly."""
-    process = start_worker(
-        logs_dir, name="integrations", BUILDFARM_PUBLIC_URL=PUBLIC_URL, BUILDFARM_INTEGRATION_BACKOFF_MS="100"
+    """A worker that links to the dashboard at PUBLIC_URL, retries integrations quickly and
+    serves its metrics."""
+    worker = MetricsWorker(logs_dir, BUILDFARM_PUBLIC_URL=PUBLIC_URL, BUILDFARM_INTEGRATION_BACKOFF_MS="100")
+    yield worker
+    worker.stop()
+
+
+def requests_counted(worker: MetricsWorker, before: dict, kind: str, outcome: str) -> float:
+    name = "buildfarm_integration_requests_total"
+    return value(worker.scrape(), name, kind=kind, outcome=outcome) - value(
+        before, name, kind=kind, outcome=outcome
     )
-    wait_until(lambda: "ready for action" in process.tail(), 30, what="the worker to boot")
-    yield process
-    process.stop()
 
 
 def provider_api(recorder, provider: str) -> Recorder:
@@ -159,6 +173,7 @@ def test_a_pushed_commit_reports_pending_then_its_outcome_with_its_sha_context_a
     assert TOKEN.encode() not in redis_client.get(keys.deployment_commit_status(deployment["id"]))
 
     # When a push webhook builds a commit
+    before = integrations_worker.scrape()
     pushed = github(api_url, deployment, push_payload(after=first))
     assert pushed.status_code == 202, pushed.text
     build = wait_for_status(client, pushed.json())
@@ -183,7 +198,10 @@ def test_a_pushed_commit_reports_pending_then_its_outcome_with_its_sha_context_a
         if build["status"] == "success"
         else last == build["error"][:140]
     )
+    # ...each a line of the worker's log and a count of its metric
     assert integrations_worker.log.read_text().count(f"build {build['id']}: commit status") == len(states)
+    assert requests_counted(integrations_worker, before, "commit_status", "delivered") == len(states)
+    assert requests_counted(integrations_worker, before, "commit_status", "failed") == 0
 
 
 def test_a_receiver_failing_twice_gets_each_event_again_with_the_same_id_until_it_answers(
@@ -215,6 +233,7 @@ def test_a_receiver_failing_twice_gets_each_event_again_with_the_same_id_until_i
     assert all("secret" not in t for t in listed)
 
     # When a build runs and succeeds
+    before = integrations_worker.scrape()
     started = time.monotonic()
     build = wait_for_status(client, deploy(client, deployment))
     assert build["status"] == "success", logs(client, build)
@@ -260,6 +279,8 @@ def test_a_receiver_failing_twice_gets_each_event_again_with_the_same_id_until_i
     gone = deliveries(gone_target)
     assert gone and all(d["status_code"] is None and not d["delivered"] for d in gone)
     assert gone[0]["answer"].startswith("No answer: ConnectError")
+    assert requests_counted(integrations_worker, before, "notification", "delivered") == 3
+    assert requests_counted(integrations_worker, before, "notification", "failed") >= 4 + len(gone)
     print(f"flaky receiver healed {healed_s:.1f} s after the deploy, 3 attempts per event")
 
     # Removing a target removes its deliveries

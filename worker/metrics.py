@@ -23,6 +23,7 @@ logger = logging.getLogger("buildfarm.metrics")
 KIND = "worker"
 DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 STEP_BUCKETS = (1, 2, 5, 10, 20, 50, 100, float("inf"))
+INTEGRATION_KINDS = ("notification", "commit_status")
 QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
@@ -95,6 +96,9 @@ class _Series:
             self.duration.labels(status)
         for kind in ErrorKind:
             self.failures.labels(kind.value)
+        for kind in INTEGRATION_KINDS:
+            for outcome in ("delivered", "failed"):
+                self.integrations.labels(kind, outcome)
         self.running.set(0)
 
 
