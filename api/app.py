@@ -21,6 +21,7 @@ from api.resources.dashboard import DashboardResource
 from api.resources.deployments import DeploymentsResource
 from api.resources.farm import FarmResource
 from api.resources.health import HealthResource
+from api.resources.integrations import CommitStatusResource, NotificationsResource
 from api.resources.logs import LogsResource
 from api.resources.secrets import SecretsResource
 from api.resources.uploads import UploadResource
@@ -66,6 +67,7 @@ def routes(
     dashboard = DashboardResource()
     health = HealthResource(config, redis, s3)
     secrets = SecretsResource(config, store, SecretCipher.from_config(config))
+    notifications = NotificationsResource(config, store, SecretCipher.from_config(config))
     return [
         ("/", dashboard, None),
         ("/static/{name}", dashboard, "asset"),
@@ -90,6 +92,14 @@ def routes(
         (WEBHOOKS + "/gitlab/{deployment_id}", GitLabWebhookResource(config, store, submission), None),
         (API_PREFIX + "/farm", FarmResource(store), None),
         (API_PREFIX + "/usage", UsageResource(admission), None),
+        (DEPLOYMENT + "/notifications", notifications, None),
+        (DEPLOYMENT + "/notifications/{notification_id}", notifications, "item"),
+        (DEPLOYMENT + "/notifications/{notification_id}/deliveries", notifications, "deliveries"),
+        (
+            DEPLOYMENT + "/commit-status",
+            CommitStatusResource(config, store, SecretCipher.from_config(config)),
+            None,
+        ),
     ]
 
 

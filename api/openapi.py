@@ -91,6 +91,10 @@ def _public(summary: str, responses: dict, **path_item: list) -> dict:
     return {**path_item, "get": {"summary": summary, "security": [], "responses": responses}}
 
 
+def _json_list(description: str, name: str) -> dict:
+    return {"description": description, "content": _json({"type": "array", "items": _ref(name)})}
+
+
 LINK = {"Link": {"description": '<url>; rel="next" when more items follow', "schema": STRING}}
 
 
@@ -345,6 +349,46 @@ PATHS = {
             "each worker runs",
             {"200": _returns("The farm now", "Farm")},
         ),
+    },
+    DEPLOYMENT + "/notifications": {
+        "get": _op(
+            "The deployment's notification targets (their secrets are never shown again)",
+            {"200": _json_list("The targets, oldest first", "Notification")},
+        ),
+        "post": _op(
+            "Add a notification target: its builds' events are POSTed to the URL, signed "
+            "(docs/INTEGRATIONS.md); the signing `secret` is shown once. 409 past "
+            f"{contract.MAX_NOTIFICATIONS} targets; 503 when the farm has no secrets key",
+            {"201": _returns("Created", "Notification")},
+            "409",
+            "503",
+            body=_json_body("NewNotification"),
+        ),
+    },
+    DEPLOYMENT + "/notifications/{notification_id}": {
+        "delete": _op("Remove a notification target and its deliveries", {"204": {"description": "Deleted"}}),
+    },
+    DEPLOYMENT + "/notifications/{notification_id}/deliveries": {
+        "get": _op(
+            "A target's last deliveries (each attempt) and their answers, newest first",
+            {"200": _json_list("The deliveries", "Delivery")},
+        ),
+    },
+    DEPLOYMENT + "/commit-status": {
+        "get": _op(
+            "Where the deployment's builds report their commit status (404: nowhere)",
+            {"200": _returns("The provider", "CommitStatus")},
+        ),
+        "put": _op(
+            "Report every build of a known commit to GitHub or GitLab (pending, then its outcome), "
+            "with this token (write-only). 409 for an archive deployment; 503 when the farm has no "
+            "secrets key",
+            {"200": _returns("Reporting", "CommitStatus")},
+            "409",
+            "503",
+            body=_json_body("CommitStatusTarget"),
+        ),
+        "delete": _op("Stop reporting commit statuses", {"204": {"description": "Turned off"}}),
     },
 }
 PATHS[API_PREFIX + "/usage"] = {

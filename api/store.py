@@ -7,7 +7,7 @@ import secrets
 import uuid
 
 from common import tokens
-from common.records import builds, deployments, slots, usage, workers
+from common.records import builds, deployments, integrations, slots, usage, workers
 from common.records import secrets as secret_records
 from common.records.call import AsyncRunner
 from common.records.deployments import ActiveBuilds, SubdomainReserved, SubdomainTaken
@@ -28,7 +28,7 @@ __all__ = [
 
 
 class RecordStore(AsyncRunner):
-    modules = (tokens, deployments, builds, secret_records, workers, slots, usage)
+    modules = (tokens, deployments, builds, secret_records, workers, slots, usage, integrations)
 
 
 def new_id() -> str:

@@ -1,7 +1,7 @@
 """Submitting a build, the one way every route does it (deploy, retry, push webhooks): a new
 pending build is stored, handed to the workers through Dramatiq (the API never imports the
-worker's actors), and, when its deployment supersedes queued builds, the older builds still
-waiting in the queue are cancelled."""
+worker's actors), announced to its deployment's integrations, and, when its deployment
+supersedes queued builds, the older builds still waiting in the queue are cancelled."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from api.store import RecordStore, new_id
 from common.broker import build_message
 from common.config import Config
 from common.contract import MAX_BUILD_ARGS, DeployRequest, public_build
+from common.integrations import CANCELLED, QUEUED, announcement
 from common.models import Build, BuildStatus, Deployment, ErrorKind, SourceType, json_text, utc_now
 
 logger = logging.getLogger("buildfarm.api")
@@ -107,9 +108,20 @@ class BuildSubmission:
             raise falcon.HTTPServiceUnavailable(
                 description="The build queue is unavailable: try again"
             ) from None
+        await self.announce(build.id, build.deployment_id, QUEUED)
         if deployment.supersede_queued:
-            await self.store.supersede_queued(build)
+            for cancelled in await self.store.supersede_queued(build):
+                await self.announce(cancelled, build.deployment_id, CANCELLED)
         return build
+
+    async def announce(self, build_id: str, deployment_id: str, event: str) -> None:
+        """Tells the deployment's integrations (notifications, commit status) of a build's event,
+        if it has any; never fails the request (the event is lost, and logged)."""
+        try:
+            if await self.store.has_integrations(deployment_id):
+                self.broker.enqueue(announcement(self.config, build_id, event))
+        except Exception:
+            logger.exception("could not announce %s of build %s", event, build_id)
 
 
 def render_queued(resp: falcon.Response, build: Build) -> None:

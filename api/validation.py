@@ -19,8 +19,11 @@ from common.outbound import HostUnresolved, OutboundRefused, OutboundRule
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _REQUEST_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 # msgspec's ValidationError text: "<what> - at `$.<field>`" (no path for the body itself), or
-# for an object field's keys and values "- at `key` in `$.<field>`" and "- at `$.<field>[...]`".
-_AT_FIELD = re.compile(r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?`$")
+# for an object field's keys and values "- at `key` in `$.<field>`" and "- at `$.<field>[...]`",
+# for an array field's items "- at `$.<field>[<index>]`".
+_AT_FIELD = re.compile(
+    r"^(?P<what>.*) - at (?P<key>`key` in )?`\$\.(?P<field>\w+)(?P<value>\[\.\.\.\])?(?P<item>\[\d+\])?`$"
+)
 _TYPE_NAMES = {"str": "string", "int": "integer", "bool": "boolean", "object": "object", "array": "array"}
 # A git host the resolver has not answered for by then is taken as one that does not resolve.
 RESOLVE_TIMEOUT_S = 5.0
@@ -91,6 +94,9 @@ def _field_problem(kind: type, text: str) -> str:
         part = 0 if at["key"] else 1
         annotation = typing.get_args(_unwrapped(annotation))[part]
         subject = f"Each {('name', 'value')[part]} in '{field}'"
+    elif at["item"]:
+        [annotation] = typing.get_args(_unwrapped(annotation, list))
+        subject = f"Each item of '{field}'"
     elif what.endswith("got `null`"):
         return f"{subject} is required"
     metas, choices = _declared(annotation)
@@ -113,12 +119,13 @@ def _field_problem(kind: type, text: str) -> str:
     return f"{subject}: {what}"
 
 
-def _unwrapped(annotation):
-    """The object type (dict) inside a field's annotation: past Annotated and `| None`/UNSET."""
+def _unwrapped(annotation, origin: type = dict):
+    """The object (dict) or array (list) type inside a field's annotation: past Annotated and
+    `| None`/UNSET."""
     while True:
         if typing.get_origin(annotation) is Annotated:
             annotation = annotation.__origin__
-        elif typing.get_origin(annotation) is dict:
+        elif typing.get_origin(annotation) is origin:
             return annotation
         else:
             [annotation] = [a for a in typing.get_args(annotation) if typing.get_origin(a) is not None]
@@ -163,16 +170,17 @@ def check_build_timeout(value: int | None, maximum: int) -> None:
         )
 
 
-async def check_git_host(value: str, rule: OutboundRule) -> None:
-    """The outbound address rule (common/outbound.py) on a git URL's host: 422 for a host the
-    farm does not connect to. A host that does not resolve here is accepted: the workers may see
-    other DNS than the API (an internal name), and they check again before they connect."""
+async def check_git_host(value: str, rule: OutboundRule, field: str = "repo_url") -> None:
+    """The outbound address rule (common/outbound.py) on the host of a URL the farm will connect
+    to (a git URL, a notification's): 422 for a host the farm does not connect to. A host that
+    does not resolve here is accepted: the workers may see other DNS than the API (an internal
+    name), and they check again before they connect."""
     try:
         await asyncio.wait_for(asyncio.to_thread(rule.check_url, value), RESOLVE_TIMEOUT_S)
     except (HostUnresolved, TimeoutError):
         return
     except OutboundRefused as e:
-        raise unprocessable(f"Field 'repo_url' is refused: {e}") from None
+        raise unprocessable(f"Field '{field}' is refused: {e}") from None
 
 
 def is_uuid(value: str) -> bool:

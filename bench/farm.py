@@ -132,6 +132,7 @@ class Farm:
                 "worker.actors",
                 "--queues",
                 "builds",
+                "integrations",
                 "--processes",
                 str(processes),
                 "--threads",

@@ -120,6 +120,19 @@ class ApiClient:
     def secret_names(self, deployment_id: str) -> list[str]:
         return self.request("GET", f"/deployments/{_seg(deployment_id)}/secrets").json()["names"]
 
+    def add_notification(self, deployment_id: str, fields: dict) -> dict:
+        return self.request("POST", f"/deployments/{_seg(deployment_id)}/notifications", json=fields).json()
+
+    def notifications(self, deployment_id: str) -> list[dict]:
+        return self.request("GET", f"/deployments/{_seg(deployment_id)}/notifications").json()
+
+    def delete_notification(self, deployment_id: str, notification_id: str) -> None:
+        path = f"/deployments/{_seg(deployment_id)}/notifications/{_seg(notification_id)}"
+        self.request("DELETE", path)
+
+    def set_commit_status(self, deployment_id: str, fields: dict) -> dict:
+        return self.request("PUT", f"/deployments/{_seg(deployment_id)}/commit-status", json=fields).json()
+
     def builds(self, deployment_id: str, limit: int, status: str | None = None) -> list[dict]:
         path = f"/deployments/{_seg(deployment_id)}/builds"
         params = {"status": status} if status else {}

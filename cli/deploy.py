@@ -6,6 +6,7 @@ import argparse
 import os
 import posixpath
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{source}: no such directory, nor a git URL")
     elif args.branch is not None:
         raise CliError("--branch applies to a git URL, not a directory")
+    elif args.status_token is not None:
+        raise CliError("--status-token applies to a git URL, not a directory: only commits have a status")
+    status_token = _status_token(args)
     dockerfile = posixpath.normpath(args.dockerfile) if args.dockerfile else None
     if dockerfile and (dockerfile.startswith("/") or dockerfile.split("/")[0] == ".."):
         raise CliError(f"--dockerfile {args.dockerfile}: give a path inside the build context")
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
             deployment = _deploy_directory(api, args, Path(source), dockerfile)
         else:
             deployment = _deploy_git(api, args, source, dockerfile)
+            if status_token:
+                _report_status(api, args, deployment, status_token)
         build = api.deploy(deployment["id"], {"build_args": dict(args.build_args), "no_cache": args.no_cache})
         output.note(f"Queued {output.build_label(build)} of {deployment['subdomain']}")
         if not args.follow:
@@ -126,3 +132,25 @@ def _deploy_git(api: ApiClient, args: argparse.Namespace, url: str, dockerfile: 
     ]
     fields = {"source_type": "git", **{field: value for _, value, field in asked if value}}
     return _reuse_or_create(api, args, api.find_by_subdomain(args.subdomain), fields, asked)
+
+
+def _report_status(api: ApiClient, args: argparse.Namespace, deployment: dict, token: str) -> None:
+    """Has the deployment's builds report their commit status (before this deploy's build)."""
+    fields = {"provider": args.status_provider, "token": token}
+    if args.status_api_url:
+        fields["api_url"] = args.status_api_url
+    if args.status_repository:
+        fields["repository"] = args.status_repository
+    reporting = api.set_commit_status(deployment["id"], fields)
+    where = f"{reporting['repository']} on {reporting['provider']}"
+    output.note(f"Builds of {deployment['subdomain']} report their commit status to {where}")
+
+
+def _status_token(args: argparse.Namespace) -> str | None:
+    """--status-token's value, or stdin's for '-'."""
+    if args.status_token != "-":
+        return args.status_token
+    token = sys.stdin.read().strip()
+    if not token:
+        raise CliError("--status-token -: no token on stdin")
+    return token

@@ -7,8 +7,10 @@ import os
 import re
 import sys
 
-from cli import builds, deploy, farm, secrets, subdomains, tenants, tokens, usage
+from cli import builds, deploy, farm, notify, secrets, subdomains, tenants, tokens, usage
 from cli.errors import EXIT_INTERRUPTED, CliError
+from common.contract import NOTIFICATION_EVENTS
+from common.integrations import PROVIDER_APIS
 from common.models import LIMIT_NAMES, BuildStatus
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -139,7 +141,32 @@ def _deploy_command(commands) -> None:
     parser.add_argument(
         "--follow", "-f", action="store_true", help="print the build log live; exit 1 if it fails"
     )
+    status = parser.add_argument_group("commit status (git; docs/INTEGRATIONS.md)")
+    status.add_argument(
+        "--status-token",
+        metavar="TOKEN",
+        help="report this deployment's builds to its commit on GitHub or GitLab with this token; "
+        "'-' reads it from stdin (prefer that: a command line is visible in ps)",
+    )
+    status.add_argument("--status-provider", choices=sorted(PROVIDER_APIS), default="github")
+    status.add_argument(
+        "--status-api-url", metavar="URL", help="the provider's API (default: the public one)"
+    )
+    status.add_argument("--status-repository", metavar="OWNER/NAME", help="default: the git URL's path")
     _api_options(parser, argparse.SUPPRESS)
+
+
+def _deployment_actions(parser, handler, actions: tuple[tuple[str, str], ...]) -> dict:
+    """Subcommands of `parser` that act on one deployment (ID_OR_SUBDOMAIN), run by `handler`;
+    their parsers by name."""
+    parser.set_defaults(handler=handler)
+    subparsers = parser.add_subparsers(dest="action", required=True)
+    made = {}
+    for name, help in actions:
+        made[name] = subparsers.add_parser(name, help=help, **WITH_EPILOG)
+        made[name].add_argument("deployment", metavar="ID_OR_SUBDOMAIN")
+        _api_options(made[name], argparse.SUPPRESS)
+    return made
 
 
 def _secrets_commands(commands) -> None:
@@ -150,18 +177,43 @@ def _secrets_commands(commands) -> None:
         "ls lists names only.",
         **WITH_EPILOG,
     )
-    parser.set_defaults(handler=secrets.run)
-    actions = parser.add_subparsers(dest="action", required=True)
-    for name, help in (
-        ("set", "set or replace a secret; its value is read from stdin"),
-        ("rm", "delete a secret"),
-        ("ls", "list the names of the secrets"),
-    ):
-        sub = actions.add_parser(name, help=help, **WITH_EPILOG)
-        sub.add_argument("deployment", metavar="ID_OR_SUBDOMAIN")
-        if name != "ls":
-            sub.add_argument("name", metavar="NAME")
-        _api_options(sub, argparse.SUPPRESS)
+    actions = _deployment_actions(
+        parser,
+        secrets.run,
+        (
+            ("set", "set or replace a secret; its value is read from stdin"),
+            ("rm", "delete a secret"),
+            ("ls", "list the names of the secrets"),
+        ),
+    )
+    for name in ("set", "rm"):
+        actions[name].add_argument("name", metavar="NAME")
+
+
+def _notify_commands(commands) -> None:
+    parser = commands.add_parser(
+        "notify", help="where a deployment's build events are sent (signed HTTP POSTs)", **WITH_EPILOG
+    )
+    actions = _deployment_actions(
+        parser,
+        notify.run,
+        (
+            ("add", "add a target; prints its signing secret (shown once)"),
+            ("list", "list the targets"),
+            ("rm", "remove a target"),
+        ),
+    )
+    add = actions["add"]
+    add.add_argument("url", metavar="TARGET_URL", help="where the events are POSTed")
+    add.add_argument(
+        "--event",
+        dest="events",
+        action="append",
+        choices=NOTIFICATION_EVENTS,
+        help="an event to send (repeatable; default: the builds' ends)",
+    )
+    add.add_argument("--format", choices=("json", "slack"), default="json")
+    actions["rm"].add_argument("notification_id", metavar="NOTIFICATION_ID")
 
 
 def _builds_commands(commands) -> None:
@@ -207,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _deploy_command(commands)
     _builds_commands(commands)
     _secrets_commands(commands)
+    _notify_commands(commands)
     _token_commands(commands)
     _subdomain_commands(commands)
     _tenant_commands(commands)

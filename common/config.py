@@ -115,6 +115,15 @@ class Config:
     # a record not rewritten for 3 beats is shown stale, and expires after worker_expiry_s.
     worker_heartbeat_s: float = 5.0
     worker_expiry_s: float = 60.0
+    # Integrations (worker/notifications.py, worker/commit_status.py): their Dramatiq queue, which
+    # every worker consumes beside the builds'; the dashboard's public address, from which a commit
+    # status links to its build's page (empty: no link); each outbound request's time bound, and
+    # the retries of a delivery or status report (Dramatiq's backoff, from this minimum, doubling).
+    integrations_queue: str = "integrations"
+    public_url: str = ""
+    integration_timeout_s: float = 10.0
+    integration_retries: int = 8
+    integration_backoff_ms: int = 5000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:

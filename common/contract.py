@@ -368,6 +368,112 @@ class Usage(Struct):
     ]
 
 
+# Integrations (docs/INTEGRATIONS.md): notifications of a deployment's builds, and commit statuses.
+
+NOTIFICATION_EVENTS = ("build.started", "build.succeeded", "build.failed", "build.cancelled")
+NotificationEvent = Literal[NOTIFICATION_EVENTS]  # type: ignore[valid-type]
+MAX_NOTIFICATIONS = 10
+# Checked on top of this pattern by the outbound rule (common/outbound.py), like a git URL.
+HookUrl = _matching(
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?![^/?#]*@)[^\s\x00-\x1f\x7f]+$(?!\n)",
+    "an http(s) URL without credentials (user:password@), spaces or control characters",
+    2048,
+)
+# Sent in a header: printable ASCII without spaces.
+ProviderToken = _matching(r"^[\x21-\x7e]+$(?!\n)", "printable ASCII without spaces", 1024)
+# GitHub's owner/name, or GitLab's project path (groups/…/name) or numeric id; no '.' or '..'.
+Repository = _matching(
+    r"^(?!(?:.*/)?\.\.?(?:/|$))(?:[0-9]+|[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+)$(?!\n)",
+    "'owner/name' (GitHub), a project path 'group/…/name' or a numeric project id (GitLab)",
+    255,
+)
+
+
+class NewNotification(Struct, forbid_unknown_fields=True):
+    """POST /deployments/{id}/notifications: where to send which of its builds' events."""
+
+    url: Annotated[
+        HookUrl,
+        Meta(
+            description="Its host must be public unless the operator opened its range "
+            "(BUILDFARM_OUTBOUND_ALLOW), as for git URLs; redirects are not followed"
+        ),
+    ]
+    events: Annotated[list[NotificationEvent], Meta(min_length=1, max_length=len(NOTIFICATION_EVENTS))] = (
+        msgspec.field(default_factory=lambda: list(NOTIFICATION_EVENTS[1:]))
+    )
+    format: Annotated[
+        Literal["json", "slack"],
+        Meta(description="json: a BuildEvent; slack: an incoming webhook's {text}"),
+    ] = "json"
+
+
+class Notification(Struct):
+    id: Uuid
+    url: str
+    events: list[str]
+    format: Literal["json", "slack"]
+    created_at: Time
+    secret: Annotated[
+        str | UnsetType,
+        Meta(description="In the create response only: the key of X-Buildfarm-Signature"),
+    ] = UNSET
+
+
+class Delivery(Struct):
+    """One attempt to deliver an event to a notification target."""
+
+    event_id: Uuid
+    event: str
+    build_id: Uuid
+    attempt: Annotated[int, Meta(description="1 for the first try, then one more per retry")]
+    at: Time
+    delivered: Annotated[bool, Meta(description="The target answered 2xx")]
+    status_code: Annotated[int | None, Meta(description="null: no answer (refused, timed out, …)")]
+    answer: Annotated[str, Meta(description="The start of the answer's body, or why there is none")]
+    duration_ms: int
+
+
+class DeploymentRef(Struct):
+    id: Uuid
+    name: str
+    subdomain: str
+
+
+class BuildEvent(Struct):
+    """The body of a json notification (signed: X-Buildfarm-Signature)."""
+
+    id: Annotated[Uuid, Meta(description="The event's id, also in X-Buildfarm-Event-Id: the same on a retry")]
+    type: NotificationEvent
+    created_at: Time
+    deployment: DeploymentRef
+    build: Build
+    url: Annotated[str | None, Meta(description="The build's dashboard page (BUILDFARM_PUBLIC_URL)")]
+
+
+class CommitStatusTarget(Struct, forbid_unknown_fields=True):
+    """PUT /deployments/{id}/commit-status: report this git deployment's builds to its provider."""
+
+    provider: Literal["github", "gitlab"]
+    token: Annotated[ProviderToken, Meta(description="Write-only: encrypted at rest, never returned")]
+    api_url: Annotated[
+        HookUrl | None,
+        Meta(
+            description="null: https://api.github.com or https://gitlab.com/api/v4; a GitHub "
+            "Enterprise or self-hosted GitLab API otherwise (same outbound rule as notifications)"
+        ),
+    ] = None
+    repository: Annotated[Repository | None, Meta(description="null: the repo_url's path")] = None
+
+
+class CommitStatus(Struct):
+    """Where a deployment's builds report their status (the token is never shown)."""
+
+    provider: Literal["github", "gitlab"]
+    api_url: str
+    repository: str
+
+
 # Every body of the API: each Struct declared above (the OpenAPI components).
 SCHEMAS = tuple(
     kind for kind in list(globals().values()) if isinstance(kind, type) and kind.__module__ == __name__

@@ -246,6 +246,7 @@ def start_worker(logs_dir: Path, name: str = "worker", processes: int = 1, threa
             "worker.actors",
             "--queues",
             "builds",
+            "integrations",
             "--processes",
             str(processes),
             "--threads",

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 import pytest
 
-from common.contract import BuildTimings
+from common.contract import BuildTimings, Delivery
 from common.models import Build, json_text, utc_now
 from common.records import fields, keys
 from common.tokens import create_token
@@ -569,3 +569,61 @@ def test_a_killed_worker_greys_out_on_the_farm_page_then_leaves_it(page, tenant_
         expect(row).to_have_count(0, timeout=10_000)
     finally:
         killed.stop()
+
+
+def test_the_deployment_page_shows_its_integrations_and_their_last_delivery_only_as_text(
+    page, client, redis_client, tenant_token
+):
+    # Given a git deployment reporting to GitLab, with a notification target whose URL holds
+    # markup and whose last delivery got an answer with a script in it
+    html_url = "https://example.com/<b>hook</b>"
+    answer = "<script>window.__pwned=1</script>"
+    deployment = client.post(
+        "/deployments", json={"name": "hooks", "subdomain": unique_subdomain("int"), "repo_url": GIT_URL}
+    ).json()
+    path = f"/deployments/{deployment['id']}"
+    plain = create_archive_deployment(client)
+    status = {
+        "provider": "gitlab",
+        "token": "t",
+        "api_url": "https://gitlab.example.com/api/v4",
+        "repository": "acme/app",
+    }
+    assert client.put(f"{path}/commit-status", json=status).status_code == 200
+    target = client.post(f"{path}/notifications", json={"url": html_url, "events": ["build.failed"]}).json()
+    delivery = Delivery(
+        event_id=str(uuid.uuid4()),
+        event="build.failed",
+        build_id=str(uuid.uuid4()),
+        attempt=2,
+        at=utc_now(),
+        delivered=False,
+        status_code=500,
+        answer=answer,
+        duration_ms=12,
+    )
+    redis_client.lpush(keys.notification_deliveries(target["id"]), msgspec.json.encode(delivery))
+
+    # When its page is shown
+    sign_in(page, tenant_token[1])
+    page.goto(f"/#/deployments/{deployment['id']}")
+
+    # Then the card says where statuses go and shows the target and its last delivery, as text
+    card = page.locator("section.integrations")
+    expect(card.locator(".reporting")).to_have_text(
+        "Commit status: reported to GitLab · acme/app (https://gitlab.example.com/api/v4)"
+    )
+    row = card.locator("tbody tr")
+    expect(row.locator("td[data-label=URL]")).to_have_text(html_url)
+    expect(row.locator("td[data-label=Events]")).to_have_text("build.failed")
+    expect(row.locator("td[data-label='Last delivery']")).to_contain_text(
+        "answered 500 build.failed, attempt 2"
+    )
+    assert row.locator(".delivery").get_attribute("title") == answer
+    assert page.locator("main b, main script").count() == 0 and page.evaluate("window.__pwned") is None
+
+    # A deployment without integrations shows no such card
+    page.goto(f"/#/deployments/{plain['id']}")
+    expect(page.get_by_role("heading", name="Builds")).to_be_visible()
+    page.wait_for_timeout(500)
+    expect(page.get_by_role("heading", name="Integrations")).to_be_hidden()

@@ -23,6 +23,7 @@ logger = logging.getLogger("buildfarm.metrics")
 KIND = "worker"
 DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 STEP_BUCKETS = (1, 2, 5, 10, 20, 50, 100, float("inf"))
+INTEGRATION_KINDS = ("notification", "commit_status")
 QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
@@ -90,12 +91,21 @@ class _Series:
         self.archive_failures = prom.Counter(
             "buildfarm_log_archive_failures", "Log uploads that failed (retried later)", registry=None
         )
+        self.integrations = prom.Counter(
+            "buildfarm_integration_requests",
+            "Requests to integrations (notification deliveries, commit status reports), by outcome",
+            ["kind", "outcome"],
+            registry=None,
+        )
         # Every series exists from the start (at 0), and every file of this process too.
         for status in sorted(TERMINAL_STATUSES):
             self.builds.labels(status)
             self.duration.labels(status)
         for kind in ErrorKind:
             self.failures.labels(kind.value)
+        for kind in INTEGRATION_KINDS:
+            for outcome in ("delivered", "failed"):
+                self.integrations.labels(kind, outcome)
         self.running.set(0)
 
 
@@ -165,6 +175,11 @@ def log_archived(s: _Series, size: int) -> None:
 @_record
 def log_archive_failed(s: _Series) -> None:
     s.archive_failures.inc()
+
+
+@_record
+def integration_request(s: _Series, kind: str, answered_2xx: bool) -> None:
+    s.integrations.labels(kind, "delivered" if answered_2xx else "failed").inc()
 
 
 def start_series() -> None:

@@ -1,5 +1,5 @@
 """One build, start to end: claim → source and build (worker/build_step.py) → push → finish →
-archive."""
+archive; its start and end announced to its deployment's integrations (worker/integrations.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import redis
 from common import contract
 from common.build_secrets import SecretCipher
 from common.config import ConfigError
+from common.integrations import ENDED, FAILED, STARTED
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, ErrorKind, json_text, utc_now
 from common.records.builds import LostClaim
@@ -30,6 +31,7 @@ from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
 from worker.docker_build import create_docker, push_image, registry_down
 from worker.infra_retry import Retry, retry_within
+from worker.integrations import announce
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
 from worker.scratch import scratch_folder
@@ -167,6 +169,8 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     if claim.outcome != "claimed":
         return  # also: held under a live lease elsewhere, or out of attempts (the reaper ends it)
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
+    if build.attempt == 1:
+        announce(ctx, build, STARTED)
     claimed_at = time.monotonic()
     timings = _Timings(ctx, build)
     metrics.build_claimed(build, timings.values.queued_s)
@@ -348,6 +352,7 @@ def conclude(
     logger.info("build %s %s", build.id, status.value)
     metrics.build_ended(status, kind, None if run_started is None else time.monotonic() - run_started)
     _accrue_build_time(ctx, build)
+    announce(ctx, build, ENDED[status])
     archive_log(ctx, build)
 
 
@@ -377,3 +382,4 @@ def expire(ctx: WorkerContext, build: Build) -> None:
     if ctx.records.transition(build.id, build.deployment_id, BuildStatus.FAILED, fields, expected=pending).ok:
         logger.info("build %s expired in the queue", build.id)
         metrics.build_ended(BuildStatus.FAILED, ErrorKind.TIMEOUT)
+        announce(ctx, build, FAILED)

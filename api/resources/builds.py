@@ -11,6 +11,7 @@ from api.paging import link_next_page, paging_params
 from api.store import RecordStore
 from api.submission import BuildSubmission, render_queued
 from common.contract import STATUSES, public_build
+from common.integrations import CANCELLED
 from common.models import BuildStatus, ErrorKind, utc_now
 
 
@@ -53,6 +54,7 @@ class BuildsResource:
                 build.id, build.deployment_id, BuildStatus.CANCELLED, fields, expected=pending
             )
             if result.ok:
+                await self.submission.announce(build.id, build.deployment_id, CANCELLED)
                 break
             build = await find_build(self.store, tenant, deployment_id, build_id)
         if build.status == BuildStatus.BUILDING:

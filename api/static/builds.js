@@ -1,10 +1,11 @@
 // #/deployments/{id}: the deployment, its deploy (and upload) actions, and its builds, newest
-// first, refreshed every 3 s without reloading.
+// first, refreshed every 3 s without reloading; then its integrations (integrations.js).
 
 import { json, page } from "./api.js";
 import { cursorOf, source, table, updatePager, uploadArchive } from "./deployments.js";
 import { ago, badge, copyButton, every, h, report, runningDuration, syncRows } from "./dom.js";
 import { historyChart } from "./history.js";
+import { integrationsCard } from "./integrations.js";
 
 // The chart shows this many of the latest builds, whatever page of the table is open.
 const CHART_BUILDS = 50;
@@ -124,6 +125,7 @@ export function buildsView(root, { ids: [deploymentId], query, signal }) {
       empty,
       pager,
     ),
+    integrationsCard(deploymentId, signal),
   );
   let shown = null;
   every(3000, signal, async () => {

@@ -257,10 +257,12 @@ def cancel_requested_by(build: Build) -> Call[str | None]:
     )
 
 
-def supersede_queued(newer: Build) -> Steps[None]:
-    """Cancels the builds of the deployment still waiting in the queue behind `newer`."""
+def supersede_queued(newer: Build) -> Steps[list[str]]:
+    """Cancels the builds of the deployment still waiting in the queue behind `newer`; returns
+    the ids of those it cancelled."""
     index = keys.deployment_builds(newer.deployment_id, BuildStatus.PENDING)
     older_ids = yield Call(first, commands=[("ZRANGEBYSCORE", index, "-inf", f"({newer.number}")])
+    cancelled = []
     for raw in older_ids:
         values = {
             fields.FINISHED_AT: utc_now(),
@@ -268,7 +270,12 @@ def supersede_queued(newer: Build) -> Steps[None]:
             fields.ERROR_KIND: ErrorKind.CANCELLED.value,
         }
         pending = frozenset({BuildStatus.PENDING})
-        yield transition(raw.decode(), newer.deployment_id, BuildStatus.CANCELLED, values, expected=pending)
+        result = yield transition(
+            raw.decode(), newer.deployment_id, BuildStatus.CANCELLED, values, expected=pending
+        )
+        if result.ok:
+            cancelled.append(raw.decode())
+    return cancelled
 
 
 # How far back a build looks for the images whose layers it may reuse.

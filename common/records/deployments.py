@@ -9,6 +9,7 @@ from common.models import DEPLOYMENT_CREATED, BuildStatus, Deployment, utc_now
 from common.records import fields, keys, scripts
 from common.records.builds import page_args, split_page
 from common.records.call import Call, Steps, first, flat_hash, pairs, text
+from common.records.integrations import forget_integrations
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 # Builds deleted per round trip when a deployment goes.
@@ -124,7 +125,7 @@ def deployment_statuses(deployments: list[Deployment]) -> Call[list[str]]:
 
 
 def delete_deployment(deployment: Deployment) -> Steps[None]:
-    """Deletes the deployment with its secrets, builds and logs, unless builds of it are active;
+    """Deletes the deployment with its secrets, builds, logs and integrations, unless builds of it are active;
     its subdomain stays reserved to its tenant (common/records/subdomains.py)."""
     by_status = keys.deployment_builds_by_status(deployment.id)
     active = yield Call(
@@ -151,6 +152,7 @@ def delete_deployment(deployment: Deployment) -> Steps[None]:
         ]
         yield Call(lambda _: None, commands=[("DEL", *doomed), ("ZREM", index, *build_ids)])
     yield Call(lambda _: None, commands=[("DEL", *by_status, keys.deployment_build_seq(deployment.id))])
+    yield from forget_integrations(deployment.id)
 
 
 def claim_once(name: str, build_id: str) -> Call[str | None]:

@@ -136,3 +136,26 @@ def tenant_slots(tenant: str, kind: str) -> str:
 def tenant_build_seconds(tenant: str) -> str:
     """Hash: a tenant's build time, month (YYYY-MM, UTC, of the build's end) → seconds."""
     return f"{PREFIX}tenant:{tenant}:build-seconds"
+
+
+def deployment_notifications(deployment_id: str) -> str:
+    """Hash: a deployment's notification targets, id → the target as JSON, its signing secret a
+    Fernet token (common/records/integrations.py)."""
+    return f"{PREFIX}deployment:{deployment_id}:notifications"
+
+
+def notification_deliveries(notification_id: str) -> str:
+    """List: a notification target's last deliveries as JSON, newest first."""
+    return f"{PREFIX}notification:{notification_id}:deliveries"
+
+
+def deployment_commit_status(deployment_id: str) -> str:
+    """String: where a deployment's builds report their commit status, as JSON; its token a
+    Fernet token (common/records/integrations.py)."""
+    return f"{PREFIX}deployment:{deployment_id}:commit-status"
+
+
+def commit_status_sent(build_id: str) -> str:
+    """String: the furthest state of a build reported as its commit status (a rank), so a late
+    retry of an earlier state does not overwrite a later one."""
+    return f"{PREFIX}build:{build_id}:commit-status"

@@ -374,3 +374,19 @@ for _, tenant in ipairs(order) do
 end
 return out
 """)
+
+# Sets a string (KEYS[2]) to ARGV[1] only while the record it belongs to (KEYS[1]) exists:
+# replies 1, or 0 when the record is gone (a concurrent delete must not leave an orphan).
+SET_IF_EXISTS = _script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+""")
+
+# Raises a counter (KEYS[1]) to ARGV[1] unless it is above it already (TTL ARGV[2] s): replies 1
+# when the rank may be acted on (raised, or equal: a retry of the same rank), 0 when it is behind.
+RAISE_RANK = _script("""
+if tonumber(redis.call('GET', KEYS[1]) or '0') > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+""")

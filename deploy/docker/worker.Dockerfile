@@ -1,4 +1,4 @@
-# The worker image: `dramatiq worker.actors --queues builds --processes P --threads T`.
+# The worker image: `dramatiq worker.actors --queues builds integrations --processes P --threads T`.
 #
 # Build from the repository root (see worker.Dockerfile.dockerignore next to this file):
 #
@@ -83,4 +83,4 @@ ENTRYPOINT ["tini", "--"]
 # On SIGTERM running builds get BUILDFARM_WORKER_GRACE_S (60 s) to finish, then are handed back:
 # the stop timeout of the container (compose stop_grace_period, k8s
 # terminationGracePeriodSeconds) must be longer than that.
-CMD ["sh", "-c", "export dramatiq_queue_prefetch=\"${dramatiq_queue_prefetch:-$BUILDFARM_WORKER_THREADS}\"; exec dramatiq worker.actors --queues \"${BUILDFARM_QUEUE_NAME:-builds}\" --processes \"$BUILDFARM_WORKER_PROCESSES\" --threads \"$BUILDFARM_WORKER_THREADS\""]
+CMD ["sh", "-c", "export dramatiq_queue_prefetch=\"${dramatiq_queue_prefetch:-$BUILDFARM_WORKER_THREADS}\"; exec dramatiq worker.actors --queues \"${BUILDFARM_QUEUE_NAME:-builds}\" \"${BUILDFARM_INTEGRATIONS_QUEUE:-integrations}\" --processes \"$BUILDFARM_WORKER_PROCESSES\" --threads \"$BUILDFARM_WORKER_THREADS\""]
