@@ -33,6 +33,9 @@ class WorkerContext:
     shutdown_deadline: float | None = None
     # Set at boot where the engine's cgroups are on this host (worker/middleware/lifecycle.py).
     step_guard: StepGuard | None = None
+    # Builds this worker handed back because a part of the farm did not answer it → until when
+    # (time.monotonic) it leaves them to other workers (worker/pipeline.py).
+    left_to_others: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis)
