@@ -163,12 +163,11 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         logger.warning("build %s left in the queue: %s", build.id, low)
         ctx.requeue(build.id, delay_ms=LOW_DISK_RETRY_MS)
         return
-    if time.monotonic() < ctx.left_to_others.get(build.id, 0.0):
+    if ctx.left_to_others(build.id):
         # Not claimed: handed back by this worker, which did not reach a part of the farm, it
         # waits for a worker that may (or for this one, past the part's bound).
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
         return
-    ctx.left_to_others.pop(build.id, None)
     claim = ctx.records.claim(build, ctx.worker_id, config)
     if claim.outcome == "busy":
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
@@ -329,7 +328,7 @@ def _unreachable(
             return None
     if not back:
         # This worker leaves the build to others for a while: they may reach the part.
-        ctx.left_to_others[build.id] = time.monotonic() + bound
+        ctx.leave_to_others(build.id, bound)
     logger.warning("build %s: %s%s; handed back", build.id, fault, outcome)
     again = f"attempt {attempt + 1} of {config.max_attempts}"
     return Stop(f"{fault}{outcome}: the build is handed back, to run again ({again})", hand_back=True)
