@@ -85,6 +85,9 @@ class Config:
     # (worker/infra_retry.py): pushing a built image to the registry, fetching a source from S3.
     push_retry_s: float = 120.0
     source_retry_s: float = 120.0
+    # An engine that went away during a build is waited for this long, then the build is handed
+    # back (attempt + 1); a part not reached within its bound hands the build back too.
+    engine_retry_s: float = 120.0
     one_build_per_deployment: bool = True
     # Each tenant's limits unless an admin set its own (common/tenant_limits.py); 0: no limit.
     tenant_max_running: int = 0

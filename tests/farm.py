@@ -227,3 +227,17 @@ def worker_ids(process) -> list[str]:
         f"{socket.gethostname()}:{child}"
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     ]
+
+
+def failed_as_the_farms(client: httpx.Client, build: dict, error: str, attempt: int) -> str:
+    """Asserts the build failed as the farm's fault (`infrastructure`) under `attempt`, with
+    `error` said last in its log; the log."""
+    assert (build["status"], build["error_kind"], build["error"], build["attempt"]) == (
+        "failed",
+        "infrastructure",
+        error,
+        attempt,
+    )
+    text = logs(client, build)
+    assert text.endswith(f"ERROR: {error}\nBuild failed\n")
+    return text

@@ -5,10 +5,15 @@ leaves this machine. Without network namespaces (not root, no iproute2) the test
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import socket
 import subprocess
+import threading
 import uuid
 
 import pytest
+
+_CLONE_NEWNET = 0x40000000
 
 
 def ip(*args: str) -> str:
@@ -60,6 +65,37 @@ class Host:
         """True when the root namespace sends ADDRESS to this host (and nowhere else)."""
         return f"dev {self.outer} " in ip("route", "get", address)
 
+    @contextlib.contextmanager
+    def loopback_forwarded(self, port: int):
+        """127.0.0.1:PORT inside the namespace leads to 127.0.0.1:PORT of the machine, for as long
+        as the context lasts (an engine of the namespace pushes to the farm's loopback registry)."""
+        listener, ending = _listening_inside(self.netns, port), threading.Event()
+
+        def serve() -> None:
+            while not ending.is_set():
+                try:
+                    inner, _ = listener.accept()
+                except OSError:
+                    continue
+                try:
+                    outer = socket.create_connection(("127.0.0.1", port))
+                except OSError:
+                    inner.close()
+                    continue
+                for source, sink in ((inner, outer), (outer, inner)):
+                    threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+        server = threading.Thread(target=serve, name=f"forward-{port}", daemon=True)
+        server.start()
+        try:
+            yield
+        finally:
+            ending.set()
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+            server.join(5)
+            listener.close()
+
     def link(self, up: bool) -> None:
         ip("link", "set", self.outer, "up" if up else "down")
 
@@ -67,6 +103,42 @@ class Host:
         # Deleting the link deletes its routes and the root namespace's addresses on it too.
         subprocess.run(["ip", "link", "del", self.outer], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+
+
+def _listening_inside(netns: str, port: int) -> socket.socket:
+    """A socket listening on 127.0.0.1:PORT of NETNS, made by a thread of its own that enters the
+    namespace (setns moves only the calling thread) and ends there."""
+    made: list[socket.socket | OSError] = []
+
+    def enter_and_listen() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/run/netns/{netns}") as inside:
+            if libc.setns(inside.fileno(), _CLONE_NEWNET) != 0:
+                made.append(OSError(ctypes.get_errno(), f"setns into {netns}"))
+                return
+        try:
+            made.append(socket.create_server(("127.0.0.1", port)))
+        except OSError as e:
+            made.append(e)
+
+    thread = threading.Thread(target=enter_and_listen)
+    thread.start()
+    thread.join()
+    if isinstance(made[0], OSError):
+        raise made[0]
+    return made[0]
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    """Copies one direction of a forwarded connection until its end."""
+    try:
+        while data := source.recv(64 * 1024):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager

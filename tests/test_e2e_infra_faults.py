@@ -1,6 +1,7 @@
 """Faults of the farm's own infrastructure during a build, on the real farm: the test kills and
 starts again the services of its own state folder (deploy/local/services), and the build retries
-within its bound instead of failing."""
+within its bound instead of failing; past the bound the build is handed back (attempt + 1) to a
+worker that may reach the part, and fails only once its attempts are spent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import alone_on_the_queue
+from tests.conftest import alone_on_the_queue, free_port, start_worker, wait_until
 from tests.farm import (
     archive_deployment,
     archived_log,
@@ -17,6 +18,7 @@ from tests.farm import (
     context_archive,
     deploy,
     dockerfile,
+    failed_as_the_farms,
     logs,
     registry_get,
     service_killed,
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.e2e
 OUTAGE_S = 10
 _PUSH_RETRY = re.compile(r"The registry did not answer \(.+\): pushing again in ([\d.]+) s")
 _SOURCE_RETRY = re.compile(r"S3 did not answer \(.+\): fetching the source again in ([\d.]+) s")
+# A worker whose bound is short, allowed two attempts per build: the first is handed back.
+TWO_ATTEMPTS = {"BUILDFARM_MAX_ATTEMPTS": "2"}
 
 
 def retry_lines(lines: list[str], retry: re.Pattern) -> list[int]:
@@ -71,16 +75,18 @@ def test_a_registry_down_during_a_run_step_is_waited_for_and_the_built_image_is_
 def test_a_registry_down_longer_than_the_bound_fails_the_build_with_the_outcome_in_words(
     client, worker, logs_dir, config, s3, redis_client
 ):
-    with alone_on_the_queue(worker, logs_dir, "short-push-bound", BUILDFARM_PUSH_RETRY_S="3"):
+    with alone_on_the_queue(worker, logs_dir, "short-push-bound", BUILDFARM_PUSH_RETRY_S="3", **TWO_ATTEMPTS):
         build = build_in_its_run_step(client, "sleep 2")
-        # When the registry goes away during the RUN step and stays away past the bound (3 s)
+        # When the registry goes away during the RUN step and stays away past the bound (3 s), for
+        # both attempts of the build
         with service_killed("registry"):
             build = wait_for_status(client, build)
-    # Then the build fails, saying which part did not answer and what became of the image
+    # Then the first attempt is handed back, and the last fails, saying which part did not answer
+    # and what became of the image
     text = failed_in_words(
         client, build, "The registry did not answer for 3 s; the image was built but not pushed"
     )
-    assert len(_PUSH_RETRY.findall(text)) >= 2
+    assert len(_PUSH_RETRY.findall(text)) >= 4
     assert archived_log(redis_client, s3, config, build, 30) == text
 
 
@@ -120,14 +126,17 @@ def test_s3_down_when_a_build_fetches_its_source_is_waited_for_and_the_build_suc
 def test_s3_down_longer_than_the_bound_fails_the_build_saying_its_source_could_not_be_fetched(
     client, worker, logs_dir, config, s3, redis_client
 ):
-    with alone_on_the_queue(worker, logs_dir, "short-source-bound", BUILDFARM_SOURCE_RETRY_S="3"):
+    with alone_on_the_queue(
+        worker, logs_dir, "short-source-bound", BUILDFARM_SOURCE_RETRY_S="3", **TWO_ATTEMPTS
+    ):
         running = build_in_its_run_step(client, "sleep 2")
         queued = deploy(client, {"id": running["deployment_id"]})
         # When S3 goes away before the queued build fetches its source and stays away past the bound
         with service_killed("s3"):
             queued = wait_for_status(client, queued)
         archived = archived_log(redis_client, s3, config, queued, 30)
-    # Then the build fails, saying which part did not answer and what it could not do
+    # Then the first attempt is handed back, and the last fails, saying which part did not answer
+    # and what it could not do
     text = failed_in_words(
         client, queued, "S3 did not answer for 3 s; the build's source could not be fetched"
     )
@@ -135,14 +144,57 @@ def test_s3_down_longer_than_the_bound_fails_the_build_saying_its_source_could_n
     assert archived == text
 
 
-def failed_in_words(client, build: dict, error: str) -> str:
-    """Asserts the build failed on its first attempt with `error`, said last in its log; the log."""
-    assert build["status"] == "failed"
-    assert build["error"] == error
-    assert build["attempt"] == 1
-    text = logs(client, build)
-    assert text.endswith(f"ERROR: {error}\nBuild failed\n")
+def failed_in_words(client, build: dict, fault: str) -> str:
+    """Asserts the build's first attempt was handed back for `fault` and its second, the last,
+    failed for it, said last in its log; the log."""
+    text = failed_as_the_farms(client, build, f"{fault}; no attempt is left (2 of 2 used)", 2)
+    handed = f"--- {fault}: the build is handed back, to run again (attempt 2 of 2) ---"
+    assert text.count(handed) == 1
+    assert text.index(handed) < text.index("--- attempt 2: taking over from worker ")
     return text
+
+
+def test_a_worker_that_does_not_reach_the_registry_hands_the_build_to_one_that_does(
+    client, worker, logs_dir, config, s3, redis_client
+):
+    # Given a worker whose registry is a port nobody listens on, alone on the queue, running a build
+    unreachable = {"BUILDFARM_REGISTRY": f"localhost:{free_port()}", "BUILDFARM_PUSH_RETRY_S": "10"}
+    with alone_on_the_queue(worker, logs_dir, "registry-unreachable", **unreachable):
+        build = build_in_its_run_step(client, "echo built on the first worker")
+        started = time.monotonic()
+        # When a worker that reaches the registry joins while the first one retries its push
+        reaching = start_worker(logs_dir, name="registry-reachable")
+        try:
+            wait_until(lambda: "ready for action" in reaching.tail(), 30, what="the second worker to boot")
+            build = wait_for_status(client, build)
+            healed_s = time.monotonic() - started
+        finally:
+            reaching.stop()
+    # Then, past the first worker's bound, the second builds it under attempt 2 and pushes it to
+    # the farm's registry
+    assert build["status"] == "success", build.get("error")
+    assert build["attempt"] == 2
+    repository, _, tag = build["image_tag"].removeprefix(f"{config.registry}/").rpartition(":")
+    assert tag in registry_get(config, f"{repository}/tags/list").json()["tags"]
+    # ...its log says the first attempt's retries, then the hand back, then the second attempt
+    text = logs(client, build)
+    lines = text.splitlines()
+    retries = [i for i, line in enumerate(lines) if _PUSH_RETRY.search(line)]
+    assert len(retries) >= 3, text
+    handed = lines.index(
+        "--- The registry did not answer for 10 s; the image was built but not pushed: "
+        "the build is handed back, to run again (attempt 2 of 3) ---"
+    )
+    taken = next(
+        i for i, line in enumerate(lines) if line.startswith("--- attempt 2: taking over from worker ")
+    )
+    assert retries[-1] < handed < taken < lines.index("Build success")
+    assert text.count("the build is handed back") == 1
+    # ...by another worker than the first
+    first_worker = lines[taken].removeprefix("--- attempt 2: taking over from worker ").split(",")[0]
+    assert build["worker"] != first_worker
+    assert archived_log(redis_client, s3, config, build, 30) == text
+    print(f"\nregistry unreachable from one worker: success {healed_s:.1f} s after its RUN step, attempt 2")
 
 
 def test_a_failing_run_step_is_the_users_mistake_and_is_not_retried(client, worker):

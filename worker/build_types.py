@@ -24,6 +24,27 @@ class InfrastructureFault(Exception):
     the message names the part and what became of the build, in words."""
 
 
+class Unreachable(InfrastructureFault):
+    """This worker did not reach `part` of the farm within its bound (seconds), where another
+    worker (or this one later) may: the build is handed back (attempt + 1) while it has attempts
+    left."""
+
+    def __init__(self, message: str, part: str, bound_s: float) -> None:
+        super().__init__(message)
+        self.part, self.bound_s = part, bound_s
+
+
+ENGINE = "The Docker engine"
+
+
+class EngineGone(Unreachable):
+    """The worker's engine stopped answering (its ping fails) while it ran the build: it is
+    waited for within BUILDFARM_ENGINE_RETRY_S (worker/pipeline.py)."""
+
+    def __init__(self, message: str = f"{ENGINE} went away during the build") -> None:
+        super().__init__(message, ENGINE, bound_s=0.0)
+
+
 def missing_dockerfile(path: str) -> str:
     """What a build whose Dockerfile is not in its context says, whoever finds it missing."""
     return f"Dockerfile not found: no file '{path}' in the build context"

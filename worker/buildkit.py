@@ -23,22 +23,18 @@ from worker.build_types import (
     BuildOutcome,
     BuildSpec,
     DockerError,
+    EngineGone,
     InfrastructureFault,
     Log,
     missing_dockerfile,
 )
 from worker.buildkit_progress import PlainProgress
+from worker.docker_build import engine_answers
 from worker.log_lines import LineCutter
 
 # What is read of the CLI's output at once.
 READ_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
-# Messages of the CLI that mean the engine, not the Dockerfile, failed.
-_ENGINE_DOWN = (
-    "Cannot connect to the Docker daemon",
-    "error during connect",
-    "failed to dial gRPC: cannot connect to the Docker daemon",
-)
 # The CLI sends a context from stdin in a request of its own beside the build's; engine 20.10
 # sometimes looks for it before it is registered (seen about once in 8 builds on a loaded host).
 _CONTEXT_LOST = "failed to read downloaded context"
@@ -115,13 +111,12 @@ class BuildKitRun:
         if returncode != 0:
             if feeder is not None and feeder.error is not None:
                 raise feeder.error
+            # The engine's answer, not the CLI's words, tells an engine gone from a failed build.
+            if not engine_answers(self.config.docker_host):
+                raise EngineGone()
             error = error or f"docker build exited with status {returncode}"
             if _CONTEXT_LOST in error:
                 raise ContextLost(error)
-            if error.startswith(_ENGINE_DOWN):
-                raise InfrastructureFault(
-                    f"The Docker engine did not answer: the build did not run ({error})"
-                )
             raise DockerError(self._explain(error, spec))
         return BuildOutcome(
             progress.step_count, progress.cached_count, feeder.finished - started if feeder else 0.0

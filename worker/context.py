@@ -36,6 +36,9 @@ class WorkerContext:
     step_guard: StepGuard | None = None
     # The builds this process runs now, which its heartbeat reports (worker/heartbeat.py).
     running: RunningBuilds = field(default_factory=RunningBuilds)
+    # Builds this worker handed back because a part of the farm did not answer it → until when
+    # (time.monotonic) it leaves them to other workers (worker/pipeline.py).
+    _left: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis)
@@ -52,6 +55,17 @@ class WorkerContext:
         process whose threads are all busy stops heartbeating, and after a minute another
         process requeues the messages it is still running (Dramatiq issue #692)."""
         dramatiq.get_broker().do_qsize(self.config.queue_name)
+
+    def leave_to_others(self, build_id: str, seconds: float) -> None:
+        """This worker takes the build no more for `seconds` (it stays in the queue for others)."""
+        now = time.monotonic()
+        for other, until in list(self._left.items()):
+            if until <= now:
+                self._left.pop(other, None)
+        self._left[build_id] = now + seconds
+
+    def left_to_others(self, build_id: str) -> bool:
+        return time.monotonic() < self._left.get(build_id, 0.0)
 
     def shutting_down(self) -> bool:
         return self.shutdown_deadline is not None and time.time() >= self.shutdown_deadline

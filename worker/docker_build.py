@@ -11,11 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import requests
 
 from common.config import Config
-from worker.build_types import BuildOutcome, BuildSpec, DockerError, Log
+from worker.build_types import BuildOutcome, BuildSpec, DockerError, EngineGone, Log
 from worker.log_lines import LineCutter
 
+# How long a ping may wait for the engine's answer.
+PING_S = 3
 _STEP = re.compile(r"Step \d+/\d+ : ")
 _CACHED = " ---> Using cache"
 # A step's container has started (its id, shortened).
@@ -77,6 +80,17 @@ def _api_version(docker_host: str) -> str:
         client.close()
 
 
+def engine_answers(docker_host: str) -> bool:
+    """Whether the engine answers a ping now: what tells an engine that went away from a build
+    that failed, whatever the error said."""
+    try:
+        version = _api_version(docker_host)
+        with docker.APIClient(base_url=docker_host, version=version, timeout=PING_S) as client:
+            return client.ping()
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+
+
 def create_docker(config: Config) -> AbortableAPIClient:
     """A client per build: aborting one build's stream must not touch another's."""
     return AbortableAPIClient(
@@ -93,7 +107,24 @@ def build_image(
     step_started: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
     """Builds `spec.tag` from the directory; secrets and the cache of other images are BuildKit's.
-    `step_started` gets the container of each RUN step as it starts (worker/step_guard.py)."""
+    `step_started` gets the container of each RUN step as it starts (worker/step_guard.py). A
+    build whose engine no longer answers raises EngineGone."""
+    try:
+        return _classic_build(client, config, spec, context_dir, log, step_started)
+    except Exception as e:  # the stream's end, whatever docker-py raises: the engine's answer tells
+        if not engine_answers(config.docker_host):
+            raise EngineGone() from e
+        raise
+
+
+def _classic_build(
+    client: AbortableAPIClient,
+    config: Config,
+    spec: BuildSpec,
+    context_dir: Path,
+    log: Log,
+    step_started: Callable[[str], None] | None,
+) -> BuildOutcome:
     memory = config.build_memory_bytes
     stream = client.build(
         path=str(context_dir),

@@ -15,7 +15,7 @@ from minio.error import MinioException, S3Error
 
 from common.config import ConfigError
 from common.models import ErrorKind
-from worker.build_types import DockerError, InfrastructureFault
+from worker.build_types import DockerError, EngineGone, InfrastructureFault
 from worker.image_policy import ImageRefused
 from worker.source import SourceError
 
@@ -64,7 +64,7 @@ def pushing() -> Iterator[None]:
         raise InfrastructureFault(
             f"The registry did not take the image: it was built but not pushed ({said})"
         ) from e
-    except _ENGINE as e:
-        raise InfrastructureFault(
+    except _ENGINE as e:  # docker-py's transport: the engine did not answer
+        raise EngineGone(
             "The Docker engine did not answer during the push: the image was built but not pushed"
         ) from e

@@ -1,6 +1,7 @@
 """Retries a step that a fault of the farm's own infrastructure (the registry, S3) failed, within
 a bound: each retry writes a line of the build's log saying what is retried and why, and past the
-bound the build fails with the part and the outcome in words. A user's mistake is never retried:
+bound the build is handed back to a worker that may reach the part (worker/pipeline.py), or fails
+once its attempts are spent, with the part and the outcome in words. A user's mistake is never retried:
 `fault` names only the farm's faults."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from worker.build_types import InfrastructureFault
+from worker.build_types import Unreachable
 
 T = TypeVar("T")
 # A step tried again while the farm's part it needs does not answer (retry_within, its fault
@@ -34,8 +35,9 @@ def retry_within(
 ) -> T:
     """Runs `action` until it succeeds or raises what `fault` does not call the farm's (its
     cause in words, or None). Each retry logs "`part` did not answer (cause): `again` in N s";
-    past `bound_s` after the first fault, the build fails with "`part` did not answer for
-    <bound>; `lost`". `pause` waits, and raises if the build is stopped meanwhile."""
+    past `bound_s` after the first fault, Unreachable says "`part` did not answer for <bound>;
+    `lost`" (the build is handed back, or fails once its attempts are spent). `pause` waits,
+    and raises if the build is stopped meanwhile."""
     first_fault = None
     wait = FIRST_WAIT_S
     while True:
@@ -48,7 +50,8 @@ def retry_within(
             first_fault = time.monotonic() if first_fault is None else first_fault
             left = bound_s - (time.monotonic() - first_fault)
             if left <= 0:
-                raise InfrastructureFault(f"{part} did not answer for {duration(bound_s)}; {lost}") from e
+                said = f"{part} did not answer for {duration(bound_s)}; {lost}"
+                raise Unreachable(said, part, bound_s) from e
             log(f"{part} did not answer ({cause}): {again} in {round(min(wait, left), 1):g} s")
             pause(min(wait, left))
             wait = min(wait * 2, LONGEST_WAIT_S)

@@ -1,5 +1,7 @@
 """One build, start to end: claim → source and build (worker/build_step.py) → push → finish →
-archive; its start and end announced to its deployment's integrations (worker/integrations.py)."""
+archive; its start and end announced to its deployment's integrations (worker/integrations.py). A
+part of the farm this worker did not reach within its bound (worker/infra_retry.py, an engine
+gone) hands the build back while it has attempts left."""
 
 from __future__ import annotations
 
@@ -26,11 +28,12 @@ from common.registry_auth import registry_login
 from common.s3 import unanswered
 from worker import failures, metrics
 from worker.build_step import build_step
+from worker.build_types import EngineGone, Unreachable
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
-from worker.docker_build import create_docker, push_image, registry_down
-from worker.infra_retry import Retry, retry_within
+from worker.docker_build import create_docker, engine_answers, push_image, registry_down
+from worker.infra_retry import Retry, duration, retry_within
 from worker.integrations import announce
 from worker.log_archive import archive_log
 from worker.logwriter import LogWriter
@@ -48,6 +51,8 @@ BUSY_RETRY_MS = 1000
 LOW_DISK_RETRY_MS = 5000
 # The build's scratch folder is measured this often against BUILDFARM_BUILD_DISK_BYTES.
 SCRATCH_CHECK_INTERVAL_S = 2.0
+# An engine gone during a build is asked this often whether it answers again.
+ENGINE_CHECK_INTERVAL_S = 1.0
 MIB = 1024 * 1024
 
 
@@ -161,6 +166,11 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         logger.warning("build %s left in the queue: %s", build.id, low)
         ctx.requeue(build.id, delay_ms=LOW_DISK_RETRY_MS)
         return
+    if ctx.left_to_others(build.id):
+        # Not claimed: handed back by this worker, which did not reach a part of the farm, it
+        # waits for a worker that may (or for this one, past the part's bound).
+        ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
+        return
     claim = ctx.records.claim(build, ctx.worker_id, config)
     if claim.outcome == "busy":
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
@@ -185,12 +195,15 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
 
     watcher = _Watcher(ctx, build, abort)
     watcher.start()
-    status, kind, error, result = BuildStatus.FAILED, None, None, {}
+    status, kind, error, result, stop = BuildStatus.FAILED, None, None, {}, None
     metrics.running_builds(1)
     ctx.running.add(build.id)
     try:
         result = _build_and_push(ctx, build, (buildkit, docker), log, watcher, timings)
         status = BuildStatus.SUCCESS
+    except Unreachable as e:
+        if watcher.stop is None:
+            stop = _unreachable(ctx, build, log, watcher, e)
     except (_Stopped, LostClaim):
         pass
     except Exception as e:  # the build must end as failed whatever broke; the farm's faults go to our log
@@ -203,7 +216,7 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         ctx.running.remove(build.id)
         watcher.finish()
         docker.close()
-    stop = watcher.stop
+    stop = watcher.stop or stop
     if stop and stop.hand_back:
         _hand_back(ctx, build, log, stop.reason)
     elif log.lost_claim or (stop and stop.status is None):
@@ -299,6 +312,43 @@ def _s3_retry(ctx: WorkerContext, log: LogWriter, watcher: _Watcher) -> Retry:
         again="fetching the source again",
         lost="the build's source could not be fetched",
     )
+
+
+def _unreachable(
+    ctx: WorkerContext, build: Build, log: LogWriter, watcher: _Watcher, fault: Unreachable
+) -> Stop | None:
+    """What becomes of a build a part of the farm did not answer within its bound: handed back
+    while it has attempts left (an engine gone is first waited for, within
+    BUILDFARM_ENGINE_RETRY_S), else failed as the farm's fault. None: stopped meanwhile."""
+    config, attempt = ctx.config, build.attempt
+    if attempt >= config.max_attempts:
+        reason = f"{fault}; no attempt is left ({attempt} of {config.max_attempts} used)"
+        logger.warning("build %s: %s", build.id, reason)
+        return Stop(reason, BuildStatus.FAILED, ErrorKind.INFRASTRUCTURE)
+    bound, back, outcome = fault.bound_s, False, ""
+    if isinstance(fault, EngineGone):
+        bound = config.engine_retry_s
+        log.line(f"{fault}: waiting up to {duration(bound)} for it to answer again")
+        try:
+            back, outcome = _engine_back(config.docker_host, bound, watcher)
+        except _Stopped:
+            return None
+    if not back:
+        # This worker leaves the build to others for a while: they may reach the part.
+        ctx.leave_to_others(build.id, bound)
+    logger.warning("build %s: %s%s; handed back", build.id, fault, outcome)
+    again = f"attempt {attempt + 1} of {config.max_attempts}"
+    return Stop(f"{fault}{outcome}: the build is handed back, to run again ({again})", hand_back=True)
+
+
+def _engine_back(docker_host: str, bound_s: float, watcher: _Watcher) -> tuple[bool, str]:
+    """Waits for the engine to answer again within the bound: whether it did, in words too."""
+    gone = time.monotonic()
+    while (waited := time.monotonic() - gone) < bound_s:
+        if engine_answers(docker_host):
+            return True, f" (it answered again {waited:.0f} s later)"
+        watcher.pause(ENGINE_CHECK_INTERVAL_S)
+    return False, f" (it did not answer for {duration(bound_s)})"
 
 
 def _abandon(build: Build, log: LogWriter, stop: Stop | None) -> None:
