@@ -624,6 +624,6 @@ def test_the_deployment_page_shows_its_integrations_and_their_last_delivery_only
 
     # A deployment without integrations shows no such card
     page.goto(f"/#/deployments/{plain['id']}")
-    expect(page.get_by_role("heading", name="Builds")).to_be_visible()
+    expect(page.get_by_role("heading", name="Builds", exact=True)).to_be_visible()
     page.wait_for_timeout(500)
     expect(page.get_by_role("heading", name="Integrations")).to_be_hidden()
