@@ -29,6 +29,7 @@ from api.resources.usage import UsageResource
 from api.resources.webhooks import GitHubWebhookResource, GitLabWebhookResource
 from api.store import RecordStore
 from api.submission import BuildSubmission
+from api.ws_denial import refuse_handshake
 from common import contract
 from common.broker import create_broker
 from common.build_secrets import SecretCipher
@@ -114,6 +115,7 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     middleware = [MetricsMiddleware(), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
     app = falcon.asgi.App(middleware=middleware)
     app.set_error_serializer(serialize_error)
+    app.add_error_handler(falcon.HTTPError, refuse_handshake)
     for kind in UNAVAILABLE:
         app.add_error_handler(kind, unavailable)
     # Response bodies are the contract's Structs (common/contract.py), encoded by msgspec; request

@@ -33,10 +33,14 @@ ERROR_CODES = {
 }
 
 
-def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+def error_body(exc: falcon.HTTPError) -> bytes:
     status = falcon.http_status_to_code(exc.status)
     message = exc.description or (exc.title or "").split(" ", 1)[-1] or "Error"
-    resp.data = encode(Error(ERROR_CODES.get(status, "error"), message))
+    return encode(Error(ERROR_CODES.get(status, "error"), message))
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    resp.data = error_body(exc)
     resp.content_type = falcon.MEDIA_JSON
 
 
