@@ -11,7 +11,7 @@ const ID = "([0-9a-f-]{36})";
 const ROUTES = [
   [new RegExp("^#/deployments$"), deploymentsView],
   [new RegExp(`^#/deployments/${ID}$`), buildsView],
-  [new RegExp(`^#/deployments/${ID}/builds/${ID}$`), buildView],
+  [new RegExp(`^#/deployments/${ID}/builds/${ID}(?:#L\\d+)?$`), buildView],
 ];
 
 const main = document.getElementById("main");
