@@ -128,6 +128,9 @@ PAGING = [
 # The bodies, derived from the contract's Structs.
 _, SCHEMAS = msgspec.json.schema_components(contract.SCHEMAS, ref_template=REF)
 
+# GET …/logs?strip_ansi, as the contract declares it.
+STRIP_ANSI = msgspec.json.schema(contract.StripAnsi)
+
 # A secret's name in its path, as the contract declares it.
 SECRET_NAME = msgspec.json.schema(contract.SecretName)
 
@@ -257,6 +260,8 @@ PATHS = {
         "get": _op(
             "The build's log as plain text (live while building, archived afterwards)",
             {"200": _text("The docker build output", "text/plain")},
+            "400",
+            params=[_query("strip_ansi", {"type": "boolean"}, STRIP_ANSI["description"])],
         ),
     },
     BUILD + "/logs/stream": {

@@ -554,3 +554,14 @@ def public_deployment(record: DeploymentRecord, status: str) -> Deployment:
 
 
 encode = msgspec.json.Encoder().encode
+
+
+# Query parameters
+# GET …/logs?strip_ansi=1 (common/ansi.py says which sequences go).
+StripAnsi = Annotated[
+    bool,
+    Meta(
+        description="1 (or true): the log as plain text, without its ANSI escape sequences "
+        "(colours, cursor moves); 0 (the default): as the build wrote it"
+    ),
+]

@@ -21,6 +21,7 @@ from tests.conftest import ROOT, missing, start_worker, unique_subdomain, wait_u
 from tests.farm import (
     FAST_HEARTBEAT,
     archive_deployment,
+    archived_log,
     build_in_its_run_step,
     build_path,
     context_archive,
@@ -627,3 +628,202 @@ def test_the_deployment_page_shows_its_integrations_and_their_last_delivery_only
     expect(page.get_by_role("heading", name="Builds", exact=True)).to_be_visible()
     page.wait_for_timeout(500)
     expect(page.get_by_role("heading", name="Integrations")).to_be_hidden()
+
+
+ESC = "\x1b"
+
+
+def log_line(page, pattern: str):
+    """The log's line (its element) whose text starts with `pattern` (a step's first line, which
+    holds its command, starts with its `[n/m]`)."""
+    return page.locator("pre.log .line", has_text=re.compile(f"^{pattern}"))
+
+
+def in_view(page, locator) -> bool:
+    """Whether the element is inside the log's visible part."""
+    return locator.evaluate(
+        """el => { const log = el.closest('pre.log').getBoundingClientRect();
+                   const box = el.getBoundingClientRect();
+                   return box.top >= log.top && box.bottom <= log.bottom && box.height > 0; }"""
+    )
+
+
+def test_a_coloured_log_reads_like_a_terminal_live_and_stored_with_lines_to_link_steps_to_fold_and_its_error(
+    page, client, tenant_token, worker
+):
+    # Given a build whose steps print in colour, redraw a progress line with carriage returns,
+    # wait, and fail with an error printed in red as apt prints it
+    deployment = archive_deployment(
+        client,
+        context_archive(
+            dockerfile(
+                "printf '\\033[32mgreen-text\\033[0m and \\033[1mbold-text\\033[0m\\n'",
+                "printf 'progress 10%%\\rprogress 50%%\\rprogress 100%%\\n'",
+                "sleep 4",
+                "printf '\\033[91mE: package-not-found\\033[0m\\n' && exit 3",
+            )
+        ),
+    )
+    sign_in(page, tenant_token[1])
+    build = deploy(client, deployment)
+    page.goto(build_page_url(build))
+    log = page.locator("pre.log")
+
+    def reads_like_a_terminal() -> None:
+        green = log_line(page, "green-text")
+        expect(green).to_have_text("green-text and bold-text\n")
+        colour = green.locator("span", has_text="green-text").evaluate("el => getComputedStyle(el).color")
+        assert colour == "rgb(139, 209, 124)"
+        weight = green.locator("span", has_text="bold-text").evaluate("el => getComputedStyle(el).fontWeight")
+        assert weight == "700"
+        expect(log_line(page, "progress")).to_have_text("progress 100%\n")
+        text = page.locator("main").text_content()
+        assert ESC not in text and "\r" not in text
+        assert [shown for shown in text.splitlines() if shown.startswith("progress")] == ["progress 100%"]
+        # ...every line numbered, in order
+        numbers = log.locator("a.ln").evaluate_all("links => links.map(a => Number(a.dataset.n))")
+        assert numbers == list(range(1, len(numbers) + 1))
+
+    # Live, over the WebSocket
+    expect(log_line(page, "progress")).to_have_text("progress 100%\n", timeout=120_000)
+    expect(status_badge(page)).to_have_text("building")
+    reads_like_a_terminal()
+    expect(status_badge(page)).to_have_text("failed", timeout=60_000)
+
+    # ...and stored, once the build ended
+    page.reload()
+    expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log")
+    reads_like_a_terminal()
+    raw = logs(client, build)
+    assert f"{ESC}[32mgreen-text{ESC}[0m" in raw
+
+    # Each step's first line says whether it was cached or ran and how long it took, as the
+    # build's timings count them
+    heads = page.locator(".step-head .step-summary")
+    summaries = heads.evaluate_all("els => els.map(el => el.dataset.summary)")
+    assert summaries and all(re.fullmatch(r"cached|(ran|failed)( in \d+(\.\d+)? s)?", s) for s in summaries)
+    assert summaries[-1].startswith("failed")
+    timings = client.get(build_path(build)).json()["timings"] or {}
+    if "steps" in timings:
+        assert len(summaries) == timings["steps"]
+        assert summaries.count("cached") == timings.get("cached_steps", 0)
+
+    # Folding a step hides its lines; unfolding shows them again
+    green = log_line(page, "green-text")
+    step = page.locator(".step", has=page.locator(".line", has_text=re.compile("^green-text")))
+    fold = step.locator("button.fold")
+    screenshot(page, "build-log")
+    fold.click()
+    expect(green).to_be_hidden()
+    expect(fold).to_have_attribute("aria-expanded", "false")
+    expect(step.locator(".step-head")).to_be_visible()
+    fold.press("Enter")
+    expect(green).to_be_visible()
+
+    # "Jump to first error" shows the red line
+    page.get_by_role("button", name="Jump to first error").click()
+    error = log_line(page, "E: package-not-found")
+    expect(error).to_have_class(re.compile(r"\btarget\b"))
+    assert in_view(page, error)
+
+    # A line's number links to it: clicking it changes the address only (the view stays)...
+    n = int(green.locator("a.ln").get_attribute("data-n"))
+    log.evaluate("pre => pre.dataset.probe = 'same view'")
+    green.locator("a.ln").click()
+    assert page.url.endswith(f"{build_page_url(build)}#L{n}")
+    assert log.evaluate("pre => pre.dataset.probe") == "same view"
+    # ...and opening the link shows the page scrolled to that line, marked
+    page.evaluate("document.querySelector('pre.log').scrollTop = 0")
+    page.goto("/")
+    page.goto(f"{build_page_url(build)}#L{n}")
+    expect(green).to_have_class(re.compile(r"\btarget\b"))
+    assert in_view(page, green)
+    assert green.evaluate("el => el.classList.contains('target')")
+
+    # The plain-text download strips the escapes, the raw one keeps them
+    plain = client.get(build_path(build) + "/logs", params={"strip_ansi": "1"})
+    assert plain.status_code == 200 and ESC not in plain.text
+    assert "green-text and bold-text\n" in plain.text and plain.text.count("\n") == raw.count("\n")
+    assert client.get(build_path(build) + "/logs", params={"strip_ansi": "0"}).text == raw
+    bad = client.get(build_path(build) + "/logs", params={"strip_ansi": "maybe"})
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_request"
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download as plain text").click()
+    assert Path(download.value.path()).read_bytes().decode() == plain.text
+
+
+LONG_LOG_LINES = 100_000
+
+
+def test_search_finds_a_line_in_a_100000_line_archived_log_while_the_tab_stays_responsive(
+    page, client, redis_client, s3, config, tenant_token, worker
+):
+    # Given a build that printed 100,000 lines, its log archived (in four steps: BuildKit clips a
+    # step's output at 2 MiB)
+    quarter = LONG_LOG_LINES // 4
+    steps = [f"seq {n + 1} {n + quarter} | sed 's/.*/row-&-end/'" for n in range(0, LONG_LOG_LINES, quarter)]
+    deployment = archive_deployment(client, context_archive(dockerfile(*steps)))
+    build = wait_for_status(client, deploy(client, deployment), timeout=600)
+    assert build["status"] == "success", build
+    total = archived_log(redis_client, s3, config, build, 60).count("\n")
+    assert total > LONG_LOG_LINES
+    # The page's long tasks (over 50 ms: the tab did not answer meanwhile), from its start
+    page.add_init_script(
+        """window.__longTasks = [];
+           new PerformanceObserver((list) => {
+             for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+           }).observe({ type: 'longtask', buffered: true });"""
+    )
+    sign_in(page, tenant_token[1])
+
+    # When its page opens
+    started = page.evaluate("performance.now()")
+    page.evaluate(f"location.hash = '{build_page_url(build)[1:]}'")
+    first = log_line(page, "row-1-end")
+    expect(first).to_be_visible(timeout=60_000)
+    first_paint = page.evaluate("performance.now()") - started
+    expect(page.locator(".log-state")).to_have_text("The build ended: this is its whole log", timeout=60_000)
+    whole = page.evaluate("performance.now()") - started
+    expect(page.locator("pre.log a.ln")).to_have_count(total)
+
+    # ...and a line near the end is searched for
+    search = page.get_by_label("Search the log")
+    # (timed in the page: from the input to the count of matches shown)
+    page.evaluate(
+        """() => { const count = document.querySelector('.match-count');
+                   const input = document.querySelector('.log-search');
+                   window.__searched = new Promise((resolve) => {
+                     let typed;
+                     const start = (event) => { if (event.target === input) typed ??= performance.now(); };
+                     document.addEventListener('input', start, { capture: true });
+                     new MutationObserver((_, observer) => {
+                       if (count.textContent) { observer.disconnect(); resolve(performance.now() - typed); }
+                     }).observe(count, { childList: true, characterData: true, subtree: true });
+                   }); }"""
+    )
+    search.fill("row-99999-end")
+    expect(page.locator(".match-count")).to_have_text("1 of 1")
+    found = log_line(page, "row-99999-end")
+    expect(found).to_have_class(re.compile(r"\btarget\b"))
+    searched = page.evaluate("window.__searched")
+    assert in_view(page, found)
+    longest = max(page.evaluate("window.__longTasks"), default=0)
+    print(
+        f"\n{total} lines: first paint {first_paint:.0f} ms, whole log {whole:.0f} ms, "
+        f"search result {searched:.0f} ms, longest task {longest:.0f} ms"
+    )
+    # Then the first screen came before the whole log was rendered, and no task held the tab long
+    assert first_paint < whole
+    assert longest < 1000, longest
+    # ...a common word's matches are counted and stepped through
+    search.fill("row-1")
+    expect(page.locator(".match-count")).to_have_text("1 of 11112")
+    page.get_by_role("button", name="Next match").click()
+    expect(page.locator(".match-count")).to_have_text("2 of 11112")
+    expect(log_line(page, "row-10-end")).to_have_class(re.compile(r"\btarget\b"))
+    # ...Enter steps on, Shift+Enter back
+    search.press("Enter")
+    expect(log_line(page, "row-11-end")).to_have_class(re.compile(r"\btarget\b"))
+    search.press("Shift+Enter")
+    expect(page.locator(".match-count")).to_have_text("2 of 11112")
+    screenshot(page, "build-log-search")

@@ -1,4 +1,5 @@
-"""A build's log: GET as text/plain, or a WebSocket that replays it and then follows it live."""
+"""A build's log: GET as text/plain (`?strip_ansi=1`: without its terminal escapes), or a
+WebSocket that replays it and then follows it live."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from api.errors import not_found
 from api.logreader import CHUNK, LogReader
 from api.lookups import find_build
 from api.store import RecordStore
+from common.ansi import strip_ansi
 from common.models import Build, BuildStatus
 
 
@@ -24,10 +26,15 @@ class LogsResource:
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
     ) -> None:
         build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
+        plain = req.get_param_as_bool("strip_ansi", default=False)
         await self._require_logs(build)
         resp.content_type = falcon.MEDIA_TEXT
-        live = build.log_state != "archived"
-        resp.stream = self._live_text(build) if live else self.reader.archived_chunks(build)
+        if plain or build.log_state != "archived":
+            # Line by line (the reader turns to the archive if there is one), so that no escape
+            # sequence is cut between two chunks.
+            resp.stream = self._text(build, plain)
+        else:
+            resp.stream = self.reader.archived_chunks(build)
 
     async def _require_logs(self, build: Build) -> None:
         """404 unless the build has a log to show: it is building, or it ran and left output."""
@@ -36,11 +43,11 @@ class LogsResource:
         ):
             raise not_found("Build logs not available")
 
-    async def _live_text(self, build: Build):
+    async def _text(self, build: Build, plain: bool):
         # Lines go out in chunks: one write per line took 20 s for half a million empty lines.
         chunk = bytearray()
         async for _, line in self.reader.lines(build):
-            chunk += line.encode("utf-8", "replace") + b"\n"
+            chunk += (strip_ansi(line) if plain else line).encode("utf-8", "replace") + b"\n"
             if len(chunk) >= CHUNK:
                 yield bytes(chunk)
                 chunk.clear()

@@ -12,7 +12,7 @@ const ID = "([0-9a-f-]{36})";
 const ROUTES = [
   [new RegExp("^#/deployments$"), deploymentsView],
   [new RegExp(`^#/deployments/${ID}$`), buildsView],
-  [new RegExp(`^#/deployments/${ID}/builds/${ID}$`), buildView],
+  [new RegExp(`^#/deployments/${ID}/builds/${ID}(?:#L\\d+)?$`), buildView],
   [new RegExp("^#/farm$"), farmView],
 ];
 

@@ -4,6 +4,7 @@
 import { api, hasOperation, json, logSocket } from "./api.js";
 import { buildArgs, facts } from "./builds.js";
 import { ago, badge, copyButton, h, report, runningDuration, seconds, TERMINAL } from "./dom.js";
+import { logView } from "./logview.js";
 
 const RETRY_PATH = "/api/v1/deployments/{deployment_id}/builds/{build_id}/retry";
 const PHASES = [
@@ -67,18 +68,21 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
   const cancel = h("button", { type: "button", class: "danger", hidden: true }, "Cancel build");
   const retry = h("button", { type: "button", hidden: true }, "Retry");
   const download = h("button", { type: "button" }, "Download raw log");
+  const downloadPlain = h("button", { type: "button" }, "Download as plain text");
   const logState = h("span", { class: "log-state" });
-  const jump = h("button", { type: "button", class: "small", hidden: true }, "Follow the end ↓");
-  const log = h("pre", { class: "log", tabindex: "0", "aria-label": "Build log" });
+  // Line n's address: the build's route and #Ln (app.js routes it here).
+  const view = logView({ href: (n) => `#${path}#L${n}` });
+  const asked = /#L(\d+)$/.exec(location.hash);
+  if (asked) view.goTo(Number(asked[1]));
   const back = h("a", { href: `#/deployments/${deploymentId}` }, "← Builds");
   root.append(
     h("p", { class: "crumbs" }, back),
     h("div", { class: "title" }, heading, status),
     message,
-    h("div", { class: "toolbar" }, cancel, retry, download),
+    h("div", { class: "toolbar" }, cancel, retry, download, downloadPlain),
     details,
     times,
-    h("section", { class: "card", "aria-label": "Log" }, h("div", { class: "log-head" }, h("h2", {}, "Log"), logState, jump), log),
+    h("section", { class: "card", "aria-label": "Log" }, h("div", { class: "log-head" }, h("h2", {}, "Log"), logState, view.tools), view.log),
   );
 
   let build = null;
@@ -100,7 +104,7 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
     build = b;
     const finished = TERMINAL.includes(b.status);
     cancel.hidden = finished;
-    download.hidden = b.status === "pending";
+    download.hidden = downloadPlain.hidden = b.status === "pending";
     retry.hidden = !(canRetry && finished);
     if (JSON.stringify(b) === shown) return;
     shown = JSON.stringify(b);
@@ -150,33 +154,20 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
   };
   signal.addEventListener("abort", () => clearTimeout(poller));
 
-  // --- the log: lines are appended as text, a batch per frame, following the end unless
-  // the reader scrolled up.
+  // --- the log (logview.js): live lines as they come, following the end unless a line was
+  // asked for or the reader scrolled up; or the stored log at once.
   let received = 0;
-  let batch = [];
-  let follow = true;
-  log.addEventListener("scroll", () => {
-    follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-    jump.hidden = follow;
-  });
-  jump.addEventListener("click", () => {
-    log.scrollTop = log.scrollHeight;
-    log.focus();
-  });
-  const flush = () => {
-    log.append(batch.join(""));
-    batch = [];
-    if (follow) log.scrollTop = log.scrollHeight;
-  };
-  const append = (line) => {
-    if (batch.push(`${line}\n`) === 1) requestAnimationFrame(flush);
-  };
+  const ended = () =>
+    view.idle().then(() => {
+      logState.textContent = "The build ended: this is its whole log";
+    });
 
   let socket = null;
   let delay = 1000;
   signal.addEventListener("abort", () => socket?.close(1000));
   function connect() {
     if (signal.aborted) return;
+    if (!asked && received === 0) view.follow(true);
     try {
       socket = logSocket(path, received);
     } catch (error) {
@@ -189,12 +180,12 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
     socket.addEventListener("message", (event) => {
       received += 1;
       if (received === 1) logState.textContent = "Live";
-      append(event.data);
+      view.add([event.data]);
     });
     socket.addEventListener("close", async (event) => {
       if (signal.aborted) return;
       if (event.code === 1000) {
-        logState.textContent = "The build ended: this is its whole log";
+        ended();
         return refresh().catch(() => {});
       }
       // Dropped (network, API restart) or refused at the handshake: check the build, resume.
@@ -213,18 +204,20 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
   async function storedLog() {
     logState.textContent = "Loading the log…";
     try {
-      log.textContent = await (await api(`${path}/logs`, { signal })).text();
-      logState.textContent = "The build ended: this is its whole log";
+      const text = await (await api(`${path}/logs`, { signal })).text();
+      view.add(text ? text.replace(/\n$/, "").split("\n") : []);
+      view.renderNow();
+      await ended();
     } catch (error) {
       if (error.status === 404) logState.textContent = `${error.message}.`;
       else report(message, error);
     }
   }
 
-  download.addEventListener("click", async () => {
-    download.disabled = true;
+  const save = async (button, query) => {
+    button.disabled = true;
     try {
-      const blob = await (await api(`${path}/logs`, { signal })).blob();
+      const blob = await (await api(`${path}/logs${query}`, { signal })).blob();
       const url = URL.createObjectURL(new Blob([blob], { type: "text/plain" }));
       const link = h("a", { href: url, download: `build-${build?.number ?? ""}-${buildId.slice(0, 8)}.log`, hidden: true });
       document.body.append(link);
@@ -234,8 +227,10 @@ export function buildView(root, { ids: [deploymentId, buildId], signal }) {
     } catch (error) {
       report(message, error);
     }
-    download.disabled = false;
-  });
+    button.disabled = false;
+  };
+  download.addEventListener("click", () => save(download, ""));
+  downloadPlain.addEventListener("click", () => save(downloadPlain, "?strip_ansi=1"));
 
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
