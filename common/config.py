@@ -103,6 +103,9 @@ class Config:
     log_batch_lines: int = 500
     log_flush_interval_s: float = 0.02
     log_archive_retry_interval_s: float = 5.0
+    # What a log WebSocket may fall behind its build's live log (text plus 64 bytes a line)
+    # before it is closed with 1013 (api/logfanout.py); the pages queued are shared by followers.
+    log_follower_buffer_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
