@@ -19,6 +19,8 @@ from common.models import Build
 
 # What a queued line counts against a follower's buffer beyond its text: the page's references.
 LINE_OVERHEAD_BYTES = 64
+# Followers woken per event loop iteration: a request waits behind at most this many sends.
+WAKE_SLICE = 64
 
 Page = list[tuple[int, str]]
 
@@ -89,9 +91,13 @@ class _LiveLog:
             async for page in self.reader.pages(self.build, after=self.last, follow=True):
                 self.last = page[-1][0]
                 cost = sum(len(line) for _, line in page) + LINE_OVERHEAD_BYTES * len(page)
-                for follower in [f for f in self.followers if f.live]:
+                for i, follower in enumerate([f for f in self.followers if f.live], start=1):
                     if not follower.push(page, cost):
                         self.followers.discard(follower)
+                    if i % WAKE_SLICE == 0:
+                        # Let the loop serve its other clients between slices of the followers
+                        # woken (their sends run in the same loop iteration otherwise).
+                        await asyncio.sleep(0)
         except Exception as e:  # every follower sees the reader's failure as its own
             self.error = e
         finally:
