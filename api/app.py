@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from api.admission import TenantAdmission
 from api.auth import API_PREFIX, AuthMiddleware
 from api.errors import UNAVAILABLE, serialize_error, unavailable
+from api.logfanout import LogFanout
 from api.logreader import LogReader
 from api.metrics import MetricsMiddleware, MetricsResource
 from api.openapi import BUILD, DEPLOYMENT, WEBHOOKS, OpenApiResource
@@ -36,35 +37,39 @@ from common.build_secrets import SecretCipher
 from common.config import Config
 from common.credentials import require_strong_credentials
 from common.logging_json import SERVER_LOGGERS, use_json_logging
-from common.redis_clients import async_redis
+from common.redis_clients import API_CONNECTIONS, LOG_REPLAY_CONNECTIONS, async_redis, bounded_async_redis
 from common.s3 import create_s3, ensure_buckets
 
 
 class ConnectionsMiddleware:
     """Owns the app's connections: checks them at startup, closes them at shutdown."""
 
-    def __init__(self, config: Config, redis: aioredis.Redis, s3) -> None:
+    def __init__(
+        self, config: Config, redis: aioredis.Redis, s3, log_clients: tuple[aioredis.Redis, ...]
+    ) -> None:
         self.config = config
         self.redis = redis
         self.s3 = s3
+        self.log_clients = log_clients
 
     async def process_startup(self, scope, event) -> None:
         await self.redis.ping()
         await asyncio.to_thread(ensure_buckets, self.s3, self.config)
 
     async def process_shutdown(self, scope, event) -> None:
-        await self.redis.aclose()
+        for client in (self.redis, *self.log_clients):
+            await client.aclose()
 
 
 def routes(
-    config: Config, redis: aioredis.Redis, s3, broker, store: RecordStore
+    config: Config, redis: aioredis.Redis, s3, broker, store: RecordStore, fanout: LogFanout
 ) -> list[tuple[str, object, str | None]]:
     """Every route as (template, resource, suffix); the OpenAPI test walks this same list."""
     admission = TenantAdmission(config, store)
     submission = BuildSubmission(config, store, broker, admission)
     deployments = DeploymentsResource(config, store, submission)
     builds = BuildsResource(store, submission)
-    logs = LogsResource(store, LogReader(config, redis, s3), admission)
+    logs = LogsResource(store, LogReader(config, redis, s3), admission, fanout)
     dashboard = DashboardResource()
     health = HealthResource(config, redis, s3)
     secrets = SecretsResource(config, store, SecretCipher.from_config(config))
@@ -108,11 +113,24 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     config = config or Config.from_env()
     require_strong_credentials(config, registry=False)
     use_json_logging(logging.INFO, SERVER_LOGGERS)
-    redis = async_redis(config.redis_url)
+    redis = bounded_async_redis(config.redis_url, API_CONNECTIONS)
     s3 = create_s3(config)
+    # The log followers' clients (api/logfanout.py): a connection per build followed live, and a
+    # few that their replays share.
+    live, replay = (
+        async_redis(config.redis_url),
+        bounded_async_redis(config.redis_url, LOG_REPLAY_CONNECTIONS),
+    )
+    fanout = LogFanout(
+        LogReader(config, live, s3), LogReader(config, replay, s3), config.log_follower_buffer_bytes
+    )
     broker = create_broker(config)
     store = RecordStore(redis)
-    middleware = [MetricsMiddleware(), ConnectionsMiddleware(config, redis, s3), AuthMiddleware(store)]
+    middleware = [
+        MetricsMiddleware(),
+        ConnectionsMiddleware(config, redis, s3, (live, replay)),
+        AuthMiddleware(store),
+    ]
     app = falcon.asgi.App(middleware=middleware)
     app.set_error_serializer(serialize_error)
     app.add_error_handler(falcon.HTTPError, refuse_handshake)
@@ -122,6 +140,6 @@ def create_app(config: Config | None = None) -> falcon.asgi.App:
     # bodies are read raw and fitted to their Struct by api/validation.py.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=contract.encode)
     app.req_options.strip_url_path_trailing_slash = True
-    for template, resource, suffix in routes(config, redis, s3, broker, store):
+    for template, resource, suffix in routes(config, redis, s3, broker, store, fanout):
         app.add_route(template, resource, suffix=suffix)
     return app

@@ -41,7 +41,15 @@ class LogReader:
     async def lines(
         self, build: Build, after: int = 0, follow: bool = False
     ) -> AsyncIterator[tuple[int, str]]:
-        """(line number, text) from line `after + 1` on; with `follow`, until the build ends.
+        """(line number, text) from line `after + 1` on; with `follow`, until the build ends."""
+        async for page in self.pages(build, after, follow):
+            for numbered in page:
+                yield numbered
+
+    async def pages(
+        self, build: Build, after: int = 0, follow: bool = False
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """The lines of `lines`, in the pages Redis returned them in (up to PAGE lines each).
 
         Reads the live stream page by page; once caught up, it checks where the log is: in
         the archive (the stream was dropped), finished, or still growing — and only then
@@ -53,9 +61,15 @@ class LogReader:
             if not entries:
                 state, status = await self.redis.hmget(keys.build(build.id), fields.LOG_STATE, fields.STATUS)
                 if state == LogState.ARCHIVED.value.encode():
+                    page = []
                     async for number, line in self.archived_lines(build):
                         if number > last:
-                            yield number, line
+                            page.append((number, line))
+                        if len(page) == PAGE:
+                            yield page
+                            page = []
+                    if page:
+                        yield page
                     return
                 finished = status is None or BuildStatus(status.decode()).is_terminal
                 if finished and not ended:
@@ -67,13 +81,24 @@ class LogReader:
                     return
                 found = await self.redis.xread({stream: f"{last}-0"}, count=PAGE, block=FOLLOW_BLOCK_MS)
                 entries = found[0][1] if found else []
+            page = []
             for entry_id, entry in entries:
                 if END_FIELD in entry:
-                    return
+                    break
                 last = line_number(entry_id)
-                yield last, entry[LINE_FIELD].decode("utf-8", "replace")
-            if not follow and len(entries) < PAGE:
+                page.append((last, entry[LINE_FIELD].decode("utf-8", "replace")))
+            if page:
+                yield page
+            if len(page) < len(entries) or (not follow and len(entries) < PAGE):
                 return
+
+    async def last_line(self, build: Build) -> int:
+        """The number of the last line in the live stream now (0: none yet)."""
+        newest = await self.redis.xrevrange(keys.build_log(build.id), count=1)
+        if not newest:
+            return 0
+        entry_id, entry = newest[0]
+        return line_number(entry_id) - (END_FIELD in entry)
 
     async def archived_lines(self, build: Build) -> AsyncIterator[tuple[int, str]]:
         number, tail = 0, b""

@@ -19,7 +19,9 @@ import httpx
 from websockets.sync.client import connect
 
 from common.config import Config
+from common.records.call import SyncRunner
 from common.redis_clients import sync_redis
+from common.tenant_limits import set_limits
 from common.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,11 +57,11 @@ def context_archive(dockerfile: str, files: dict[str, bytes] | None = None) -> b
 
 
 class Process:
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.handle = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=(LOGS / f"{name}.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -79,9 +81,10 @@ class Process:
 
 
 class Farm:
-    """The API (gunicorn, 2 uvicorn workers) and a pool of workers, started and stopped here."""
+    """The API (gunicorn, 2 uvicorn workers) and a pool of workers, started and stopped here.
+    The API runs the code under `api_root`: this tree, or another version of it for a baseline."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, api_root: Path = ROOT, **env: str) -> None:
         self.config = Config.from_env()
         # No metrics endpoint: its forked server would be one more child of each worker master.
         self.env = {**os.environ, "dramatiq_worker_timeout": "10", "BUILDFARM_METRICS_PORT": "0", **env}
@@ -100,10 +103,15 @@ class Farm:
                 f"127.0.0.1:{self.port}",
             ],
             self.env,
+            cwd=api_root,
         )
         self.workers: list[Process] = []
         self.redis = sync_redis(self.config.redis_url)
-        self.token = create_token(self.redis, f"bench-{uuid.uuid4().hex[:8]}", "bench")
+        tenant = f"bench-{uuid.uuid4().hex[:8]}"
+        self.token = create_token(self.redis, tenant, "bench")
+        # The benches measure the farm's pace, not a tenant's limits (those have tests).
+        unlimited = dict.fromkeys(("max_queued", "max_uploads", "max_log_streams", "deploys_per_minute"), 0)
+        SyncRunner(self.redis).run(set_limits(tenant, unlimited))
         self.client = httpx.Client(
             base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=120
         )

@@ -198,9 +198,8 @@ def logs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("process-logs")
 
 
-@pytest.fixture(scope="session")
-def api_url(redis_client, s3, logs_dir) -> str:
-    """The real API: gunicorn with two uvicorn workers on a free port."""
+def start_api(logs_dir: Path, name: str = "api", **env: str) -> tuple[Process, str]:
+    """The real API: gunicorn with two uvicorn workers on a free port, ready; returns it and its URL."""
     port = free_port()
     server = Process(
         [
@@ -213,8 +212,8 @@ def api_url(redis_client, s3, logs_dir) -> str:
             "--bind",
             f"127.0.0.1:{port}",
         ],
-        api_env(),
-        logs_dir / "api.log",
+        {**api_env(), **env},
+        logs_dir / f"{name}.log",
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -226,6 +225,13 @@ def api_url(redis_client, s3, logs_dir) -> str:
             return False
 
     wait_until(ready, 30, what="the API to be ready")
+    return server, url
+
+
+@pytest.fixture(scope="session")
+def api_url(redis_client, s3, logs_dir) -> str:
+    """The real API of the tests (start_api)."""
+    server, url = start_api(logs_dir)
     yield url
     server.stop()
 

@@ -15,7 +15,9 @@ IGNORED = {"OPTIONS"}  # Falcon answers OPTIONS on every route by itself
 def served_routes() -> dict[str, set[str]]:
     """Every route template with the HTTP methods its resource really implements."""
     out = {}
-    for template, resource, suffix in routes(Config(), None, None, None, RecordStore.__new__(RecordStore)):
+    for template, resource, suffix in routes(
+        Config(), None, None, None, RecordStore.__new__(RecordStore), None
+    ):
         methods = {m for m, responder in map_http_methods(resource, suffix=suffix).items()}
         if template in WEBSOCKET_PATHS:
             methods = (
@@ -45,7 +47,7 @@ def test_the_description_is_served_without_a_token(anonymous_client):
 
 def test_the_routes_described_as_needing_no_token_are_exactly_those_of_public_resources():
     # api/auth.py denies by default: a resource answers without a token only if it says `public`.
-    for template, resource, _ in routes(Config(), None, None, None, RecordStore.__new__(RecordStore)):
+    for template, resource, _ in routes(Config(), None, None, None, RecordStore.__new__(RecordStore), None):
         operations = [op for method, op in SPEC["paths"][template].items() if method != "parameters"]
         described_public = {op.get("security") == [] for op in operations}
         assert described_public == {is_public(resource)}, template
