@@ -56,6 +56,11 @@ ERRORS = {
         "Error",
         headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     ),
+    "429": _returns(
+        "The tenant is at one of its limits (builds queued); the `Retry-After` header says when to try again",
+        "Error",
+        headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    ),
 }
 # What reading any body can refuse (api/validation.py, uploads); a JSON body can also not fit its Struct.
 BODY_ERRORS = ("400", "413", "415")
@@ -137,7 +142,13 @@ def _webhook(summary: str, ok: dict, headers: list[dict]) -> dict:
         "content": _json({"anyOf": [_ref("Build"), _ref("WebhookAck")]}),
     }
     op = _op(
-        summary, {**ok, "202": acknowledged}, "409", "503", body=_json_body("PushPayload"), params=headers
+        summary,
+        {**ok, "202": acknowledged},
+        "409",
+        "429",
+        "503",
+        body=_json_body("PushPayload"),
+        params=headers,
     )
     op["security"] = []
     op["responses"]["401"] = _returns(
@@ -221,6 +232,7 @@ PATHS = {
             "with build args merged over the deployment's, and without the layer cache if asked",
             {"202": _returns("Queued", "Build")},
             "409",
+            "429",
             "503",
             body=_json_body("DeployRequest", required=False),
             params=[IDEMPOTENCY_KEY],
@@ -256,6 +268,7 @@ PATHS = {
             "Build exactly the same source again (same commit, or same archive and inline Dockerfile)",
             {"202": _returns("Queued", "Build")},
             "409",
+            "429",
             "503",
         ),
     },

@@ -27,6 +27,7 @@ BENCHMARKS = [
     "build_cache",
     "archive_dockerfile",
     "dispatch",
+    "fairness",
     "logs",
     "scaleout",
     "memory",

@@ -111,3 +111,15 @@ def webhook_delivery(deployment_id: str, provider: str, delivery_id: str) -> str
 def reap_marker(build_id: str, attempt: int) -> str:
     """String: set by the reaper that re-queued one expired attempt, so only one does."""
     return f"{PREFIX}reap:{build_id}:{attempt}"
+
+
+# Sorted set: the tenants with pending builds, scored by their turn (the fair order of
+# common/records/scripts.py PICK: the lowest score is served next).
+TENANT_RING = f"{PREFIX}fair:tenants"
+# Counter: the turn given to the tenant served last.
+TENANT_TURN = f"{PREFIX}fair:turn"
+
+
+def tenant_builds(tenant: str, status: str) -> str:
+    """Sorted set: a tenant's pending or building build ids, by entry time (ms)."""
+    return f"{PREFIX}tenant:{tenant}:builds:{status}"
