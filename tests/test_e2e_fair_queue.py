@@ -208,12 +208,15 @@ def test_a_fair_queue_survives_a_redis_restart_and_a_worker_killed_mid_build_eac
     holder = record(*running)
     os.killpg((first if worker_of(first, holder) else second).pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    # Then every build still runs to success, once: one push and one end each, the killed one
-    # taken over under attempt 2
+    # Then every build still runs to success, once: one push and one end each, the killed
+    # worker's taken over under attempt 2
     done = [wait_for_status(client, build, timeout=180) for client, build in queued]
     print(f"\nall {len(done)} builds done {time.monotonic() - killed_at:.1f} s after the kill")
     assert [build["status"] for build in done] == ["success"] * len(done)
     for (client, build), finished in zip(queued, done, strict=True):
         text = logs(client, build)
         assert text.count("Pushing ") == 1 and text.count("Build success") == 1, text
-        assert finished["attempt"] == (2 if build["id"] == running[1]["id"] else 1)
+        # a build the killed worker held (it runs two) is taken over, no other runs twice
+        taken_over = "--- attempt 2: taking over from worker" in text
+        assert finished["attempt"] == (2 if taken_over else 1)
+        assert taken_over or build["id"] != running[1]["id"]
