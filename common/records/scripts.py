@@ -179,10 +179,11 @@ CLAIM = _script(_NOW_MS, _SET_STATUS, _CLAIM_BUILD, "\nreturn claim_build(KEYS, 
 # The fair choice of the next build to run, claimed in the same step: the tenants of the ring
 # in turn (the lowest turn first), skipping a tenant at its running limit (its own max_running,
 # else the farm's default), then within a tenant its oldest pending build that claim_build
-# takes, skipping deployments with an older or running build. The tenant served gets the next
-# turn. Replies 'claimed', attempt, previous status, previous worker, the build id; or else
-# 'waiting' (builds are pending but none may start now) or 'none' (nothing is pending), then
-# the ids of the builds found past the queue deadline. The records and the tenants' keys are
+# takes, skipping deployments with a running build (a deployment's oldest pending build stands
+# for it: builds stored in the same millisecond sort by id in the tenant's queue). The tenant
+# served gets the next turn. Replies 'claimed', attempt, previous status, previous worker, the
+# build id; or else 'waiting' (builds are pending but none may start now) or 'none' (nothing is
+# pending), then the ids of the builds found past the queue deadline. The records and the tenants' keys are
 # named from the ids found here (the exception of the module's docstring).
 # KEYS: the ring, the turn counter. ARGV: claim_build's A, the farm's default max_running, how
 # many of a tenant's oldest pending builds are looked at.
@@ -198,29 +199,33 @@ local waiting, expired = false, {{}}
 for _, tenant in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local pending = tenant_key(tenant, 'pending')
   local limit = tonumber(redis.call('HGET', limits_key(tenant), '{_MAX_RUNNING}') or ARGV[8]) or 0
-  local ids = redis.call('ZRANGE', pending, 0, tonumber(ARGV[9]) - 1)
-  if #ids == 0 then
-    redis.call('ZREM', KEYS[1], tenant)
-  elseif limit > 0 and redis.call('ZCARD', tenant_key(tenant, 'building')) >= limit then
+  local ids = {{}}
+  if limit > 0 and redis.call('ZCARD', tenant_key(tenant, 'building')) >= limit then
     waiting = true
   else
-    local busy = {{}}
-    for _, id in ipairs(ids) do
-      local deployment = redis.call('HGET', ARGV[6] .. id, '$deployment_id')
-      if not deployment then
+    ids = redis.call('ZRANGE', pending, 0, tonumber(ARGV[9]) - 1)
+    if #ids == 0 then redis.call('ZREM', KEYS[1], tenant) end
+  end
+  local busy = {{}}
+  for _, id in ipairs(ids) do
+    local deployment = redis.call('HGET', ARGV[6] .. id, '$deployment_id')
+    if not deployment then
+      redis.call('ZREM', pending, id)
+    elseif not busy[deployment] then
+      local K = status_keys(id, deployment)
+      -- builds of one deployment run by number: its oldest pending build stands for it
+      local head = ARGV[4] == '1' and redis.call('ZRANGE', K[BY_STATUS.pending], 0, 0)[1]
+      if head and head ~= id then id, K = head, status_keys(head, deployment) end
+      local claimed = claim_build(K, ARGV, ms)
+      if claimed[1] == 'claimed' then
+        redis.call('ZADD', KEYS[1], 'XX', redis.call('INCR', KEYS[2]), tenant)
+        return {{'claimed', claimed[2], claimed[3], claimed[4], id}}
+      elseif claimed[1] == 'expired' then
+        table.insert(expired, id)
+      elseif claimed[1] == 'terminal' or claimed[1] == 'missing' then
         redis.call('ZREM', pending, id)
-      elseif not busy[deployment] then
-        local claimed = claim_build(status_keys(id, deployment), ARGV, ms)
-        if claimed[1] == 'claimed' then
-          redis.call('ZADD', KEYS[1], 'XX', redis.call('INCR', KEYS[2]), tenant)
-          return {{'claimed', claimed[2], claimed[3], claimed[4], id}}
-        elseif claimed[1] == 'expired' then
-          table.insert(expired, id)
-        elseif claimed[1] == 'terminal' or claimed[1] == 'missing' then
-          redis.call('ZREM', pending, id)
-        else
-          busy[deployment], waiting = true, true
-        end
+      else
+        busy[deployment], waiting = true, true
       end
     end
   end
