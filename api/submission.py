@@ -88,7 +88,7 @@ class BuildSubmission:
         and the caller gets 503; 429 if the tenant has its limit of builds queued."""
         max_queued = await self._max_queued(deployment.tenant)
         try:
-            created = await self.store.create_build(build, max_queued)
+            created = await self.store.create_build(build, max_queued, queued=True)
         except QueueFull:
             raise _queue_full(deployment.tenant, max_queued) from None
         if created is None:

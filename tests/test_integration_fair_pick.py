@@ -37,8 +37,11 @@ def records(own_redis):
     return BuildRecords(own_redis)
 
 
-def queue(records: BuildRecords, tenant: str, deployment_id=None, build_id=None, max_queued: int = 0):
-    """A pending build of the tenant, stored as the API stores one (its deployment made if new)."""
+def queue(
+    records: BuildRecords, tenant: str, deployment_id=None, build_id=None, max_queued: int = 0, queued=True
+):
+    """A pending build of the tenant, stored as the API stores one, which sends its queue message
+    next (`queued`); its deployment made if new."""
     deployment_id = deployment_id or str(uuid.uuid4())
     records.redis.hset(keys.deployment(deployment_id), "id", deployment_id)
     build = Build(
@@ -52,7 +55,7 @@ def queue(records: BuildRecords, tenant: str, deployment_id=None, build_id=None,
         dockerfile_path="Dockerfile",
         created_at=utc_now(),
     )
-    assert records.create_build(build, max_queued) is not None
+    assert records.create_build(build, max_queued, queued) is not None
     return build
 
 
@@ -111,3 +114,10 @@ def test_a_full_queue_refuses_a_new_build_and_stores_nothing(records):
     assert records.tenant_counts("a").queued == 1
     queue(records, "a", max_queued=2)
     assert records.tenant_counts("a").queued == 2
+
+
+def test_a_build_stored_without_a_queue_message_is_never_chosen_nor_counted(records):
+    # (as tests store builds that no worker should run)
+    queue(records, "a", queued=False)
+    assert next_build(records).outcome == "none"
+    assert records.tenant_counts("a") == TenantCounts(running=0, queued=0)

@@ -64,9 +64,11 @@ def get_build(deployment_id: str, build_id: str) -> Steps[Build | None]:
     return build if build is not None and build.deployment_id == deployment_id else None
 
 
-def create_build(build: Build, max_queued: int = 0) -> Call[Build | None]:
+def create_build(build: Build, max_queued: int = 0, queued: bool = False) -> Call[Build | None]:
     """Stores a new build numbered next in its deployment; None if the deployment is gone;
-    QueueFull if its tenant has `max_queued` builds pending already (0: no limit)."""
+    QueueFull if its tenant has `max_queued` builds queued already (0: no limit). `queued`: the
+    build's queue message is sent next (api/submission.py), so it joins its tenant's queue, from
+    which the fair choice takes builds; a build stored without (by a test) is never chosen."""
     values = build.to_redis()
     del values[fields.NUMBER], values[fields.STATUS]
 
@@ -88,7 +90,7 @@ def create_build(build: Build, max_queued: int = 0) -> Call[Build | None]:
             keys.deployment_builds(build.deployment_id),
             keys.tenant_builds(build.tenant, BuildStatus.PENDING),
         ],
-        args=[build.id, build.created_at, build.status, max_queued, *pairs(values)],
+        args=[build.id, build.created_at, build.status, max_queued, "1" if queued else "0", *pairs(values)],
     )
 
 

@@ -45,12 +45,13 @@ end
 # gets them as K. The tenant's own sets of pending and building builds (its queue and its
 # running count) and the ring of tenants with pending builds follow the status too: their keys
 # are named from the build's tenant field (on Redis Cluster a tenant's keys would need one
-# hash tag). A tenant joins the ring just before the tenant served last.
+# hash tag). A new build joins its tenant's queue only when it is queued (`queued`: the API sends
+# its message next), and the tenant joins the ring just before the tenant served last.
 _SET_STATUS = Template("""
 local BY_STATUS = {$by_status}
 local ACTIVE = {$active}
 local function tenant_key(tenant, status) return $tenant_key end
-local function set_status(K, id, number, from, to, ms)
+local function set_status(K, id, number, from, to, ms, queued)
   redis.call('HSET', K[1], '$$status', to)
   local tenant = redis.call('HGET', K[1], '$$tenant') or ''
   if from then
@@ -64,12 +65,12 @@ local function set_status(K, id, number, from, to, ms)
     end
   end
   redis.call('ZADD', K[BY_STATUS[to]], number, id)
-  if ACTIVE[to] then
-    redis.call('ZADD', K[ACTIVE[to]], ms, id)
+  if ACTIVE[to] then redis.call('ZADD', K[ACTIVE[to]], ms, id) end
+  if to == 'building' or (to == 'pending' and queued) then
     redis.call('ZADD', tenant_key(tenant, to), ms, id)
-    if to == 'pending' then
-      redis.call('ZADD', '$ring', 'NX', (tonumber(redis.call('GET', '$turn')) or 0) - 0.5, tenant)
-    end
+  end
+  if to == 'pending' and queued then
+    redis.call('ZADD', '$ring', 'NX', (tonumber(redis.call('GET', '$turn')) or 0) - 0.5, tenant)
   end
 end
 """).substitute(
@@ -239,7 +240,7 @@ return {{(waiting or #expired > 0) and 'waiting' or 'none', unpack(expired)}}
 # 0 (the deployment is gone) or -1 (the tenant's queue is full).
 # KEYS: STATUS_KEYS, the deployment, its build counter, its set of all builds, the tenant's
 # pending builds. ARGV: id, the deployment's new updated_at, the build's status, max_queued,
-# then the build's field pairs.
+# '1' if the build is queued (set_status), then the build's field pairs.
 CREATE_BUILD = _script(
     _NOW_MS,
     _SET_STATUS,
@@ -250,9 +251,9 @@ if redis.call('EXISTS', deployment) == 0 then return 0 end
 local cap = tonumber(ARGV[4])
 if cap > 0 and redis.call('ZCARD', KEYS[{STATUS_KEY_COUNT + 4}]) >= cap then return -1 end
 local n = redis.call('INCR', seq)
-redis.call('HSET', KEYS[1], '$number', n, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], '$number', n, unpack(ARGV, 6))
 redis.call('ZADD', all_builds, n, ARGV[1])
-set_status(KEYS, ARGV[1], n, false, ARGV[3], now_ms())
+set_status(KEYS, ARGV[1], n, false, ARGV[3], now_ms(), ARGV[5] == '1')
 redis.call('HSET', deployment, '$latest_build_id', ARGV[1], '$updated_at', ARGV[2])
 return n
 """,
