@@ -67,9 +67,11 @@ def moment(value: str) -> float:
 
 def queue(client: httpx.Client, count: int, *run_steps: str) -> list[dict]:
     """`count` builds, each of a new deployment (so that none waits behind another of its
-    deployment), oldest first."""
-    context = context_archive(dockerfile(*run_steps))
-    return [deploy(client, archive_deployment(client, context)) for _ in range(count)]
+    deployment), oldest first; each of its own context, so that none takes its steps from the cache."""
+    return [
+        deploy(client, archive_deployment(client, context_archive(dockerfile(*run_steps))))
+        for _ in range(count)
+    ]
 
 
 def record(client: httpx.Client, build: dict) -> dict:
