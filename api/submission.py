@@ -12,7 +12,7 @@ import falcon
 from dramatiq.brokers.redis import RedisBroker
 
 from api.admission import TenantAdmission
-from api.errors import conflict, not_found, unprocessable
+from api.errors import conflict, not_found, too_many_requests, unprocessable
 from api.openapi import BUILD
 from api.store import RecordStore, new_id
 from common.broker import build_message
@@ -20,6 +20,8 @@ from common.config import Config
 from common.contract import MAX_BUILD_ARGS, DeployRequest, public_build
 from common.integrations import CANCELLED, QUEUED, announcement
 from common.models import Build, BuildStatus, Deployment, ErrorKind, SourceType, json_text, utc_now
+from common.records.builds import QueueFull
+from common.tenant_limits import farm_defaults, tenant_limits
 
 logger = logging.getLogger("buildfarm.api")
 
@@ -30,6 +32,8 @@ Claim = Callable[[str], Awaitable[str | None]]
 # source, and how it is built.
 DEPLOYMENT_SOURCE = ("subdomain", "source_type", "dockerfile_path", "build_args")
 SOURCE_FIELDS = (*DEPLOYMENT_SOURCE, "repo_url", "branch", "commit_sha", "inline_dockerfile", "no_cache")
+# When a tenant whose queue is full (its max_queued) is told to try again.
+QUEUE_FULL_RETRY_AFTER_S = 30
 
 
 class BuildSubmission:
@@ -67,6 +71,8 @@ class BuildSubmission:
             build.branch = deployment.branch
             build.commit_sha = commit_sha
         if claim is not None:
+            # A full queue answers before the request's key is taken, so that a retry may build.
+            await self._max_queued(deployment.tenant, check=True)
             earlier = await claim(build.id)
             if earlier is not None:
                 found = await self.store.get_build(deployment.id, earlier)
@@ -88,8 +94,13 @@ class BuildSubmission:
     async def _submit(self, deployment: Deployment, build: Build) -> Build:
         """Stores and queues `build` (404 if the deployment went meanwhile). If the queue is
         unreachable the build is marked failed (nothing waits for a message that was never sent)
-        and the caller gets 503."""
-        if await self.store.create_build(build) is None:
+        and the caller gets 503; 429 if the tenant has its limit of builds queued."""
+        max_queued = await self._max_queued(deployment.tenant)
+        try:
+            created = await self.store.create_build(build, max_queued, queued=True)
+        except QueueFull:
+            raise _queue_full(deployment.tenant, max_queued) from None
+        if created is None:
             raise not_found("Deployment not found")
         try:
             # A sub-millisecond Redis call: cheaper inline than a hop to a thread.
@@ -122,6 +133,24 @@ class BuildSubmission:
                 self.broker.enqueue(announcement(self.config, build_id, event))
         except Exception:
             logger.exception("could not announce %s of build %s", event, build_id)
+
+    async def _max_queued(self, tenant: str, check: bool = False) -> int:
+        """The tenant's limit of builds queued, read on every submission (a change takes effect
+        at once); with `check`, 429 if the tenant is at it already (create_build checks again,
+        atomically)."""
+        limits = await self.store.run(tenant_limits(tenant, farm_defaults(self.config)))
+        cap = limits.max_queued
+        if check and cap and (await self.store.tenant_counts(tenant)).queued >= cap:
+            raise _queue_full(tenant, cap)
+        return cap
+
+
+def _queue_full(tenant: str, max_queued: int) -> falcon.HTTPError:
+    return too_many_requests(
+        f"Tenant '{tenant}' has {max_queued} builds queued, its limit (max_queued): "
+        f"try again in {QUEUE_FULL_RETRY_AFTER_S} s",
+        QUEUE_FULL_RETRY_AFTER_S,
+    )
 
 
 def render_queued(resp: falcon.Response, build: Build) -> None:

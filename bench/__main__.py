@@ -28,6 +28,7 @@ BENCHMARKS = [
     "build_cache",
     "archive_dockerfile",
     "dispatch",
+    "fairness",
     "logs",
     "log_fanout",
     "scaleout",

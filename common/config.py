@@ -95,6 +95,9 @@ class Config:
     tenant_max_uploads: int = 8
     tenant_max_log_streams: int = 1000
     tenant_deploys_per_minute: int = 600
+    # Free build slots go to the tenants in turn (common/records/scripts.py PICK); false: each
+    # queue message runs its own build, first come first served (the baseline of bench/fairness.py).
+    fair_scheduling: bool = True
     # Cleanup jobs: log retention and Docker pruning.
     log_retention_days: int = 30
     cleanup_interval_s: float = 3600.0

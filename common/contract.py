@@ -214,6 +214,14 @@ class Build(Struct):
     build_args: dict[str, str]
     no_cache: bool
     timings: Annotated[BuildTimings | None, Meta(description="Set as the build goes")]
+    queue_position: Annotated[
+        int | None,
+        Meta(
+            description="A pending build's place among its tenant's queued builds (1: the tenant's "
+            "next; other tenants' builds start in turn between them), best effort; null otherwise "
+            "and in lists"
+        ),
+    ] = None
 
 
 class SourceArchive(Struct):
@@ -489,11 +497,11 @@ def _from_json(kind: Any, empty: Any) -> Any:
 _FROM_JSON = {"build_args": _from_json(dict[str, str], {}), "timings": _from_json(BuildTimings, None)}
 
 
-def public_build(record: BuildRecord) -> Build:
-    values = {name: getattr(record, name) for name in Build.__struct_fields__}
+def public_build(record: BuildRecord, queue_position: int | None = None) -> Build:
+    values = {name: getattr(record, name) for name in Build.__struct_fields__ if name != "queue_position"}
     for name, read in _FROM_JSON.items():
         values[name] = read(values[name])
-    return Build(**values)
+    return Build(**values, queue_position=queue_position)
 
 
 def _reader(name: str, kind: msgspec.inspect.Type) -> Any:

@@ -127,7 +127,8 @@ def test_the_queue_depth_gauge_counts_a_build_waiting_for_a_worker(api_url, clie
     ):
         assert value(waiting, name, **labels) - value(before, name, **labels) == 1, name
 
-    # ...and once cancelled it is no longer pending (its message stays queued, a no-op for a worker)
+    # ...and once cancelled it is no longer pending (its message stays queued: a slot ticket that
+    # runs another pending build, if any, never the cancelled one)
     assert client.post(build_path(build) + "/cancel").status_code == 200
     after = scrape(f"{api_url}/metrics")
     assert value(after, "buildfarm_builds_active", status="pending") == value(

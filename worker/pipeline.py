@@ -23,9 +23,10 @@ from common.config import ConfigError
 from common.integrations import ENDED, FAILED, STARTED
 from common.logging_json import bind_build, build_scope
 from common.models import Build, BuildStatus, ErrorKind, json_text, utc_now
-from common.records.builds import LostClaim
+from common.records.builds import Claim, LostClaim
 from common.registry_auth import registry_login
 from common.s3 import unanswered
+from common.tenant_limits import farm_defaults
 from worker import failures, metrics
 from worker.build_step import build_step
 from worker.build_types import EngineGone, Unreachable
@@ -158,26 +159,22 @@ class _Watcher(threading.Thread):
 def run_build(ctx: WorkerContext, build_id: str) -> None:
     config = ctx.config
     build = ctx.records.load(build_id)
-    if build is None or BuildStatus(build.status).is_terminal:
+    if not config.fair_scheduling and (build is None or BuildStatus(build.status).is_terminal):
         return  # deleted, or over: a redelivered message
-    bind_build(build.id, build.deployment_id)
     if low := low_free_disk(config):
         # Not claimed: no attempt is spent, and a worker with room takes the build.
-        logger.warning("build %s left in the queue: %s", build.id, low)
-        ctx.requeue(build.id, delay_ms=LOW_DISK_RETRY_MS)
+        logger.warning("build %s left in the queue: %s", build_id, low)
+        ctx.requeue(build_id, delay_ms=LOW_DISK_RETRY_MS)
         return
-    if ctx.left_to_others(build.id):
+    if build is not None and ctx.left_to_others(build.id):
         # Not claimed: handed back by this worker, which did not reach a part of the farm, it
         # waits for a worker that may (or for this one, past the part's bound).
         ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
         return
-    claim = ctx.records.claim(build, ctx.worker_id, config)
-    if claim.outcome == "busy":
-        ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
-    elif claim.outcome == "expired":
-        expire(ctx, build)
-    if claim.outcome != "claimed":
+    build, claim = _claim(ctx, build_id, build)
+    if build is None or claim.outcome != "claimed":
         return  # also: held under a live lease elsewhere, or out of attempts (the reaper ends it)
+    bind_build(build.id, build.deployment_id)
     logger.info("build %s claimed (attempt %s)", build.id, build.attempt)
     if build.attempt == 1:
         announce(ctx, build, STARTED)
@@ -226,6 +223,36 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
             status, kind, error = stop.status, stop.kind, stop.reason
         result = {**result, **timings.fields()}
         conclude(ctx, build, log, status, (kind, error), result, run_started=claimed_at)
+
+
+def _claim(ctx: WorkerContext, message_id: str, build: Build | None) -> tuple[Build | None, Claim]:
+    """The build a queue message runs, claimed. Its own build when that one is building (a
+    takeover of an expired lease) or without fair scheduling; otherwise the message is a slot
+    ticket: it claims the next build in fair order (records.claim_next). A message that ran
+    another build while its own still waits is sent again, so that no pending build is left
+    without one, even when a build without a message of its own (its enqueue lost) was chosen.
+    A ticket finding only builds that may not start yet comes back after a delay; one finding
+    nothing pending is done."""
+    config = ctx.config
+    if build is not None and (build.status == BuildStatus.BUILDING or not config.fair_scheduling):
+        claim = ctx.records.claim(build, ctx.worker_id, config)
+        if claim.outcome == "busy":
+            ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
+        elif claim.outcome == "expired":
+            expire(ctx, build)
+        if claim.outcome == "claimed" or not config.fair_scheduling:
+            return build, claim
+    claim = ctx.records.claim_next(ctx.worker_id, config, farm_defaults(config).max_running)
+    for expired_id in claim.expired:
+        if (expired := ctx.records.load(expired_id)) is not None:
+            expire(ctx, expired)
+    if claim.outcome == "waiting":
+        ctx.requeue(message_id, delay_ms=BUSY_RETRY_MS)
+    if claim.outcome != "claimed":
+        return None, claim
+    if build is not None and build.status == BuildStatus.PENDING and claim.build_id != build.id:
+        ctx.requeue(build.id)
+    return ctx.records.load(claim.build_id), claim
 
 
 class _Timings:

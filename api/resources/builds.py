@@ -33,7 +33,8 @@ class BuildsResource:
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
     ) -> None:
         build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
-        resp.media = public_build(build)
+        position = await self.store.queue_position(build) if build.status == BuildStatus.PENDING else None
+        resp.media = public_build(build, position)
 
     async def on_post_cancel(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str

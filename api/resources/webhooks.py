@@ -111,8 +111,9 @@ class _PushWebhook:
         claim = functools.partial(self.store.claim_once, once) if once else None
         try:
             build = await self.submission.deploy(deployment, DeployRequest(commit_sha=sha), claim)
-        except falcon.HTTPServiceUnavailable:
-            # The build was marked failed: a redelivery must try again, not get that build.
+        except (falcon.HTTPServiceUnavailable, falcon.HTTPTooManyRequests):
+            # The build was marked failed, or not stored (the tenant's queue was full): a
+            # redelivery must try again, not get that build.
             if once:
                 await self.store.forget(once)
             raise

@@ -20,6 +20,10 @@ class LostClaim(Exception):
     """Raised when a worker's write is refused because another attempt now owns the build."""
 
 
+class QueueFull(Exception):
+    """Raised when a new build would take its tenant past its limit of pending builds."""
+
+
 @dataclass(frozen=True)
 class TransitionResult:
     ok: bool
@@ -30,11 +34,15 @@ class TransitionResult:
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of a claim: `claimed`, or why not (held, busy, expired, terminal, …)."""
+    """The outcome of a claim: `claimed`, or why not (held, busy, expired, terminal, …); for
+    the fair choice of the next build (`claim_next`), `claimed` with the build chosen, or
+    `waiting` or `none`, and the pending builds it found past the queue deadline."""
 
     outcome: str
     attempt: int = 0
     took_over_from: str | None = None
+    build_id: str | None = None
+    expired: tuple[str, ...] = ()
 
 
 def status_keys(build_id: str, deployment_id: str) -> list[str]:
@@ -57,12 +65,17 @@ def get_build(deployment_id: str, build_id: str) -> Steps[Build | None]:
     return build if build is not None and build.deployment_id == deployment_id else None
 
 
-def create_build(build: Build) -> Call[Build | None]:
-    """Stores a new build numbered next in its deployment; None if the deployment is gone."""
+def create_build(build: Build, max_queued: int = 0, queued: bool = False) -> Call[Build | None]:
+    """Stores a new build numbered next in its deployment; None if the deployment is gone;
+    QueueFull if its tenant has `max_queued` builds queued already (0: no limit). `queued`: the
+    build's queue message is sent next (api/submission.py), so it joins its tenant's queue, from
+    which the fair choice takes builds; a build stored without (by a test) is never chosen."""
     values = build.to_redis()
     del values[fields.NUMBER], values[fields.STATUS]
 
     def parse(number: int) -> Build | None:
+        if number == -1:
+            raise QueueFull(build.tenant)
         if not number:
             return None
         build.number = int(number)
@@ -76,8 +89,9 @@ def create_build(build: Build) -> Call[Build | None]:
             keys.deployment(build.deployment_id),
             keys.deployment_build_seq(build.deployment_id),
             keys.deployment_builds(build.deployment_id),
+            keys.tenant_builds(build.tenant, BuildStatus.PENDING),
         ],
-        args=[build.id, build.created_at, build.status, *pairs(values)],
+        args=[build.id, build.created_at, build.status, max_queued, "1" if queued else "0", *pairs(values)],
     )
 
 
@@ -141,6 +155,19 @@ def transition(
     )
 
 
+def _claim_args(worker_id: str, config: Config, started_at: str) -> list[Any]:
+    """The arguments of a claim (scripts._CLAIM_BUILD) under `config`."""
+    return [
+        worker_id,
+        int(config.lease_ttl_s * 1000),
+        config.max_attempts,
+        "1" if config.one_build_per_deployment else "0",
+        int(config.queue_deadline_s * 1000),
+        keys.BUILD_PREFIX,
+        started_at,
+    ]
+
+
 def claim(build: Build, worker_id: str, config: Config) -> Call[Claim]:
     """Claims the build under a new attempt number and a fresh lease (`lease_ttl_s`), within
     `max_attempts`, behind older builds of its deployment (`one_build_per_deployment`) and not
@@ -163,15 +190,57 @@ def claim(build: Build, worker_id: str, config: Config) -> Call[Claim]:
         parse,
         script=scripts.CLAIM,
         keys=status_keys(build.id, build.deployment_id),
-        args=[
-            worker_id,
-            int(config.lease_ttl_s * 1000),
-            config.max_attempts,
-            "1" if config.one_build_per_deployment else "0",
-            int(config.queue_deadline_s * 1000),
-            keys.BUILD_PREFIX,
-            started_at,
+        args=_claim_args(worker_id, config, started_at),
+    )
+
+
+# How many of a tenant's oldest pending builds the fair choice looks at: past builds of
+# deployments that are busy, the next ones wait for the next choice.
+PICK_SCAN = 100
+
+
+def claim_next(worker_id: str, config: Config, default_max_running: int) -> Call[Claim]:
+    """Claims the next pending build in fair order (scripts.PICK): the tenants in turn, each
+    within its running limit (`default_max_running` for a tenant without its own), oldest
+    first within a tenant, behind older builds of its deployment, as `claim` does."""
+
+    def parse(raw: list[bytes]) -> Claim:
+        outcome = raw[0].decode()
+        if outcome != "claimed":
+            return Claim(outcome, expired=tuple(item.decode() for item in raw[1:]))
+        return Claim(outcome, int(raw[1]), None, raw[4].decode())
+
+    return Call(
+        parse,
+        script=scripts.PICK,
+        keys=[keys.TENANT_RING, keys.TENANT_TURN],
+        args=[*_claim_args(worker_id, config, utc_now()), default_max_running, PICK_SCAN],
+    )
+
+
+@dataclass(frozen=True)
+class TenantCounts:
+    running: int
+    queued: int
+
+
+def tenant_counts(tenant: str) -> Call[TenantCounts]:
+    """How many of the tenant's builds are building and pending, in one round trip."""
+    return Call(
+        lambda replies: TenantCounts(*replies),
+        commands=[
+            ("ZCARD", keys.tenant_builds(tenant, BuildStatus.BUILDING)),
+            ("ZCARD", keys.tenant_builds(tenant, BuildStatus.PENDING)),
         ],
+    )
+
+
+def queue_position(build: Build) -> Call[int | None]:
+    """A pending build's place among its tenant's pending builds, oldest first (1: the next of
+    the tenant's to start); None once it is not pending."""
+    index = keys.tenant_builds(build.tenant, BuildStatus.PENDING)
+    return Call(
+        lambda replies: None if replies[0] is None else replies[0] + 1, commands=[("ZRANK", index, build.id)]
     )
 
 

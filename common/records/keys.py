@@ -159,3 +159,15 @@ def commit_status_sent(build_id: str) -> str:
     """String: the furthest state of a build reported as its commit status (a rank), so a late
     retry of an earlier state does not overwrite a later one."""
     return f"{PREFIX}build:{build_id}:commit-status"
+
+
+# Sorted set: the tenants with pending builds, scored by their turn (the fair order of
+# common/records/scripts.py PICK: the lowest score is served next).
+TENANT_RING = f"{PREFIX}fair:tenants"
+# Counter: the turn given to the tenant served last.
+TENANT_TURN = f"{PREFIX}fair:turn"
+
+
+def tenant_builds(tenant: str, status: str) -> str:
+    """Sorted set: a tenant's pending or building build ids, by entry time (ms)."""
+    return f"{PREFIX}tenant:{tenant}:builds:{status}"

@@ -10,12 +10,23 @@ from __future__ import annotations
 from string import Template
 
 from common.contract import Build
-from common.models import BuildStatus
-from common.records import fields
+from common.models import LIMIT_NAMES, BuildStatus
+from common.records import fields, keys
 from common.records.keys import ACTIVE_STATUSES
 
 # How far back the farm counts the builds that ended (keys.FINISHED_BUILDS): an hour.
 FINISHED_WINDOW_MS = 3600 * 1000
+
+
+def _lua_var(name: str) -> str:
+    """A Lua variable in place of an id in a key name of keys.py (see _lua_key)."""
+    return f"' .. {name} .. '"
+
+
+def _lua_key(key: str) -> str:
+    """A key name of keys.py made with _lua_var ids, as a Lua expression naming the key."""
+    return f"'{key}'"
+
 
 _NOW_MS = """
 local function now_ms()
@@ -34,22 +45,41 @@ end
 
 # Scripts that change a build's status take STATUS_KEYS: KEYS[1] the build's hash, then its
 # deployment's per-status sets (BuildStatus order), then the farm-wide active sets, then the
-# farm-wide set of the builds that ended within the last hour (GET /farm's builds per minute).
+# farm-wide set of the builds that ended within the last hour (GET /farm's builds per minute);
+# set_status gets them as K. The tenant's own sets of pending and building builds (its queue and
+# its running count) and the ring of tenants with pending builds follow the status too: their keys
+# are named from the build's tenant field (on Redis Cluster a tenant's keys would need one
+# hash tag). A new build joins its tenant's queue only when it is queued (`queued`: the API sends
+# its message next), and the tenant joins the ring just before the tenant served last.
 _SET_STATUS = Template("""
 local BY_STATUS = {$by_status}
 local ACTIVE = {$active}
 local FINISHED = $finished
-local function set_status(id, number, from, to, ms)
-  redis.call('HSET', KEYS[1], '$$status', to)
+local function tenant_key(tenant, status) return $tenant_key end
+local function set_status(K, id, number, from, to, ms, queued)
+  redis.call('HSET', K[1], '$$status', to)
+  local tenant = redis.call('HGET', K[1], '$$tenant') or ''
   if from then
-    redis.call('ZREM', KEYS[BY_STATUS[from]], id)
-    if ACTIVE[from] then redis.call('ZREM', KEYS[ACTIVE[from]], id) end
+    redis.call('ZREM', K[BY_STATUS[from]], id)
+    if ACTIVE[from] then
+      redis.call('ZREM', K[ACTIVE[from]], id)
+      redis.call('ZREM', tenant_key(tenant, from), id)
+      if from == 'pending' and redis.call('EXISTS', tenant_key(tenant, from)) == 0 then
+        redis.call('ZREM', '$ring', tenant)
+      end
+    end
   end
-  redis.call('ZADD', KEYS[BY_STATUS[to]], number, id)
-  if ACTIVE[to] then redis.call('ZADD', KEYS[ACTIVE[to]], ms, id) end
+  redis.call('ZADD', K[BY_STATUS[to]], number, id)
+  if ACTIVE[to] then redis.call('ZADD', K[ACTIVE[to]], ms, id) end
+  if to == 'building' or (to == 'pending' and queued) then
+    redis.call('ZADD', tenant_key(tenant, to), ms, id)
+  end
+  if to == 'pending' and queued then
+    redis.call('ZADD', '$ring', 'NX', (tonumber(redis.call('GET', '$turn')) or 0) - 0.5, tenant)
+  end
   if not ACTIVE[to] then
-    redis.call('ZADD', KEYS[FINISHED], ms, id)
-    redis.call('ZREMRANGEBYSCORE', KEYS[FINISHED], '-inf', ms - $window_ms)
+    redis.call('ZADD', K[FINISHED], ms, id)
+    redis.call('ZREMRANGEBYSCORE', K[FINISHED], '-inf', ms - $window_ms)
   end
 end
 """).substitute(
@@ -59,8 +89,24 @@ end
     ),
     finished=2 + len(BuildStatus) + len(ACTIVE_STATUSES),
     window_ms=FINISHED_WINDOW_MS,
+    tenant_key=_lua_key(keys.tenant_builds(_lua_var("tenant"), _lua_var("status"))),
+    ring=keys.TENANT_RING,
+    turn=keys.TENANT_TURN,
 )
 STATUS_KEY_COUNT = 2 + len(BuildStatus) + len(ACTIVE_STATUSES)
+# STATUS_KEYS of the build `id` of `deployment`, as the items of a Lua table.
+_STATUS_KEYS_LUA = ", ".join(
+    _lua_key(key)
+    for key in (
+        keys.build(_lua_var("id")),
+        *keys.deployment_builds_by_status(_lua_var("deployment")),
+        *(keys.active_builds(status) for status in ACTIVE_STATUSES),
+        keys.FINISHED_BUILDS,
+    )
+)
+# The limit PICK reads from a tenant's limits hash (common/tenant_limits.py); the import fails
+# here if the limit is renamed there.
+_MAX_RUNNING = next(name for name in LIMIT_NAMES if name == "max_running")
 
 
 def _script(*parts: str) -> str:
@@ -86,7 +132,7 @@ if not allowed then return {0, current} end
 if ARGV[3] ~= '' and not holds_claim(KEYS[1], ARGV[3]) then return {-2, current} end
 if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 local id, number = redis.call('HGET', KEYS[1], '$id'), redis.call('HGET', KEYS[1], '$number')
-set_status(id, number, current, ARGV[2], now_ms())
+set_status(KEYS, id, number, current, ARGV[2], now_ms())
 return {1, current}
 """,
 )
@@ -95,57 +141,118 @@ return {1, current}
 # held under a live lease, one that ran out of attempts, a build waiting behind an older or
 # running build of its deployment (when builds of a deployment run one at a time), and a
 # pending build past the queue deadline. Times come from the Redis clock, shared by all hosts.
-# ARGV: worker, lease (ms), max attempts, one per deployment ('1'), queue deadline (ms, 0:
-# none), the build key prefix, started_at.
-CLAIM = _script(
+# K: the build's STATUS_KEYS. A: worker, lease (ms), max attempts, one per deployment ('1'),
+# queue deadline (ms, 0: none), the build key prefix, started_at.
+_CLAIM_BUILD = """
+local function claim_build(K, A, ms)
+  local status = redis.call('HGET', K[1], '$status')
+  if not status then return {'missing'} end
+  local attempt = tonumber(redis.call('HGET', K[1], '$attempt') or '0') or 0
+  local id = redis.call('HGET', K[1], '$id')
+  if status == 'building' then
+    local lease = tonumber(redis.call('HGET', K[1], '$lease_expires_ms') or '0') or 0
+    if lease > ms then return {'held'} end
+    if attempt >= tonumber(A[3]) then return {'exhausted'} end
+  elseif status == 'pending' then
+    local queued = redis.call('ZSCORE', K[ACTIVE.pending], id)
+    if queued and tonumber(A[5]) > 0 and ms - tonumber(queued) > tonumber(A[5]) then
+      return {'expired'}
+    end
+  else
+    return {'terminal'}
+  end
+  if A[4] == '1' then
+    local number = tonumber(redis.call('HGET', K[1], '$number'))
+    local older = redis.call('ZRANGE', K[BY_STATUS.pending], 0, 0, 'WITHSCORES')
+    if older[1] and older[1] ~= id and tonumber(older[2]) < number then return {'busy'} end
+    -- The other running builds are known only here, read in the same atomic step as their
+    -- leases, so their hashes are named from their ids (on Redis Cluster a deployment's keys
+    -- would need one hash tag).
+    for _, other in ipairs(redis.call('ZRANGE', K[BY_STATUS.building], 0, -1)) do
+      if other ~= id then
+        local lease = tonumber(redis.call('HGET', A[6] .. other, '$lease_expires_ms') or '0') or 0
+        if lease > ms then return {'busy'} end
+      end
+    end
+  end
+  local previous_worker = redis.call('HGET', K[1], '$worker') or ''
+  redis.call('HSET', K[1], '$attempt', attempt + 1, '$worker', A[1],
+    '$lease_expires_ms', ms + tonumber(A[2]), '$log_state', 'live')
+  if status == 'pending' then
+    redis.call('HSET', K[1], '$started_at', A[7])
+    set_status(K, id, redis.call('HGET', K[1], '$number'), status, 'building', ms)
+  end
+  return {'claimed', tostring(attempt + 1), status, previous_worker}
+end
+"""
+
+# Claims one given build (claim_build). KEYS: its STATUS_KEYS; ARGV: claim_build's A.
+CLAIM = _script(_NOW_MS, _SET_STATUS, _CLAIM_BUILD, "\nreturn claim_build(KEYS, ARGV, now_ms())\n")
+
+# The fair choice of the next build to run, claimed in the same step: the tenants of the ring
+# in turn (the lowest turn first), skipping a tenant at its running limit (its own max_running,
+# else the farm's default), then within a tenant its oldest pending build that claim_build
+# takes, skipping deployments with a running build (a deployment's oldest pending build stands
+# for it: builds stored in the same millisecond sort by id in the tenant's queue). The tenant
+# served gets the next turn. Replies 'claimed', attempt, previous status, previous worker, the
+# build id; or else 'waiting' (builds are pending but none may start now) or 'none' (nothing is
+# pending), then the ids of the builds found past the queue deadline. The records and the tenants' keys are
+# named from the ids found here (the exception of the module's docstring).
+# KEYS: the ring, the turn counter. ARGV: claim_build's A, the farm's default max_running, how
+# many of a tenant's oldest pending builds are looked at.
+PICK = _script(
     _NOW_MS,
     _SET_STATUS,
-    """
+    _CLAIM_BUILD,
+    f"""
+local function status_keys(id, deployment) return {{{_STATUS_KEYS_LUA}}} end
+local function limits_key(tenant) return {_lua_key(keys.tenant_limits(_lua_var("tenant")))} end
 local ms = now_ms()
-local status = redis.call('HGET', KEYS[1], '$status')
-if not status then return {'missing'} end
-local attempt = tonumber(redis.call('HGET', KEYS[1], '$attempt') or '0') or 0
-local id = redis.call('HGET', KEYS[1], '$id')
-if status == 'building' then
-  local lease = tonumber(redis.call('HGET', KEYS[1], '$lease_expires_ms') or '0') or 0
-  if lease > ms then return {'held'} end
-  if attempt >= tonumber(ARGV[3]) then return {'exhausted'} end
-elseif status == 'pending' then
-  local queued = redis.call('ZSCORE', KEYS[ACTIVE.pending], id)
-  if queued and tonumber(ARGV[5]) > 0 and ms - tonumber(queued) > tonumber(ARGV[5]) then
-    return {'expired'}
+local waiting, expired = false, {{}}
+for _, tenant in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local pending = tenant_key(tenant, 'pending')
+  local limit = tonumber(redis.call('HGET', limits_key(tenant), '{_MAX_RUNNING}') or ARGV[8]) or 0
+  local ids = {{}}
+  if limit > 0 and redis.call('ZCARD', tenant_key(tenant, 'building')) >= limit then
+    waiting = true
+  else
+    ids = redis.call('ZRANGE', pending, 0, tonumber(ARGV[9]) - 1)
+    if #ids == 0 then redis.call('ZREM', KEYS[1], tenant) end
   end
-else
-  return {'terminal'}
-end
-if ARGV[4] == '1' then
-  local number = tonumber(redis.call('HGET', KEYS[1], '$number'))
-  local older = redis.call('ZRANGE', KEYS[BY_STATUS.pending], 0, 0, 'WITHSCORES')
-  if older[1] and older[1] ~= id and tonumber(older[2]) < number then return {'busy'} end
-  -- The other running builds are known only here, read in the same atomic step as their
-  -- leases, so their hashes are named from their ids (on Redis Cluster a deployment's keys
-  -- would need one hash tag).
-  for _, other in ipairs(redis.call('ZRANGE', KEYS[BY_STATUS.building], 0, -1)) do
-    if other ~= id then
-      local lease = tonumber(redis.call('HGET', ARGV[6] .. other, '$lease_expires_ms') or '0') or 0
-      if lease > ms then return {'busy'} end
+  local busy = {{}}
+  for _, id in ipairs(ids) do
+    local deployment = redis.call('HGET', ARGV[6] .. id, '$deployment_id')
+    if not deployment then
+      redis.call('ZREM', pending, id)
+    elseif not busy[deployment] then
+      local K = status_keys(id, deployment)
+      -- builds of one deployment run by number: its oldest pending build stands for it
+      local head = ARGV[4] == '1' and redis.call('ZRANGE', K[BY_STATUS.pending], 0, 0)[1]
+      if head and head ~= id then id, K = head, status_keys(head, deployment) end
+      local claimed = claim_build(K, ARGV, ms)
+      if claimed[1] == 'claimed' then
+        redis.call('ZADD', KEYS[1], 'XX', redis.call('INCR', KEYS[2]), tenant)
+        return {{'claimed', claimed[2], claimed[3], claimed[4], id}}
+      elseif claimed[1] == 'expired' then
+        table.insert(expired, id)
+      elseif claimed[1] == 'terminal' or claimed[1] == 'missing' then
+        redis.call('ZREM', pending, id)
+      else
+        busy[deployment], waiting = true, true
+      end
     end
   end
 end
-local previous_worker = redis.call('HGET', KEYS[1], '$worker') or ''
-redis.call('HSET', KEYS[1], '$attempt', attempt + 1, '$worker', ARGV[1],
-  '$lease_expires_ms', ms + tonumber(ARGV[2]), '$log_state', 'live')
-if status == 'pending' then
-  redis.call('HSET', KEYS[1], '$started_at', ARGV[7])
-  set_status(id, redis.call('HGET', KEYS[1], '$number'), status, 'building', ms)
-end
-return {'claimed', tostring(attempt + 1), status, previous_worker}
+return {{(waiting or #expired > 0) and 'waiting' or 'none', unpack(expired)}}
 """,
 )
 
-# Stores a new build only if its deployment still exists, numbering it in the same step.
-# KEYS: STATUS_KEYS, the deployment, its build counter, its set of all builds.
-# ARGV: id, the deployment's new updated_at, the build's status, then the build's field pairs.
+# Stores a new build only if its deployment still exists and its tenant has fewer than
+# max_queued builds pending (0: no limit), numbering it in the same step. Replies the number,
+# 0 (the deployment is gone) or -1 (the tenant's queue is full).
+# KEYS: STATUS_KEYS, the deployment, its build counter, its set of all builds, the tenant's
+# pending builds. ARGV: id, the deployment's new updated_at, the build's status, max_queued,
+# '1' if the build is queued (set_status), then the build's field pairs.
 CREATE_BUILD = _script(
     _NOW_MS,
     _SET_STATUS,
@@ -153,10 +260,12 @@ CREATE_BUILD = _script(
 local deployment = KEYS[{STATUS_KEY_COUNT + 1}]
 local seq, all_builds = KEYS[{STATUS_KEY_COUNT + 2}], KEYS[{STATUS_KEY_COUNT + 3}]
 if redis.call('EXISTS', deployment) == 0 then return 0 end
+local cap = tonumber(ARGV[4])
+if cap > 0 and redis.call('ZCARD', KEYS[{STATUS_KEY_COUNT + 4}]) >= cap then return -1 end
 local n = redis.call('INCR', seq)
-redis.call('HSET', KEYS[1], '$number', n, unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], '$number', n, unpack(ARGV, 6))
 redis.call('ZADD', all_builds, n, ARGV[1])
-set_status(ARGV[1], n, false, ARGV[3], now_ms())
+set_status(KEYS, ARGV[1], n, false, ARGV[3], now_ms(), ARGV[5] == '1')
 redis.call('HSET', deployment, '$latest_build_id', ARGV[1], '$updated_at', ARGV[2])
 return n
 """,
