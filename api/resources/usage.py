@@ -9,7 +9,7 @@ from api.admission import TenantAdmission
 from api.auth import principal
 from common.contract import Usage
 from common.models import utc_now
-from common.records.usage import Activity, month_of
+from common.records.usage import month_of
 
 
 class UsageResource:
@@ -19,7 +19,7 @@ class UsageResource:
     async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenant, store = principal(req).tenant, self.admission.store
         limits = await self.admission.limits(tenant)
-        activity = (await store.active_by_tenant(tenant)).get(tenant, Activity())
+        activity = await store.tenant_counts(tenant)
         month = month_of(utc_now())
         seconds = await store.build_seconds(tenant, month)
         resp.media = Usage(tenant, activity.running, activity.queued, limits, month, round(seconds / 60, 2))

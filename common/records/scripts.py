@@ -458,7 +458,7 @@ return {1, 0}
 """,
 )
 
-# Builds pending and building, by tenant (of one tenant with ARGV[2], else of all), from the
+# Builds pending and building, by tenant, from the
 # farm-wide active sets (KEYS: ACTIVE_STATUSES' sets): the builds' hashes are named from the ids
 # found inside (ARGV[1], the build key prefix). Replies tenant, then a count per KEYS, per tenant.
 ACTIVE_BY_TENANT = _script("""
@@ -466,7 +466,7 @@ local counts, order = {}, {}
 for slot, key in ipairs(KEYS) do
   for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
     local tenant = redis.call('HGET', ARGV[1] .. id, '$tenant')
-    if tenant and (ARGV[2] == '' or tenant == ARGV[2]) then
+    if tenant then
       if not counts[tenant] then
         counts[tenant] = {}
         for i = 1, #KEYS do counts[tenant][i] = 0 end

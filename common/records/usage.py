@@ -7,40 +7,34 @@ ended in. A build that never started (cancelled or expired while pending) costs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from common.models import BuildStatus
 from common.records import keys, scripts
+from common.records.builds import TenantCounts
 from common.records.call import Call
 
 
-@dataclass(frozen=True)
-class Activity:
-    """A tenant's builds now: building (running) and pending (queued)."""
-
-    running: int = 0
-    queued: int = 0
-
-
-def active_by_tenant(tenant: str | None = None) -> Call[dict[str, Activity]]:
-    """Each tenant's running and queued builds (one tenant's only, with `tenant`); a tenant with
-    none is absent. One Lua call that reads every active build of the farm (O(active builds))."""
+def active_by_tenant() -> Call[dict[str, TenantCounts]]:
+    """Every tenant's running and queued builds (the per-tenant series of /metrics); a tenant
+    with none is absent. One Lua call that reads every active build of the farm (O(active
+    builds)); one tenant's counts are builds.tenant_counts, O(1)."""
     statuses = keys.ACTIVE_STATUSES
 
-    def parse(reply: list[Any]) -> dict[str, Activity]:
+    def parse(reply: list[Any]) -> dict[str, TenantCounts]:
         width = 1 + len(statuses)
         found = {}
         for at in range(0, len(reply), width):
             counts = dict(zip(statuses, (int(n) for n in reply[at + 1 : at + width]), strict=True))
-            found[reply[at].decode()] = Activity(counts[BuildStatus.BUILDING], counts[BuildStatus.PENDING])
+            running, queued = counts[BuildStatus.BUILDING], counts[BuildStatus.PENDING]
+            found[reply[at].decode()] = TenantCounts(running, queued)
         return found
 
     return Call(
         parse,
         script=scripts.ACTIVE_BY_TENANT,
         keys=[keys.active_builds(status) for status in statuses],
-        args=[keys.BUILD_PREFIX, tenant or ""],
+        args=[keys.BUILD_PREFIX],
     )
 
 
