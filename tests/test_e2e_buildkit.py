@@ -16,8 +16,9 @@ import docker.errors
 import pytest
 import redis
 
+from common.records import keys
 from common.s3 import archive_key
-from tests.conftest import BASE_IMAGE
+from tests.conftest import BASE_IMAGE, wait_until
 from tests.farm import (
     MetricsWorker,
     archive_deployment,
@@ -285,7 +286,15 @@ def test_an_archive_changed_in_s3_after_its_upload_fails_the_build_and_nothing_i
         docker_client.inspect_image(f"{config.registry}/{deployment['subdomain']}:{sha[:8]}")
 
 
-def test_phase_timings_are_on_the_build_record_and_in_the_workers_histograms(client, worker):
+def test_phase_timings_are_on_the_build_record_and_in_the_workers_histograms(client, worker, redis_client):
+    # Given a worker with no other build to run: none queued or building in any tenant's queue
+    # (one an earlier test left queued would move the histograms too)
+    queues = keys.tenant_builds("*", "*")
+    wait_until(
+        lambda: sum(redis_client.zcard(key) for key in redis_client.scan_iter(match=queues)) == 0,
+        120,
+        what="an idle farm",
+    )
     before = worker.scrape()
     deployment = archive_deployment(client, context_archive(dockerfile("echo timed")))
     build = succeeded(client, deploy(client, deployment))

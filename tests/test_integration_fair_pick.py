@@ -5,6 +5,7 @@ farm-wide, so these tests run on a database of their own, emptied before each.""
 
 from __future__ import annotations
 
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -56,6 +57,9 @@ def queue(
         created_at=utc_now(),
     )
     assert records.create_build(build, max_queued, queued) is not None
+    # A tenant's queue is ordered by entry time in ms (Redis's clock), and builds that entered in
+    # the same millisecond by id: a millisecond apart, the order of these tests is the order made.
+    time.sleep(0.002)
     return build
 
 
