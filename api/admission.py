@@ -42,9 +42,11 @@ class TenantAdmission:
     async def limits(self, tenant: str) -> TenantLimits:
         return await self.store.run(tenant_limits(tenant, farm_defaults(self.config)))
 
-    async def deploy_request(self, tenant: str) -> None:
-        """Counts a request that submits a build; 429 past the tenant's deploys per minute."""
-        limit = (await self.limits(tenant)).deploys_per_minute
+    async def deploy_request(self, tenant: str) -> TenantLimits:
+        """Counts a request that submits a build; 429 past the tenant's deploys per minute. The
+        limits it read, for the rest of the request."""
+        limits = await self.limits(tenant)
+        limit = limits.deploys_per_minute
         taken = await self.store.take_slot(tenant, DEPLOYS, new_id(), limit, MINUTE_MS)
         if not taken.ok:
             retry_s = max(1, math.ceil(taken.wait_ms / 1000))
@@ -53,6 +55,7 @@ class TenantAdmission:
                 f"(its limit {DEPLOYS}); try again in {retry_s} s",
                 retry_s,
             )
+        return limits
 
     @asynccontextmanager
     async def held(self, tenant: str, kind: str) -> AsyncIterator[None]:

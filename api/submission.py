@@ -21,7 +21,6 @@ from common.contract import MAX_BUILD_ARGS, DeployRequest, public_build
 from common.integrations import CANCELLED, QUEUED, announcement
 from common.models import Build, BuildStatus, Deployment, ErrorKind, SourceType, json_text, utc_now
 from common.records.builds import QueueFull
-from common.tenant_limits import farm_defaults, tenant_limits
 
 logger = logging.getLogger("buildfarm.api")
 
@@ -53,7 +52,7 @@ class BuildSubmission:
         request's build args are merged over the deployment's (422 past MAX_BUILD_ARGS). With
         `claim`, a request repeating an earlier one's key gets the build the earlier one created.
         Every request counts against the tenant's deploys per minute (429 past it)."""
-        await self.admission.deploy_request(deployment.tenant)
+        max_queued = (await self.admission.deploy_request(deployment.tenant)).max_queued
         request = request or DeployRequest()
         commit_sha = request.commit_sha
         build = _pending_build(deployment, no_cache=request.no_cache)
@@ -72,30 +71,30 @@ class BuildSubmission:
             build.commit_sha = commit_sha
         if claim is not None:
             # A full queue answers before the request's key is taken, so that a retry may build.
-            await self._max_queued(deployment.tenant, check=True)
+            await self._check_queue(deployment.tenant, max_queued)
             earlier = await claim(build.id)
             if earlier is not None:
                 found = await self.store.get_build(deployment.id, earlier)
                 if found is None:
                     raise conflict("An earlier request with this key is still being processed")
                 return found
-        return await self._submit(deployment, build)
+        return await self._submit(deployment, build, max_queued)
 
     async def retry(self, deployment: Deployment, old: Build) -> Build:
         """A new build of exactly `old`'s source — the same commit (git), or the same archive and
         inline Dockerfile — whatever the deployment got since (409 if it never had one). It counts
         against the tenant's deploys per minute (429 past it)."""
-        await self.admission.deploy_request(deployment.tenant)
+        max_queued = (await self.admission.deploy_request(deployment.tenant)).max_queued
         if not old.commit_sha:
             raise conflict("This build never resolved its commit, so there is no exact source to retry")
         source = {name: getattr(old, name) for name in SOURCE_FIELDS}
-        return await self._submit(deployment, _pending_build(deployment, **source))
+        return await self._submit(deployment, _pending_build(deployment, **source), max_queued)
 
-    async def _submit(self, deployment: Deployment, build: Build) -> Build:
+    async def _submit(self, deployment: Deployment, build: Build, max_queued: int) -> Build:
         """Stores and queues `build` (404 if the deployment went meanwhile). If the queue is
         unreachable the build is marked failed (nothing waits for a message that was never sent)
-        and the caller gets 503; 429 if the tenant has its limit of builds queued."""
-        max_queued = await self._max_queued(deployment.tenant)
+        and the caller gets 503; 429 if the tenant has `max_queued` builds queued (0: no limit),
+        checked atomically as the build is stored."""
         try:
             created = await self.store.create_build(build, max_queued, queued=True)
         except QueueFull:
@@ -134,15 +133,11 @@ class BuildSubmission:
         except Exception:
             logger.exception("could not announce %s of build %s", event, build_id)
 
-    async def _max_queued(self, tenant: str, check: bool = False) -> int:
-        """The tenant's limit of builds queued, read on every submission (a change takes effect
-        at once); with `check`, 429 if the tenant is at it already (create_build checks again,
-        atomically)."""
-        limits = await self.store.run(tenant_limits(tenant, farm_defaults(self.config)))
-        cap = limits.max_queued
-        if check and cap and (await self.store.tenant_counts(tenant)).queued >= cap:
-            raise _queue_full(tenant, cap)
-        return cap
+    async def _check_queue(self, tenant: str, max_queued: int) -> None:
+        """429 if the tenant has its limit of builds queued already (_submit checks again,
+        atomically, as it stores the build)."""
+        if max_queued and (await self.store.tenant_counts(tenant)).queued >= max_queued:
+            raise _queue_full(tenant, max_queued)
 
 
 def _queue_full(tenant: str, max_queued: int) -> falcon.HTTPError:
