@@ -1,13 +1,12 @@
-"""What a request names, looked up for its tenant: a deployment, a build of it, a page of its
-builds. Another tenant's deployment is answered exactly like a missing one (404), and so is
-an id that is not a UUID."""
+"""What a request names, looked up for its tenant: a deployment, a build of it (a page of its
+builds: api/build_pages.py). Another tenant's deployment is answered exactly like a missing
+one (404), and so is an id that is not a UUID."""
 
 from __future__ import annotations
 
 from api.errors import not_found
 from api.store import RecordStore
 from api.validation import is_uuid
-from common import contract
 from common.models import Build, Deployment
 
 
@@ -16,18 +15,6 @@ async def find_deployment(store: RecordStore, tenant: str, deployment_id: str) -
     if deployment is None:
         raise not_found("Deployment not found")
     return deployment
-
-
-async def find_builds(
-    store: RecordStore, tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
-) -> tuple[list[contract.Build], int | None]:
-    """A page of a deployment's builds (and the next cursor), with the deployment checked in the
-    same round trip."""
-    if is_uuid(deployment_id):
-        page = await store.list_builds(tenant, deployment_id, status, limit, before)
-        if page is not None:
-            return page
-    raise not_found("Deployment not found")
 
 
 async def find_build(store: RecordStore, tenant: str, deployment_id: str, build_id: str) -> Build:

@@ -126,6 +126,9 @@ class Deployment(_RedisHash, kw_only=True):
     webhook_secret: str | None = None
     # JSON text (json_text): the values of the Dockerfile's ARGs for every build.
     build_args: str | None = None
+    # Raised by every change to the deployment's builds (common/records/scripts.py,
+    # _BUILDS_CHANGED): a page of them read at one revision is still true at the same one.
+    builds_revision: int = 0
 
     def args(self) -> dict[str, str]:
         return _args(self.build_args)

@@ -56,10 +56,10 @@ def deployment(run) -> Deployment:
 def test_builds_are_numbered_and_paged_newest_first_below_the_cursor(run, deployment):
     created = [run(builds.create_build(new_build(deployment))) for _ in range(5)]
     assert [b.number for b in created] == [1, 2, 3, 4, 5]
-    first, cursor = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, None))
+    first, cursor, _ = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, None))
     assert [b.number for b in first] == [5, 4] and cursor == 4
-    second, cursor = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, cursor))
-    third, cursor = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, cursor))
+    second, cursor, _ = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, cursor))
+    third, cursor, _ = run(builds.list_builds(deployment.tenant, deployment.id, None, 2, cursor))
     assert [b.number for b in second + third] == [3, 2, 1] and cursor is None
     assert third[0] == public_build(run(builds.load(created[0].id)))
 
@@ -68,15 +68,15 @@ def test_a_page_of_builds_is_read_only_for_the_tenant_that_owns_the_deployment(r
     run(builds.create_build(new_build(deployment)))
     assert run(builds.list_builds("another-tenant", deployment.id, None, 10, None)) is None
     assert run(builds.list_builds(deployment.tenant, str(uuid.uuid4()), None, 10, None)) is None
-    page, _ = run(builds.list_builds(deployment.tenant, deployment.id, None, 10, None))
+    page = run(builds.list_builds(deployment.tenant, deployment.id, None, 10, None)).builds
     assert len(page) == 1
 
 
 def test_a_page_of_one_status_lists_only_builds_in_it(run, deployment):
     older, newer = (run(builds.create_build(new_build(deployment))) for _ in range(2))
     assert run(builds.transition(older.id, deployment.id, BuildStatus.CANCELLED)).ok
-    cancelled, _ = run(builds.list_builds(deployment.tenant, deployment.id, BuildStatus.CANCELLED, 10, None))
-    pending, _ = run(builds.list_builds(deployment.tenant, deployment.id, BuildStatus.PENDING, 10, None))
+    cancelled = run(builds.list_builds(deployment.tenant, deployment.id, BuildStatus.CANCELLED, 10, None)).builds
+    pending = run(builds.list_builds(deployment.tenant, deployment.id, BuildStatus.PENDING, 10, None)).builds
     assert [b.id for b in cancelled] == [older.id] and [b.id for b in pending] == [newer.id]
 
 
@@ -204,7 +204,7 @@ def test_the_api_reads_a_page_in_one_round_trip(config, redis_client, listing):
     port = int(loop.run_until_complete(client.client_info())["addr"].rsplit(":", 1)[1])
     pages = []
     assert commands_sent(redis_client, port, lambda: pages.append(read_page())) == ["EVALSHA"]
-    rows, _ = pages[0]
+    rows = pages[0][0]
     assert len(rows) == (50 if listing == "builds" else 1)
     loop.run_until_complete(client.aclose())
     loop.close()

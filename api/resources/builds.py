@@ -5,8 +5,9 @@ from __future__ import annotations
 import falcon
 
 from api.auth import principal
+from api.build_pages import BuildPages
 from api.errors import conflict
-from api.lookups import find_build, find_builds, find_deployment
+from api.lookups import find_build, find_deployment
 from api.paging import link_next_page, paging_params
 from api.store import RecordStore
 from api.submission import BuildSubmission, render_queued
@@ -19,6 +20,7 @@ class BuildsResource:
     def __init__(self, store: RecordStore, submission: BuildSubmission) -> None:
         self.store = store
         self.submission = submission
+        self.pages = BuildPages(store)
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         limit, before = paging_params(req)
@@ -26,7 +28,8 @@ class BuildsResource:
         if status is not None and status not in STATUSES:
             raise falcon.HTTPBadRequest(description=f"Invalid 'status': use one of {', '.join(STATUSES)}")
         tenant = principal(req).tenant
-        resp.media, next_cursor = await find_builds(self.store, tenant, deployment_id, status, limit, before)
+        resp.data, next_cursor = await self.pages.page(tenant, deployment_id, status, limit, before)
+        resp.content_type = falcon.MEDIA_JSON
         link_next_page(req, resp, limit, next_cursor)
 
     async def on_get_item(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from common import contract
 from common.config import Config
@@ -49,7 +49,7 @@ def status_keys(build_id: str, deployment_id: str) -> list[str]:
     """KEYS of the scripts that change a build's status (see scripts._SET_STATUS)."""
     active = [keys.active_builds(status) for status in keys.ACTIVE_STATUSES]
     by_status = keys.deployment_builds_by_status(deployment_id)
-    return [keys.build(build_id), *by_status, *active, keys.FINISHED_BUILDS]
+    return [keys.build(build_id), *by_status, *active, keys.FINISHED_BUILDS, keys.deployment(deployment_id)]
 
 
 def load(build_id: str) -> Call[Build | None]:
@@ -86,7 +86,6 @@ def create_build(build: Build, max_queued: int = 0, queued: bool = False) -> Cal
         script=scripts.CREATE_BUILD,
         keys=[
             *status_keys(build.id, build.deployment_id),
-            keys.deployment(build.deployment_id),
             keys.deployment_build_seq(build.deployment_id),
             keys.deployment_builds(build.deployment_id),
             keys.tenant_builds(build.tenant, BuildStatus.PENDING),
@@ -105,18 +104,27 @@ def split_page(reply: list[Any]) -> tuple[list[Any], int | None]:
     return reply[:end], int(float(reply[end])) if len(reply) > end else None
 
 
+class BuildsPage(NamedTuple):
+    builds: list[contract.Build]
+    # The next page's cursor, if more builds follow.
+    cursor: int | None
+    # The deployment's builds revision the page was read at (builds_revision).
+    revision: int
+
+
 def list_builds(
     tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
-) -> Call[tuple[list[contract.Build], int | None] | None]:
+) -> Call[BuildsPage | None]:
     """One page of a deployment's builds as clients see them, newest first below the cursor,
     in one round trip that also checks the deployment is the tenant's (None if it is not, or
     is gone) and reads only the public fields."""
 
-    def parse(reply: list[Any] | int) -> tuple[list[contract.Build], int | None] | None:
+    def parse(reply: list[Any] | int) -> BuildsPage | None:
         if reply == 0:
             return None
-        rows, cursor = split_page(reply)
-        return [contract.build_from_values(values) for values in rows[2::4] if values[0] is not None], cursor
+        rows, cursor = split_page(reply[1:])
+        builds = [contract.build_from_values(values) for values in rows[2::4] if values[0] is not None]
+        return BuildsPage(builds, cursor, int(reply[0]))
 
     return Call(
         parse,
@@ -124,6 +132,18 @@ def list_builds(
         keys=[keys.deployment_builds(deployment_id, status), keys.deployment(deployment_id)],
         args=[*page_args(before, limit), keys.BUILD_PREFIX, "", tenant],
     )
+
+
+def builds_revision(tenant: str, deployment_id: str) -> Call[int | None]:
+    """The revision of the deployment's builds, raised by every change to them (a field clients
+    see, or which of its lists a build is in); None if the deployment is gone or not the tenant's."""
+
+    def parse(replies: list[list[bytes | None]]) -> int | None:
+        owner, revision = replies[0]
+        return int(revision or 0) if owner is not None and owner.decode() == tenant else None
+
+    wanted = (fields.TENANT, fields.BUILDS_REVISION)
+    return Call(parse, commands=[("HMGET", keys.deployment(deployment_id), *wanted)])
 
 
 # Why TRANSITION refused, by its reply code (1: moved).
@@ -253,7 +273,8 @@ def renew(build: Build, lease_s: float) -> Call[bool]:
 def _fenced_set(build: Build, values: dict[str, str], parse: Callable[[int], T]) -> Call[T]:
     """Sets fields while the build's attempt is still `build.attempt`; `parse` gets 0 otherwise."""
     args = [str(build.attempt), *pairs(values)]
-    return Call(parse, script=scripts.FENCED_HSET, keys=[keys.build(build.id)], args=args)
+    build_keys = [keys.build(build.id), keys.deployment(build.deployment_id)]
+    return Call(parse, script=scripts.FENCED_HSET, keys=build_keys, args=args)
 
 
 def release(build: Build) -> Call[bool]:

@@ -43,18 +43,29 @@ local function holds_claim(build, attempt)
 end
 """
 
+# A change to a deployment's builds (a field clients see, or which of its lists a build is in)
+# raises the deployment's builds revision, by which the API knows a page of its builds it
+# encoded before is still true (api/build_pages.py). A deployment deleted meanwhile stays deleted.
+_BUILDS_CHANGED = """
+local function builds_changed(deployment)
+  if redis.call('EXISTS', deployment) == 1 then redis.call('HINCRBY', deployment, '$builds_revision', 1) end
+end
+"""
+
 # Scripts that change a build's status take STATUS_KEYS: KEYS[1] the build's hash, then its
 # deployment's per-status sets (BuildStatus order), then the farm-wide active sets, then the
-# farm-wide set of the builds that ended within the last hour (GET /farm's builds per minute);
-# set_status gets them as K. The tenant's own sets of pending and building builds (its queue and
-# its running count) and the ring of tenants with pending builds follow the status too: their keys
-# are named from the build's tenant field (on Redis Cluster a tenant's keys would need one
-# hash tag). A new build joins its tenant's queue only when it is queued (`queued`: the API sends
-# its message next), and the tenant joins the ring just before the tenant served last.
-_SET_STATUS = Template("""
+# farm-wide set of the builds that ended within the last hour (GET /farm's builds per minute),
+# then the deployment's hash (its builds revision, _BUILDS_CHANGED); set_status gets them as K.
+# The tenant's own sets of pending and building builds (its queue and its running count) and
+# the ring of tenants with pending builds follow the status too: their keys are named from the
+# build's tenant field (on Redis Cluster a tenant's keys would need one hash tag). A new build
+# joins its tenant's queue only when it is queued (`queued`: the API sends its message next),
+# and the tenant joins the ring just before the tenant served last.
+_SET_STATUS = _BUILDS_CHANGED + Template("""
 local BY_STATUS = {$by_status}
 local ACTIVE = {$active}
 local FINISHED = $finished
+local DEPLOYMENT = $finished + 1
 local function tenant_key(tenant, status) return $tenant_key end
 local function set_status(K, id, number, from, to, ms, queued)
   redis.call('HSET', K[1], '$$status', to)
@@ -81,6 +92,7 @@ local function set_status(K, id, number, from, to, ms, queued)
     redis.call('ZADD', K[FINISHED], ms, id)
     redis.call('ZREMRANGEBYSCORE', K[FINISHED], '-inf', ms - $window_ms)
   end
+  builds_changed(K[DEPLOYMENT])
 end
 """).substitute(
     by_status=", ".join(f"{status} = {slot}" for slot, status in enumerate(BuildStatus, start=2)),
@@ -93,7 +105,7 @@ end
     ring=keys.TENANT_RING,
     turn=keys.TENANT_TURN,
 )
-STATUS_KEY_COUNT = 2 + len(BuildStatus) + len(ACTIVE_STATUSES)
+STATUS_KEY_COUNT = 3 + len(BuildStatus) + len(ACTIVE_STATUSES)
 # STATUS_KEYS of the build `id` of `deployment`, as the items of a Lua table.
 _STATUS_KEYS_LUA = ", ".join(
     _lua_key(key)
@@ -102,6 +114,7 @@ _STATUS_KEYS_LUA = ", ".join(
         *keys.deployment_builds_by_status(_lua_var("deployment")),
         *(keys.active_builds(status) for status in ACTIVE_STATUSES),
         keys.FINISHED_BUILDS,
+        keys.deployment(_lua_var("deployment")),
     )
 )
 # The limit PICK reads from a tenant's limits hash (common/tenant_limits.py); the import fails
@@ -181,6 +194,8 @@ local function claim_build(K, A, ms)
   if status == 'pending' then
     redis.call('HSET', K[1], '$started_at', A[7])
     set_status(K, id, redis.call('HGET', K[1], '$number'), status, 'building', ms)
+  else
+    builds_changed(K[DEPLOYMENT])
   end
   return {'claimed', tostring(attempt + 1), status, previous_worker}
 end
@@ -257,11 +272,11 @@ CREATE_BUILD = _script(
     _NOW_MS,
     _SET_STATUS,
     f"""
-local deployment = KEYS[{STATUS_KEY_COUNT + 1}]
-local seq, all_builds = KEYS[{STATUS_KEY_COUNT + 2}], KEYS[{STATUS_KEY_COUNT + 3}]
+local deployment = KEYS[DEPLOYMENT]
+local seq, all_builds = KEYS[{STATUS_KEY_COUNT + 1}], KEYS[{STATUS_KEY_COUNT + 2}]
 if redis.call('EXISTS', deployment) == 0 then return 0 end
 local cap = tonumber(ARGV[4])
-if cap > 0 and redis.call('ZCARD', KEYS[{STATUS_KEY_COUNT + 4}]) >= cap then return -1 end
+if cap > 0 and redis.call('ZCARD', KEYS[{STATUS_KEY_COUNT + 3}]) >= cap then return -1 end
 local n = redis.call('INCR', seq)
 redis.call('HSET', KEYS[1], '$number', n, unpack(ARGV, 6))
 redis.call('ZADD', all_builds, n, ARGV[1])
@@ -282,11 +297,17 @@ return 1
 """,
 )
 
+# Sets a build's fields while the writer's attempt owns the build. KEYS: the build's hash, its
+# deployment's hash. ARGV: the attempt, then field pairs.
 FENCED_HSET = _script(
     _HOLDS_CLAIM,
+    _BUILDS_CHANGED,
     """
 if not holds_claim(KEYS[1], ARGV[1]) then return 0 end
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  builds_changed(KEYS[2])
+end
 return 1
 """,
 )
@@ -359,8 +380,9 @@ return 1
 # with each record: ARGV[2] rows at most, ARGV[3] the records' key prefix. With ARGV[4] (the
 # build key prefix; '' for none), also each record's latest build's status. With KEYS[2] (the
 # deployment whose builds are paged), the page is read only if that deployment belongs to the
-# tenant ARGV[5], else the reply is 0. Replies id, score, record, status for each row, then,
-# when more rows follow, the score of the page's last row (the next cursor). A record is its
+# tenant ARGV[5], else the reply is 0, and the reply starts with the deployment's builds
+# revision. Replies id, score, record, status for each row, then, when more rows follow, the
+# score of the page's last row (the next cursor). A record is its
 # whole hash, or only the fields the script was made for (named in it, not sent each call).
 # The ids are known only once the page is read: the hashes are named from them so that a
 # page costs one round trip (on Redis Cluster a tenant's keys would need one hash tag).
@@ -370,10 +392,14 @@ def _page(record_fields: tuple[str, ...] = ()) -> str:
         f"redis.call('HMGET', ARGV[3] .. id, {wanted})" if wanted else "redis.call('HGETALL', ARGV[3] .. id)"
     )
     return _script(f"""
-if KEYS[2] and redis.call('HGET', KEYS[2], '$tenant') ~= ARGV[5] then return 0 end
+local out = {{}}
+if KEYS[2] then
+  local deployment = redis.call('HMGET', KEYS[2], '$tenant', '$builds_revision')
+  if deployment[1] ~= ARGV[5] then return 0 end
+  table.insert(out, deployment[2] or '0')
+end
 local limit = tonumber(ARGV[2])
 local rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
-local out = {{}}
 for i = 1, math.min(#rows, 2 * limit), 2 do
   local id = rows[i]
   local status = ''
