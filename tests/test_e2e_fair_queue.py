@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from cli.main import main as buildfarm
+from common.models import BuildStatus
+from common.records import keys
 from common.tokens import create_token
 from tests import test_e2e_reliability, test_e2e_webhooks
 from tests.conftest import ROOT, api_client, wait_until
@@ -222,3 +224,18 @@ def test_a_fair_queue_survives_a_redis_restart_and_a_worker_killed_mid_build_eac
         taken_over = "--- attempt 2: taking over from worker" in text
         assert finished["attempt"] == (2 if taken_over else 1)
         assert taken_over or build["id"] != running[1]["id"]
+
+
+def test_a_build_queued_by_a_farm_before_the_fair_queue_still_runs(tenants, workers, redis_client):
+    tenant, client = tenants()
+    # Given a pending build with its queue message, in no tenant's queue, as a farm before the
+    # fair queue left it (a build queued while no worker runs, taken out of its tenant's queue)
+    [build] = queue(client, 1, "echo from-before")
+    redis_client.zrem(keys.tenant_builds(tenant, BuildStatus.PENDING), build["id"])
+    redis_client.zrem(keys.TENANT_RING, tenant)
+    # When a worker takes its message
+    workers()
+    # Then it runs, once
+    done = wait_for_status(client, build, timeout=120)
+    assert done["status"] == "success" and done["attempt"] == 1
+    assert logs(client, build).count("from-before") >= 1

@@ -243,6 +243,12 @@ def _claim(ctx: WorkerContext, message_id: str, build: Build | None) -> tuple[Bu
         if claim.outcome == "claimed" or not config.fair_scheduling:
             return build, claim
     claim = ctx.records.claim_next(ctx.worker_id, config, farm_defaults(config).max_running)
+    # Nothing pending in the tenants' queues, yet the message's own build waits: it is in no
+    # tenant's queue (queued by a farm before the fair queue), so it joins one, and the choice
+    # is made again.
+    own_waits = claim.outcome == "none" and build is not None and build.status == BuildStatus.PENDING
+    if own_waits and ctx.records.join_queue(build):
+        claim = ctx.records.claim_next(ctx.worker_id, config, farm_defaults(config).max_running)
     for expired_id in claim.expired:
         if (expired := ctx.records.load(expired_id)) is not None:
             expire(ctx, expired)

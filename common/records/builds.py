@@ -175,6 +175,12 @@ def transition(
     )
 
 
+def join_queue(build: Build) -> Call[bool]:
+    """Puts a pending build that is in no tenant's queue (stored before the fair queue) in its
+    tenant's queue; False if it is not pending or queued already."""
+    return Call(bool, script=scripts.JOIN_QUEUE, keys=status_keys(build.id, build.deployment_id))
+
+
 def _claim_args(worker_id: str, config: Config, started_at: str) -> list[Any]:
     """The arguments of a claim (scripts._CLAIM_BUILD) under `config`."""
     return [

@@ -262,6 +262,20 @@ return {{(waiting or #expired > 0) and 'waiting' or 'none', unpack(expired)}}
 """,
 )
 
+# A pending build in no tenant's queue (stored by a version of the farm before the fair queue, or
+# a test's) joins its tenant's queue now, so that the fair choice may take it. Replies 1 if it
+# joined, 0 if it is not pending or queued already. KEYS: its STATUS_KEYS.
+JOIN_QUEUE = _script(
+    _NOW_MS,
+    _SET_STATUS,
+    """
+local id, status, tenant = unpack(redis.call('HMGET', KEYS[1], '$id', '$status', '$tenant'))
+if status ~= 'pending' or redis.call('ZSCORE', tenant_key(tenant, 'pending'), id) then return 0 end
+set_status(KEYS, id, redis.call('HGET', KEYS[1], '$number'), 'pending', 'pending', now_ms(), true)
+return 1
+""",
+)
+
 # Stores a new build only if its deployment still exists and its tenant has fewer than
 # max_queued builds pending (0: no limit), numbering it in the same step. Replies the number,
 # 0 (the deployment is gone) or -1 (the tenant's queue is full).
