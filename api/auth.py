@@ -11,6 +11,7 @@ from __future__ import annotations
 import falcon
 
 from api.store import Principal, RecordStore
+from common.records.call import Call
 
 API_PREFIX = "/api/v1"
 # Browsers cannot set headers on a WebSocket, so a client may offer the subprotocols
@@ -43,17 +44,26 @@ class AuthMiddleware:
     def __init__(self, store: RecordStore) -> None:
         self.store = store
 
-    async def _authenticate(self, req: falcon.Request, token: str | None) -> None:
+    async def _authenticate(self, req: falcon.Request, token: str | None, read: Call | None = None) -> None:
+        """Sets the request's principal; with `read`, the resource's first read made in the same
+        round trip, its result in `req.context.read_along` (left unread for a token refused)."""
         if token is None:
             raise _unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'")
-        principal = await self.store.authenticate(token)
+        if read is None:
+            principal, req.context.read_along = await self.store.authenticate(token), None
+        else:
+            principal, req.context.read_along = await self.store.authenticate_with(token, read)
         if principal is None:
             raise _unauthorized("Invalid or revoked token")
         req.context.principal = principal
 
     async def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
         if not is_public(resource):
-            await self._authenticate(req, bearer_token(req))
+            # A resource may name its first read (`read_along(req, params)`, a Call of one read
+            # command), made with the token check: a request costs one round trip, not two.
+            read_along = getattr(resource, "read_along", None)
+            read = read_along(req, params) if read_along is not None else None
+            await self._authenticate(req, bearer_token(req), read)
 
     async def process_resource_ws(self, req: falcon.Request, ws, resource, params) -> None:
         if not is_public(resource):

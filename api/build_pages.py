@@ -4,9 +4,9 @@ deployment's builds do not change.
 CI systems and the dashboard ask for the same page again and again, and most of the time
 nothing changed in between. Every change to a deployment's builds raises its builds revision
 (common/records/scripts.py, _BUILDS_CHANGED), so a page encoded before is served again while
-the revision is the one it was read at: one small read of Redis instead of reading and
-encoding every build of the page. The page script reads the revision in the same atomic step
-as the page."""
+the revision is the one it was read at. That revision is read with the request's token, in
+the same round trip (api/auth.py), so a page kept costs no read of its own; a page read
+carries the revision it was read at (the page script reads both in one atomic step)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from api.errors import not_found
 from api.store import RecordStore
 from api.validation import is_uuid
 from common import contract
+from common.records import builds
+from common.records.builds import BuildsRevision
+from common.records.call import Call
 
 # The JSON of the pages one API process keeps, at most (the least recently served go first).
 MAX_KEPT_BYTES = 16 * 1024 * 1024
@@ -37,28 +40,33 @@ class BuildPages:
         self._bytes = 0
 
     async def page(
-        self, tenant: str, deployment_id: str, status: str | None, limit: int, before: int | None
+        self,
+        tenant: str,
+        current: BuildsRevision | None,
+        query: tuple[str, str | None, int, int | None],
     ) -> tuple[bytes, int | None]:
-        """The JSON of a page of the deployment's builds and the next cursor; 404 if the deployment
-        is missing or another tenant's. A page first asked for is read in one round trip; a page
-        kept is checked in one, and read again only if the deployment's builds changed."""
-        if not is_uuid(deployment_id):
+        """The JSON of a page of the deployment's builds (`query`: the deployment, the status, the
+        limit, the cursor) and the next cursor. `current` is the deployment's tenant and builds
+        revision, read with the request's token (api/auth.py): 404 if the deployment is missing
+        or another tenant's. A page kept at the current revision costs no more; another is read
+        in one round trip."""
+        if current is None or current.tenant != tenant:
             raise not_found("Deployment not found")
-        key = (deployment_id, status, limit, before)
-        kept = self._pages.get(key)
-        if kept is not None:
-            revision = await self.store.builds_revision(tenant, deployment_id)
-            if revision is None:
-                raise not_found("Deployment not found")
-            if revision == kept.revision:
-                self._pages.move_to_end(key)
-                return kept.body, kept.cursor
-        page = await self.store.list_builds(tenant, deployment_id, status, limit, before)
-        if page is None:
+        kept = self._pages.get(query)
+        if kept is not None and kept.revision == current.revision:
+            self._pages.move_to_end(query)
+            return kept.body, kept.cursor
+        page = await self.store.list_builds(tenant, *query)
+        if page is None:  # deleted meanwhile
             raise not_found("Deployment not found")
         body = contract.encode(page.builds)
-        self._keep(key, _Page(page.revision, body, page.cursor))
+        self._keep(query, _Page(page.revision, body, page.cursor))
         return body, page.cursor
+
+    @staticmethod
+    def read_along(deployment_id: str) -> Call[BuildsRevision | None] | None:
+        """What page() needs to know, to be read with the request's token (api/auth.py)."""
+        return builds.builds_revision(deployment_id) if is_uuid(deployment_id) else None
 
     def _keep(self, key: tuple, page: _Page) -> None:
         if (old := self._pages.pop(key, None)) is not None:

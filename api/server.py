@@ -28,6 +28,7 @@ from common import metrics_dir
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
+END_OF_HEAD = b"\r\n\r\n"
 
 
 def _metrics_run_dir() -> None:
@@ -53,22 +54,34 @@ use_json_logging(servers=SERVER_LOGGERS)
 
 class HeadCappedHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing a request whose head passes MAX_REQUEST_HEAD_BYTES
-    before httptools has buffered more of it. A head is counted from the end of the previous
-    request (or the connection's start) to its last header; a body is never counted."""
+    before httptools has read it. A head is counted from the end of the previous request (or
+    the connection's start) to the blank line that ends it; bytes of a body are never counted,
+    even those that arrive with the head."""
 
     _in_head = True
     _head_bytes = 0
+    # The last bytes of the head read so far: its end may straddle two reads.
+    _tail = b""
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            self._head_bytes += len(data)
+            self._head_bytes += self._head_part(data)
             if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
                 self._refuse_head()
                 return
+            self._tail = (self._tail + data[-3:])[-3:]
         super().data_received(data)
 
+    def _head_part(self, data: bytes) -> int:
+        """How many bytes of `data` are the head being read: all of them, or up to its end."""
+        across = (self._tail + data[:3]).find(END_OF_HEAD)
+        if across >= 0:
+            return across + len(END_OF_HEAD) - len(self._tail)
+        at = data.find(END_OF_HEAD)
+        return len(data) if at < 0 else at + len(END_OF_HEAD)
+
     def on_headers_complete(self) -> None:
-        self._in_head, self._head_bytes = False, 0
+        self._in_head, self._head_bytes, self._tail = False, 0, b""
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

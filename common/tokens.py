@@ -7,14 +7,16 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis
 
 from common.models import utc_now
-from common.records import fields, keys
+from common.records import fields, keys, scripts
 from common.records.call import Call, SyncRunner, first, pairs
 
 TOKEN_PREFIX = "bf_"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,41 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_TOKEN_FIELDS = (fields.TOKEN_HASH, fields.TOKEN_TENANT, fields.TOKEN_NAME, fields.TOKEN_ADMIN)
+
+
+def _principal(digest: str, values: list[bytes | None]) -> Principal | None:
+    stored, tenant, name, admin = values
+    if stored is None or not hmac.compare_digest(stored.decode(), digest):
+        return None
+    return Principal(tenant.decode(), name.decode(), admin == b"1")
+
+
 def authenticate(token: str) -> Call[Principal | None]:
     """Who a token belongs to; None for a token never issued or revoked."""
     digest = token_hash(token)
+    return Call(
+        lambda replies: _principal(digest, replies[0]),
+        commands=[("HMGET", keys.token(digest), *_TOKEN_FIELDS)],
+    )
 
-    def parse(replies: list[list[bytes | None]]) -> Principal | None:
-        stored, tenant, name, admin = replies[0]
-        if stored is None or not hmac.compare_digest(stored.decode(), digest):
-            return None
-        return Principal(tenant.decode(), name.decode(), admin == b"1")
 
-    wanted = (fields.TOKEN_HASH, fields.TOKEN_TENANT, fields.TOKEN_NAME, fields.TOKEN_ADMIN)
-    return Call(parse, commands=[("HMGET", keys.token(digest), *wanted)])
+def authenticate_with(token: str, read: Call[T]) -> Call[tuple[Principal | None, T | None]]:
+    """Who a token belongs to, and the result of `read` (one read command whose first argument is
+    its key) made in the same round trip; that result is None, unread, for a token refused."""
+    [(command, key, *args)] = read.commands
+    digest = token_hash(token)
+
+    def parse(reply: list[Any]) -> tuple[Principal | None, T | None]:
+        principal = _principal(digest, reply[0])
+        return principal, None if principal is None else read.parse([reply[1]])
+
+    return Call(
+        parse,
+        script=scripts.AUTHENTICATE_WITH,
+        keys=[keys.token(digest), key],
+        args=[len(_TOKEN_FIELDS), *_TOKEN_FIELDS, command, *args],
+    )
 
 
 def create_token(client: redis.Redis, tenant: str, name: str, admin: bool = False) -> str:

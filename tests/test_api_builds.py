@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from api.store import RecordStore
 from common.models import Build, BuildStatus, utc_now
 from tests.conftest import unique_subdomain
+from tests.test_integration_records import commands_sent
 
 pytestmark = pytest.mark.in_process
 
@@ -143,3 +144,19 @@ def test_cancelling_a_finished_build_is_a_conflict(client, config, deployment, t
         assert SyncRunner(redis_client).run(builds.transition(build_id, deployment["id"], to)).ok
     response = client.post(f"/deployments/{deployment['id']}/builds/{build_id}/cancel")
     assert response.status_code == 409 and response.json()["error"] == "conflict"
+
+
+def test_a_page_of_builds_costs_one_round_trip_with_the_token_and_a_page_kept_no_more(
+    client, config, deployment, tenant_token, redis_client
+):
+    insert_builds(config, deployment, tenant_token[0], 60)
+    path = f"/deployments/{deployment['id']}/builds"
+    first = client.get(path, params={"limit": 50})  # loads the scripts: later requests send EVALSHA alone
+    # A page not kept yet: the token with the deployment's builds revision, then the page
+    fresh = commands_sent(redis_client, None, lambda: client.get(path, params={"limit": 40}))
+    assert fresh == ["EVALSHA", "EVALSHA"]
+    # A page kept: the token with the revision, and nothing else
+    again: list = []
+    kept = commands_sent(redis_client, None, lambda: again.append(client.get(path, params={"limit": 50})))
+    assert kept == ["EVALSHA"]
+    assert again[0].json() == first.json() and len(first.json()) == 50

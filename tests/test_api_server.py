@@ -39,6 +39,17 @@ def api_rss_kib(api_url) -> int:
     return total
 
 
+def test_a_body_that_arrives_with_its_head_is_not_counted_in_the_heads_cap(api_url):
+    host, port = api_url.removeprefix("http://").split(":")
+    body = b"x" * (200 * 1024)
+    head = f"POST /api/v1/deployments HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head.encode() + body)  # one write: the server reads head and body together
+        answer = s.recv(4096).decode(errors="replace")
+    # the app's own answer (no token), not the server's refusal of a long head
+    assert answer.startswith("HTTP/1.1 401 "), answer[:200]
+
+
 def test_a_large_upload_is_streamed_not_held_in_memory(client, api_url, tmp_path):
     deployment = create_archive_deployment(client)
     payload = tmp_path / "big.bin"

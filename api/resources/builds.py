@@ -14,6 +14,7 @@ from api.submission import BuildSubmission, render_queued
 from common.contract import STATUSES, public_build
 from common.integrations import CANCELLED
 from common.models import BuildStatus, ErrorKind, utc_now
+from common.records.call import Call
 
 
 class BuildsResource:
@@ -22,13 +23,20 @@ class BuildsResource:
         self.submission = submission
         self.pages = BuildPages(store)
 
+    def read_along(self, req: falcon.Request, params: dict) -> Call | None:
+        """The list's first read, made with the token check (api/auth.py)."""
+        if req.method == "GET" and "build_id" not in params:
+            return self.pages.read_along(params["deployment_id"])
+        return None
+
     async def on_get(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         limit, before = paging_params(req)
         status = req.get_param("status")
         if status is not None and status not in STATUSES:
             raise falcon.HTTPBadRequest(description=f"Invalid 'status': use one of {', '.join(STATUSES)}")
-        tenant = principal(req).tenant
-        resp.data, next_cursor = await self.pages.page(tenant, deployment_id, status, limit, before)
+        query = (deployment_id, status, limit, before)
+        current = req.context.read_along
+        resp.data, next_cursor = await self.pages.page(principal(req).tenant, current, query)
         resp.content_type = falcon.MEDIA_JSON
         link_next_page(req, resp, limit, next_cursor)
 

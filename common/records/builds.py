@@ -134,13 +134,20 @@ def list_builds(
     )
 
 
-def builds_revision(tenant: str, deployment_id: str) -> Call[int | None]:
-    """The revision of the deployment's builds, raised by every change to them (a field clients
-    see, or which of its lists a build is in); None if the deployment is gone or not the tenant's."""
+class BuildsRevision(NamedTuple):
+    # The deployment's tenant.
+    tenant: str
+    # Raised by every change to the deployment's builds (a field clients see, or which of its
+    # lists a build is in): scripts._BUILDS_CHANGED.
+    revision: int
 
-    def parse(replies: list[list[bytes | None]]) -> int | None:
-        owner, revision = replies[0]
-        return int(revision or 0) if owner is not None and owner.decode() == tenant else None
+
+def builds_revision(deployment_id: str) -> Call[BuildsRevision | None]:
+    """The deployment's tenant and the revision of its builds; None if the deployment is gone."""
+
+    def parse(replies: list[list[bytes | None]]) -> BuildsRevision | None:
+        tenant, revision = replies[0]
+        return None if tenant is None else BuildsRevision(tenant.decode(), int(revision or 0))
 
     wanted = (fields.TENANT, fields.BUILDS_REVISION)
     return Call(parse, commands=[("HMGET", keys.deployment(deployment_id), *wanted)])

@@ -435,6 +435,16 @@ PAGE = _page()
 PAGE_OF_PUBLIC_BUILDS = _page(Build.__struct_fields__)
 
 
+# A token's check and a request's first read in one step (common/tokens.py, api/auth.py): the
+# token's fields (KEYS[1]), then the reply of one read command on KEYS[2]. ARGV: how many token
+# fields, the fields, the read command, its arguments after the key.
+AUTHENTICATE_WITH = _script("""
+local n = tonumber(ARGV[1])
+local token = redis.call('HMGET', KEYS[1], unpack(ARGV, 2, n + 1))
+return {token, redis.call(ARGV[n + 2], KEYS[2], unpack(ARGV, n + 3))}
+""")
+
+
 # A worker process's heartbeat: its record (KEYS[1]) rewritten with the Redis time of the beat
 # and set to expire, and its place in the index of workers (KEYS[2]), from which the workers
 # whose records have expired are dropped. ARGV: the worker's id, the record's lifetime (ms),
