@@ -20,6 +20,11 @@ async def find_deployment(store: RecordStore, tenant: str, deployment_id: str) -
 async def find_build(store: RecordStore, tenant: str, deployment_id: str, build_id: str) -> Build:
     """In one round trip when it exists: the build names its deployment and tenant."""
     build = await store.load(build_id) if is_uuid(build_id) else None
+    return await owned_build(store, tenant, deployment_id, build)
+
+
+async def owned_build(store: RecordStore, tenant: str, deployment_id: str, build: Build | None) -> Build:
+    """A build read already (None: missing), if it is of the tenant's deployment; else 404."""
     if build is None or build.deployment_id != deployment_id or build.tenant != tenant:
         await find_deployment(store, tenant, deployment_id)  # which of the two is missing
         raise not_found("Build not found")

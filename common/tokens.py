@@ -13,7 +13,7 @@ import redis
 
 from common.models import utc_now
 from common.records import fields, keys, scripts
-from common.records.call import Call, SyncRunner, first, pairs
+from common.records.call import Call, SyncRunner, first, flat_hash, pairs
 
 TOKEN_PREFIX = "bf_"
 T = TypeVar("T")
@@ -61,7 +61,10 @@ def authenticate_with(token: str, read: Call[T]) -> Call[tuple[Principal | None,
 
     def parse(reply: list[Any]) -> tuple[Principal | None, T | None]:
         principal = _principal(digest, reply[0])
-        return principal, None if principal is None else read.parse([reply[1]])
+        if principal is None:
+            return None, None
+        # A script gets a hash as a flat list; the client, as a dict.
+        return principal, read.parse([flat_hash(reply[1]) if command == "HGETALL" else reply[1]])
 
     return Call(
         parse,

@@ -160,3 +160,16 @@ def test_a_page_of_builds_costs_one_round_trip_with_the_token_and_a_page_kept_no
     kept = commands_sent(redis_client, None, lambda: again.append(client.get(path, params={"limit": 50})))
     assert kept == ["EVALSHA"]
     assert again[0].json() == first.json() and len(first.json()) == 50
+
+
+def test_a_build_is_read_with_the_token_in_one_round_trip(
+    client, config, deployment, tenant_token, redis_client
+):
+    [build_id] = insert_builds(config, deployment, tenant_token[0], 1)
+    path = f"/deployments/{deployment['id']}/builds/{build_id}"
+    assert client.post(f"{path}/cancel").status_code == 200
+    client.get(path)  # loads the script: later requests send EVALSHA alone
+    got: list = []
+    assert commands_sent(redis_client, None, lambda: got.append(client.get(path))) == ["EVALSHA"]
+    assert got[0].status_code == 200 and got[0].json()["id"] == build_id
+    assert got[0].json()["status"] == "cancelled"

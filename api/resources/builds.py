@@ -7,13 +7,15 @@ import falcon
 from api.auth import principal
 from api.build_pages import BuildPages
 from api.errors import conflict
-from api.lookups import find_build, find_deployment
+from api.lookups import find_build, find_deployment, owned_build
 from api.paging import link_next_page, paging_params
 from api.store import RecordStore
 from api.submission import BuildSubmission, render_queued
+from api.validation import is_uuid
 from common.contract import STATUSES, public_build
 from common.integrations import CANCELLED
 from common.models import BuildStatus, ErrorKind, utc_now
+from common.records import builds
 from common.records.call import Call
 
 
@@ -24,10 +26,13 @@ class BuildsResource:
         self.pages = BuildPages(store)
 
     def read_along(self, req: falcon.Request, params: dict) -> Call | None:
-        """The list's first read, made with the token check (api/auth.py)."""
-        if req.method == "GET" and "build_id" not in params:
-            return self.pages.read_along(params["deployment_id"])
-        return None
+        """The first read of a GET, made with the token check (api/auth.py): the build, or the
+        deployment's builds revision for a page of them."""
+        if req.method != "GET":
+            return None
+        if "build_id" in params:
+            return builds.load(params["build_id"]) if is_uuid(params["build_id"]) else None
+        return self.pages.read_along(params["deployment_id"])
 
     async def on_get(self, req: falcon.Request, resp: falcon.Response, deployment_id: str) -> None:
         limit, before = paging_params(req)
@@ -43,7 +48,7 @@ class BuildsResource:
     async def on_get_item(
         self, req: falcon.Request, resp: falcon.Response, deployment_id: str, build_id: str
     ) -> None:
-        build = await find_build(self.store, principal(req).tenant, deployment_id, build_id)
+        build = await owned_build(self.store, principal(req).tenant, deployment_id, req.context.read_along)
         position = await self.store.queue_position(build) if build.status == BuildStatus.PENDING else None
         resp.media = public_build(build, position)
 
