@@ -83,7 +83,7 @@ class Host:
                     inner.close()
                     continue
                 for source, sink in ((inner, outer), (outer, inner)):
-                    threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+                    threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
 
         server = threading.Thread(target=serve, name=f"forward-{port}", daemon=True)
         server.start()
@@ -129,8 +129,8 @@ def _listening_inside(netns: str, port: int) -> socket.socket:
     return made[0]
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    """Copies one direction of a forwarded connection until its end."""
+def pipe(source: socket.socket, sink: socket.socket) -> None:
+    """Copies one direction of a forwarded connection until its end; a broken side breaks both."""
     try:
         while data := source.recv(64 * 1024):
             sink.sendall(data)

@@ -204,3 +204,42 @@ def test_a_failing_run_step_is_the_users_mistake_and_is_not_retried(client, work
     assert build["attempt"] == 1
     assert "exit code: 3" in build["error"]
     assert "did not answer" not in logs(client, build)
+
+
+def test_a_worker_that_lost_the_registry_claims_no_new_build_and_the_others_build_them_at_once(
+    client, worker, logs_dir, config, s3, redis_client
+):
+    # Given a worker whose registry is a port nobody listens on, which handed a build back past its
+    # bound (20 s) to a worker that reaches the registry
+    bound_s = 20
+    unreachable = {"BUILDFARM_REGISTRY": f"localhost:{free_port()}", "BUILDFARM_PUSH_RETRY_S": str(bound_s)}
+    with alone_on_the_queue(worker, logs_dir, "registry-lost", **unreachable) as sick:
+        first = build_in_its_run_step(client, "echo built on the first worker")
+        reaching = start_worker(logs_dir, name="registry-reaching")
+        try:
+            wait_until(lambda: "ready for action" in reaching.tail(), 30, what="the second worker to boot")
+            first = wait_for_status(client, first)
+            assert first["status"] == "success" and first["attempt"] == 2, first.get("error")
+            # When more builds are queued while the first worker is still up
+            queued = time.monotonic()
+            builds = [
+                deploy(client, archive_deployment(client, context_archive(dockerfile(f"echo build {n}"))))
+                for n in range(4)
+            ]
+            builds = [wait_for_status(client, build) for build in builds]
+            took_s = time.monotonic() - queued
+        finally:
+            reaching.stop()
+        sick_log = sick.log.read_text(errors="replace")
+    # Then the worker that reaches the registry builds them all on their first attempt, none waiting
+    # out the first worker's bound
+    assert [(build["status"], build["attempt"]) for build in builds] == [("success", 1)] * 4, builds
+    assert all(build["worker"] == first["worker"] for build in builds)
+    assert took_s < bound_s
+    # ...and the first worker's log says why it idles
+    assert (
+        f"The registry did not answer this worker for {bound_s} s: it claims no build, leaving them "
+        "to the other workers, until it answers again (asked every 5 s)"
+    ) in sick_log
+    assert "claimed (attempt 1)" not in sick_log.partition("it claims no build")[2]
+    print(f"\nregistry lost by one worker: 4 builds then built by the other in {took_s:.1f} s")

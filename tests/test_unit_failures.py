@@ -18,6 +18,7 @@ from common.config import ConfigError
 from common.models import ErrorKind
 from worker.build_types import BuildSpec, DockerError, EngineGone, InfrastructureFault
 from worker.buildkit import BuildKitRun
+from worker.engine_watch import EngineMark
 from worker.failures import classify, pushing
 from worker.image_policy import ImageRefused
 from worker.source import SourceError
@@ -97,5 +98,8 @@ def test_a_buildkit_build_whose_engine_is_unreachable_is_the_farms_fault(config,
     (context / "Dockerfile").write_text("FROM scratch\n")
     engine = dataclasses.replace(config, docker_host=f"unix://{tmp_path}/nobody.sock")
     with pytest.raises(EngineGone) as raised:
-        BuildKitRun(engine).run(BuildSpec("t:1", "Dockerfile"), context, tmp_path, lambda text, **_: None)
+        gone = EngineMark(None, engine.docker_host).gone
+        BuildKitRun(engine, gone).run(
+            BuildSpec("t:1", "Dockerfile"), context, tmp_path, lambda text, **_: None
+        )
     assert classify(raised.value) == (INFRA, "The Docker engine went away during the build")

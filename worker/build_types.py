@@ -34,7 +34,10 @@ class Unreachable(InfrastructureFault):
         self.part, self.bound_s = part, bound_s
 
 
+# The parts of the farm a build needs that a worker may not reach (Unreachable.part).
 ENGINE = "The Docker engine"
+REGISTRY = "The registry"
+S3 = "S3"
 
 
 class EngineGone(Unreachable):

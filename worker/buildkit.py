@@ -29,7 +29,6 @@ from worker.build_types import (
     missing_dockerfile,
 )
 from worker.buildkit_progress import PlainProgress
-from worker.docker_build import engine_answers
 from worker.log_lines import LineCutter
 
 # What is read of the CLI's output at once.
@@ -57,8 +56,10 @@ def _die_with_worker() -> None:
 class BuildKitRun:
     """One `docker build`; `abort` may be called from any thread, before, during or after it."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, engine_gone: Callable[[], bool]) -> None:
         self.config = config
+        # Whether the engine went away since the build started (worker/engine_watch.py).
+        self.engine_gone = engine_gone
         self._process: subprocess.Popen | None = None
         self._aborted = False
         self._lock = threading.Lock()
@@ -111,8 +112,8 @@ class BuildKitRun:
         if returncode != 0:
             if feeder is not None and feeder.error is not None:
                 raise feeder.error
-            # The engine's answer, not the CLI's words, tells an engine gone from a failed build.
-            if not engine_answers(self.config.docker_host):
+            # The engine, not the CLI's words, tells an engine gone from a failed build.
+            if self.engine_gone():
                 raise EngineGone()
             error = error or f"docker build exited with status {returncode}"
             if _CONTEXT_LOST in error:

@@ -17,7 +17,9 @@ from common.config import Config
 from common.models import Build
 from common.redis_clients import sync_redis
 from common.s3 import create_s3, ensure_buckets
+from worker.engine_watch import EngineWatch
 from worker.logwriter import LogWriter
+from worker.parts_down import PartsDown
 from worker.records import BuildRecords
 from worker.running_builds import RunningBuilds
 from worker.step_guard import StepGuard
@@ -36,12 +38,14 @@ class WorkerContext:
     step_guard: StepGuard | None = None
     # The builds this process runs now, which its heartbeat reports (worker/heartbeat.py).
     running: RunningBuilds = field(default_factory=RunningBuilds)
-    # Builds this worker handed back because a part of the farm did not answer it → until when
-    # (time.monotonic) it leaves them to other workers (worker/pipeline.py).
-    _left: dict[str, float] = field(default_factory=dict, init=False)
+    # Started at boot: the engine's event stream, what tells an engine restarted mid-build.
+    engine_watch: EngineWatch | None = None
+    # The parts of the farm this worker did not reach: it claims no build meanwhile.
+    parts_down: PartsDown = field(init=False)
 
     def __post_init__(self) -> None:
         self.records = BuildRecords(self.redis)
+        self.parts_down = PartsDown(self.config)
 
     def log_writer(self, build: Build) -> LogWriter:
         """The writer of the build's log, fenced by the attempt that holds the build."""
@@ -55,17 +59,6 @@ class WorkerContext:
         process whose threads are all busy stops heartbeating, and after a minute another
         process requeues the messages it is still running (Dramatiq issue #692)."""
         dramatiq.get_broker().do_qsize(self.config.queue_name)
-
-    def leave_to_others(self, build_id: str, seconds: float) -> None:
-        """This worker takes the build no more for `seconds` (it stays in the queue for others)."""
-        now = time.monotonic()
-        for other, until in list(self._left.items()):
-            if until <= now:
-                self._left.pop(other, None)
-        self._left[build_id] = now + seconds
-
-    def left_to_others(self, build_id: str) -> bool:
-        return time.monotonic() < self._left.get(build_id, 0.0)
 
     def shutting_down(self) -> bool:
         return self.shutdown_deadline is not None and time.time() >= self.shutdown_deadline

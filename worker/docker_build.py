@@ -91,11 +91,15 @@ def engine_answers(docker_host: str) -> bool:
         return False
 
 
-def create_docker(config: Config) -> AbortableAPIClient:
-    """A client per build: aborting one build's stream must not touch another's."""
-    return AbortableAPIClient(
+def create_docker(config: Config, engine_gone: Callable[[], bool] | None = None) -> AbortableAPIClient:
+    """A client per build: aborting one build's stream must not touch another's. `engine_gone`
+    tells whether the engine went away since the build started (worker/engine_watch.py; by
+    default, whether it does not answer a ping)."""
+    client = AbortableAPIClient(
         base_url=config.docker_host, version=_api_version(config.docker_host), timeout=300
     )
+    client.engine_gone = engine_gone or (lambda: not engine_answers(config.docker_host))
+    return client
 
 
 def build_image(
@@ -111,8 +115,8 @@ def build_image(
     build whose engine no longer answers raises EngineGone."""
     try:
         return _classic_build(client, config, spec, context_dir, log, step_started)
-    except Exception as e:  # the stream's end, whatever docker-py raises: the engine's answer tells
-        if not engine_answers(config.docker_host):
+    except Exception as e:  # the stream's end, whatever docker-py raises: the engine tells
+        if client.engine_gone():
             raise EngineGone() from e
         raise
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from common.models import TERMINAL_STATUSES, Build, BuildStatus, ErrorKind
+from worker.build_types import ENGINE, REGISTRY, S3
 
 logger = logging.getLogger("buildfarm.metrics")
 
@@ -24,6 +25,8 @@ KIND = "worker"
 DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 STEP_BUCKETS = (1, 2, 5, 10, 20, 50, 100, float("inf"))
 INTEGRATION_KINDS = ("notification", "commit_status")
+# The parts of the farm a worker may not reach (worker/build_types.py), as labels.
+PART_LABELS = {ENGINE: "engine", REGISTRY: "registry", S3: "s3"}
 QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
@@ -97,6 +100,13 @@ class _Series:
             ["kind", "outcome"],
             registry=None,
         )
+        self.parts_down = prom.Gauge(
+            "buildfarm_worker_parts_down",
+            "Worker processes of this host that claim no build: a part of the farm did not answer them",
+            ["part"],
+            multiprocess_mode="livesum",
+            registry=None,
+        )
         # Every series exists from the start (at 0), and every file of this process too.
         for status in sorted(TERMINAL_STATUSES):
             self.builds.labels(status)
@@ -107,6 +117,8 @@ class _Series:
             for outcome in ("delivered", "failed"):
                 self.integrations.labels(kind, outcome)
         self.running.set(0)
+        for part in PART_LABELS.values():
+            self.parts_down.labels(part).set(0)
 
 
 _series: _Series | None = None
@@ -165,6 +177,11 @@ def build_phases(s: _Series, values: dict[str, float]) -> None:
     for name, value in values.items():
         series, label = _PHASES[name]
         getattr(s, series).labels(label).observe(value)
+
+
+@_record
+def part_down(s: _Series, part: str, down: bool) -> None:
+    s.parts_down.labels(PART_LABELS[part]).set(int(down))
 
 
 @_record

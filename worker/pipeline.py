@@ -29,11 +29,12 @@ from common.s3 import unanswered
 from common.tenant_limits import farm_defaults
 from worker import failures, metrics
 from worker.build_step import build_step
-from worker.build_types import EngineGone, Unreachable
+from worker.build_types import REGISTRY, S3, EngineGone, Unreachable
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
 from worker.disk_space import low_free_disk, tree_bytes
 from worker.docker_build import create_docker, engine_answers, push_image, registry_down
+from worker.engine_watch import EngineMark
 from worker.infra_retry import Retry, duration, retry_within
 from worker.integrations import announce
 from worker.log_archive import archive_log
@@ -166,10 +167,10 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
         logger.warning("build %s left in the queue: %s", build_id, low)
         ctx.requeue(build_id, delay_ms=LOW_DISK_RETRY_MS)
         return
-    if build is not None and ctx.left_to_others(build.id):
-        # Not claimed: handed back by this worker, which did not reach a part of the farm, it
-        # waits for a worker that may (or for this one, past the part's bound).
-        ctx.requeue(build.id, delay_ms=BUSY_RETRY_MS)
+    if ctx.parts_down.idle_reason():
+        # Not claimed: this worker did not reach a part of the farm (worker/parts_down.py); the
+        # ticket goes back to the queue for the workers that may.
+        ctx.requeue(build_id, delay_ms=BUSY_RETRY_MS)
         return
     build, claim = _claim(ctx, build_id, build)
     if build is None or claim.outcome != "claimed":
@@ -184,7 +185,9 @@ def run_build(ctx: WorkerContext, build_id: str) -> None:
     log = ctx.log_writer(build)
     if previous := claim.took_over_from:
         log.line(f"--- attempt {build.attempt}: taking over from worker {previous}, whose lease expired ---")
-    docker, buildkit = create_docker(config), BuildKitRun(config)
+    # A builder's failure is the engine's if the engine went away since now (worker/engine_watch.py).
+    engine_gone = EngineMark(ctx.engine_watch, config.docker_host).gone
+    docker, buildkit = create_docker(config, engine_gone), BuildKitRun(config, engine_gone)
 
     def abort() -> None:
         buildkit.abort()
@@ -320,7 +323,7 @@ def _build_and_push(
     with failures.pushing():
         digest = push_retry(
             lambda: push_image(engines[1], built.tag, login, log.line),
-            part="The registry",
+            part=REGISTRY,
             again="pushing again",
             lost="the image was built but not pushed",
         )
@@ -341,7 +344,7 @@ def _s3_retry(ctx: WorkerContext, log: LogWriter, watcher: _Watcher) -> Retry:
     """Tries a step that reads the build's source from S3 again while S3 does not answer."""
     return functools.partial(
         _retry(log, watcher, unanswered, ctx.config.source_retry_s),
-        part="S3",
+        part=S3,
         again="fetching the source again",
         lost="the build's source could not be fetched",
     )
@@ -367,8 +370,8 @@ def _unreachable(
         except _Stopped:
             return None
     if not back:
-        # This worker leaves the build to others for a while: they may reach the part.
-        ctx.leave_to_others(build.id, bound)
+        # This worker leaves the builds to others for a while: they may reach the part.
+        ctx.parts_down.mark(fault.part, bound)
     logger.warning("build %s: %s%s; handed back", build.id, fault, outcome)
     again = f"attempt {attempt + 1} of {config.max_attempts}"
     return Stop(f"{fault}{outcome}: the build is handed back, to run again ({again})", hand_back=True)

@@ -14,6 +14,7 @@ import dramatiq
 from common.config import BUILDKIT
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
+from worker.engine_watch import EngineWatch
 from worker.heartbeat import HeartbeatThread
 from worker.scratch import remove_dead_workers_folders
 from worker.step_cgroups import cap_buildkit_pids
@@ -27,6 +28,8 @@ class WorkerLifecycle(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker) -> None:
         ctx = worker_context()
         remove_dead_workers_folders()
+        ctx.engine_watch = EngineWatch(ctx.config.docker_host)
+        ctx.engine_watch.start()
         if ctx.config.builder == BUILDKIT:
             cap_buildkit_memory(ctx.config)
         if cap_buildkit_pids(ctx.config.engine_build_pids):
@@ -44,6 +47,7 @@ class WorkerLifecycle(dramatiq.Middleware):
         ctx = worker_context()
         ctx.shutdown_deadline = time.time() + ctx.config.worker_grace_s
         self.timer.stopping.set()
+        ctx.engine_watch.stop()
         if ctx.step_guard:
             ctx.step_guard.stopping.set()
 
