@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dramatiq
 import redis
@@ -24,6 +25,9 @@ from worker.records import BuildRecords
 from worker.running_builds import RunningBuilds
 from worker.step_guard import StepGuard
 
+if TYPE_CHECKING:
+    from worker.archiver import LogArchiver
+
 
 @dataclass
 class WorkerContext:
@@ -36,6 +40,9 @@ class WorkerContext:
     shutdown_deadline: float | None = None
     # Set at boot where the engine's cgroups are on this host (worker/middleware/lifecycle.py).
     step_guard: StepGuard | None = None
+    # Set at boot: the thread that archives the logs of the builds this process ended
+    # (worker/archiver.py); without it (a context of the tests) a log is archived in the caller.
+    archiver: LogArchiver | None = None
     # The builds this process runs now, which its heartbeat reports (worker/heartbeat.py).
     running: RunningBuilds = field(default_factory=RunningBuilds)
     # Started at boot: the engine's event stream, what tells an engine restarted mid-build.

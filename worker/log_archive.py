@@ -36,7 +36,7 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
     them reading a stream the other has just dropped, would store a truncated log."""
     bind_build(build.id, build.deployment_id)
     pending = keys.LOG_ARCHIVE_PENDING
-    ctx.redis.zadd(pending, {build.id: time.time()}, nx=True)
+    await_archive(ctx, build.id)
     lock = keys.log_archive_lock(build.id)
     if not ctx.redis.set(lock, ctx.worker_id, nx=True, ex=LOCK_TTL_S):
         return False
@@ -64,6 +64,11 @@ def archive_log(ctx: WorkerContext, build: Build) -> bool:
         return True
     finally:
         ctx.redis.delete(lock)
+
+
+def await_archive(ctx: WorkerContext, build_id: str) -> None:
+    """Lists the build's log among those to archive (retry_log_archives), until it is."""
+    ctx.redis.zadd(keys.LOG_ARCHIVE_PENDING, {build_id: time.time()}, nx=True)
 
 
 def _upload(ctx: WorkerContext, build: Build) -> int:

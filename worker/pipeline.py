@@ -417,7 +417,8 @@ def conclude(
     result: dict[str, str],
     run_started: float | None = None,
 ) -> None:
-    """Ends a build: its last lines, then its final status, then the end marker, then the archive.
+    """Ends a build: its last lines, then its final status, then the end marker, then the archive
+    (handed to the process's archiver, worker/archiver.py: the caller's slot is free meanwhile).
     A reader that sees the end of the log always finds the build finished, with its whole log.
     `failure` is whose fault it is and why, for a build that did not succeed."""
     kind, error = failure
@@ -439,7 +440,10 @@ def conclude(
     metrics.build_ended(status, kind, None if run_started is None else time.monotonic() - run_started)
     _accrue_build_time(ctx, build)
     announce(ctx, build, ENDED[status])
-    archive_log(ctx, build)
+    if ctx.archiver:
+        ctx.archiver.submit(build)  # the slot is free for the next build meanwhile
+    else:
+        archive_log(ctx, build)
 
 
 def _accrue_build_time(ctx: WorkerContext, build: Build) -> None:

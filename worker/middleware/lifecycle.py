@@ -1,6 +1,6 @@
-"""Starts each worker process's timer (reaper, log archive retries, cleanup jobs) and its
-heartbeat (the farm's registry of workers, stopped last), caps the
-memory and processes of BuildKit's RUN steps, starts the guard of every RUN step's limits,
+"""Starts each worker process's log archiver, its timer (reaper, log archive retries, cleanup
+jobs) and its heartbeat (the farm's registry of workers, stopped last), caps the memory and
+processes of BuildKit's RUN steps, starts the guard of every RUN step's limits,
 removes the scratch folders of dead workers, and gives running builds a grace period at
 shutdown."""
 
@@ -12,6 +12,7 @@ import time
 import dramatiq
 
 from common.config import BUILDKIT
+from worker.archiver import LogArchiver
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
 from worker.engine_watch import EngineWatch
@@ -37,6 +38,8 @@ class WorkerLifecycle(dramatiq.Middleware):
             ctx.step_guard.start()
         else:
             logger.warning("no cgroups of the engine on this host: RUN steps have no pids, CPU or disk limit")
+        self.archiver = ctx.archiver = LogArchiver(ctx)
+        self.archiver.start()
         self.timer = TimerThread(ctx)
         self.timer.start()
         self.heartbeat = HeartbeatThread(ctx, worker.worker_threads)
@@ -52,5 +55,7 @@ class WorkerLifecycle(dramatiq.Middleware):
             ctx.step_guard.stopping.set()
 
     def after_worker_shutdown(self, broker, worker) -> None:
+        # The builds have ended: the logs they left to the archiver go to S3 before the exit.
+        self.archiver.stop()
         # Last: a build running through the grace period still shows in its slot.
         self.heartbeat.stop()
