@@ -26,7 +26,7 @@ from worker.running_builds import RunningBuilds
 from worker.step_guard import StepGuard
 
 if TYPE_CHECKING:
-    from worker.archiver import LogArchiver
+    from worker.log_archiver import LogArchiver
 
 
 @dataclass
@@ -41,7 +41,7 @@ class WorkerContext:
     # Set at boot where the engine's cgroups are on this host (worker/middleware/lifecycle.py).
     step_guard: StepGuard | None = None
     # Set at boot: the thread that archives the logs of the builds this process ended
-    # (worker/archiver.py); without it (a context of the tests) a log is archived in the caller.
+    # (worker/log_archiver.py); without it (a context of the tests) a log is archived in the caller.
     archiver: LogArchiver | None = None
     # The builds this process runs now, which its heartbeat reports (worker/heartbeat.py).
     running: RunningBuilds = field(default_factory=RunningBuilds)

@@ -418,7 +418,7 @@ def conclude(
     run_started: float | None = None,
 ) -> None:
     """Ends a build: its last lines, then its final status, then the end marker, then the archive
-    (handed to the process's archiver, worker/archiver.py: the caller's slot is free meanwhile).
+    (handed to the process's archiver, worker/log_archiver.py: the caller's slot is free meanwhile).
     A reader that sees the end of the log always finds the build finished, with its whole log.
     `failure` is whose fault it is and why, for a build that did not succeed."""
     kind, error = failure

@@ -12,11 +12,11 @@ import time
 import dramatiq
 
 from common.config import BUILDKIT
-from worker.archiver import LogArchiver
 from worker.build_memory import cap_buildkit_memory
 from worker.context import worker_context
 from worker.engine_watch import EngineWatch
 from worker.heartbeat import HeartbeatThread
+from worker.log_archiver import LogArchiver
 from worker.scratch import remove_dead_workers_folders
 from worker.step_cgroups import cap_buildkit_pids
 from worker.step_guard import StepGuard
