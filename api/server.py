@@ -1,5 +1,6 @@
-"""The gunicorn worker class that serves the API: uvicorn, with a cap on request heads and
-no per-message compression of WebSocket log lines.
+"""The gunicorn worker class that serves the API: uvicorn, with a cap on request heads, no
+per-message compression of WebSocket log lines, and WebSocket connections that take frames the
+app encoded itself (api/ws_frames.py).
 
 uvicorn's httptools parser accepts request headers of any size (20 MB was seen to pass), so
 a header flood could fill memory; h11 refuses a head over the cap before reading more.
@@ -17,8 +18,10 @@ import os
 import shutil
 from typing import Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker
 
+from api.ws_frames import EXTENSION
 from common import metrics_dir
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 
@@ -46,6 +49,21 @@ _metrics_run_dir()
 use_json_logging(servers=SERVER_LOGGERS)
 
 
+class FramesWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, offering each connection's app the ws_frames EXTENSION."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none for a handshake refused at once
+        if scope is not None:
+            scope["extensions"][EXTENSION] = {"buffered": self._buffered, "write": self.transport.write}
+
+    def _buffered(self) -> int | None:
+        if not self.handshake_complete or self.close_sent or self.transport.is_closing():
+            return None
+        return self.transport.get_write_buffer_size()
+
+
 class ApiWorker(UvicornWorker):
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "auto",
@@ -53,4 +71,5 @@ class ApiWorker(UvicornWorker):
         "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
         # Log lines are short: compressing each message costs more CPU than it saves bytes.
         "ws_per_message_deflate": False,
+        "ws": FramesWebSocketProtocol,
     }
