@@ -27,7 +27,7 @@ from common.models import Build
 LINE_OVERHEAD_BYTES = 64
 # Followers served (a page queued or written) or woken per event loop iteration: a request
 # waits behind at most this many.
-SERVE_SLICE = 64
+SERVE_SLICE = 16
 
 Page = list[tuple[int, str]]
 
