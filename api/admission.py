@@ -1,7 +1,11 @@
 """A tenant's requests against its limits (common/tenant_limits.py, read on every request so that
 an admin's change needs no restart): uploads in flight and log WebSockets open are held as slots
 (common/records/slots.py) for as long as they last, deploy requests (deploys, retries, push
-webhooks) take a slot for a minute. Past a limit the request gets 429 with Retry-After."""
+webhooks) take a slot for a minute. Past a limit the request gets 429 with Retry-After.
+
+An API process renews every slot it holds in one round trip per tenant and kind, and gives back
+the slots released in the same event loop iteration together: thousands of log WebSockets ending
+with their build cost a few round trips, not one each ahead of every other request's."""
 
 from __future__ import annotations
 
@@ -38,6 +42,11 @@ class TenantAdmission:
     def __init__(self, config: Config, store: RecordStore) -> None:
         self.config = config
         self.store = store
+        # The slots this process holds, by tenant and kind; the task renewing them while any.
+        self._held: dict[tuple[str, str], set[str]] = {}
+        self._renewal: asyncio.Task | None = None
+        # The slots being given back, by tenant and kind, and the task that gives them back.
+        self._returns: dict[tuple[str, str], tuple[set[str], asyncio.Task]] = {}
 
     async def limits(self, tenant: str) -> TenantLimits:
         return await self.store.run(tenant_limits(tenant, farm_defaults(self.config)))
@@ -70,22 +79,45 @@ class TenantAdmission:
                 f"try again when one ends",
                 retry_s,
             )
-        renewal = asyncio.create_task(self._renew(tenant, kind, slot))
+        held = self._held.setdefault((tenant, kind), set())
+        held.add(slot)
+        if self._renewal is None:
+            self._renewal = asyncio.create_task(self._renew_held())
         try:
             yield
         finally:
-            renewal.cancel()
+            held.discard(slot)
+            if not held and self._held.get((tenant, kind)) is held:
+                del self._held[(tenant, kind)]
             try:
-                await self.store.release_slot(tenant, kind, slot)
+                await self._give_back(tenant, kind, slot)
             except RedisError as e:
                 logger.warning(
                     "a slot of %s not given back (it expires within %s s): %s", kind, LEASE_MS // 1000, e
                 )
 
-    async def _renew(self, tenant: str, kind: str, slot: str) -> None:
-        while True:
+    async def _renew_held(self) -> None:
+        """Every third of a lease, renews the slots this process holds; ends when it holds none."""
+        while self._held:
             await asyncio.sleep(LEASE_MS / 3000)
-            try:
-                await self.store.take_slot(tenant, kind, slot, 0, LEASE_MS)
-            except RedisError as e:
-                logger.warning("a slot of %s not renewed (tried again later): %s", kind, e)
+            for (tenant, kind), slots in list(self._held.items()):
+                try:
+                    await self.store.renew_slots(tenant, kind, list(slots), LEASE_MS)
+                except RedisError as e:
+                    logger.warning("slots of %s not renewed (tried again later): %s", kind, e)
+        self._renewal = None
+
+    async def _give_back(self, tenant: str, kind: str, slot: str) -> None:
+        """Gives a slot back, with the others of its tenant and kind given back meanwhile."""
+        returning = self._returns.get((tenant, kind))
+        if returning is None:
+            returning = (set(), asyncio.create_task(self._return(tenant, kind)))
+            self._returns[(tenant, kind)] = returning
+        returning[0].add(slot)
+        # Shielded: the slots of others wait on the same round trip.
+        await asyncio.shield(returning[1])
+
+    async def _return(self, tenant: str, kind: str) -> None:
+        await asyncio.sleep(0)  # the slots given back in this loop iteration join
+        slots, _ = self._returns.pop((tenant, kind))
+        await self.store.release_slots(tenant, kind, slots)

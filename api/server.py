@@ -1,6 +1,6 @@
 """The gunicorn worker class that serves the API: uvicorn with its httptools parser, a cap on
-request heads, responses written in one write, and no per-message compression of WebSocket log
-lines.
+request heads, responses written in one write, no per-message compression of WebSocket log
+lines, and WebSocket connections that take frames the app encoded itself (api/ws_frames.py).
 
 httptools buffers a request head of any size (a 20 MB header was seen to pass), so a header
 flood could fill memory: the bytes that arrive while a head is read are counted here, and a
@@ -23,9 +23,11 @@ from typing import Any
 
 import falcon
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker
 
 from api.errors import error_body
+from api.ws_frames import EXTENSION
 from common import metrics_dir
 from common.logging_json import SERVER_LOGGERS, use_json_logging
 
@@ -141,10 +143,26 @@ class ApiHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class FramesWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, offering each connection's app the ws_frames EXTENSION."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none for a handshake refused at once
+        if scope is not None:
+            scope["extensions"][EXTENSION] = {"buffered": self._buffered, "write": self.transport.write}
+
+    def _buffered(self) -> int | None:
+        if not self.handshake_complete or self.close_sent or self.transport.is_closing():
+            return None
+        return self.transport.get_write_buffer_size()
+
+
 class ApiWorker(UvicornWorker):
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "auto",
         "http": ApiHttpProtocol,
         # Log lines are short: compressing each message costs more CPU than it saves bytes.
         "ws_per_message_deflate": False,
+        "ws": FramesWebSocketProtocol,
     }

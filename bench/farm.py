@@ -82,9 +82,11 @@ class Process:
 
 class Farm:
     """The API (gunicorn, 2 uvicorn workers) and a pool of workers, started and stopped here.
-    The API runs the code under `api_root`: this tree, or another version of it for a baseline."""
+    The API and the workers run the code under `api_root`: this tree, or another version of it
+    for a baseline."""
 
     def __init__(self, api_root: Path = ROOT, **env: str) -> None:
+        self.api_root = api_root
         self.config = Config.from_env()
         # No metrics endpoint: its forked server would be one more child of each worker master.
         self.env = {**os.environ, "dramatiq_worker_timeout": "10", "BUILDFARM_METRICS_PORT": "0", **env}
@@ -147,6 +149,7 @@ class Farm:
                 str(threads),
             ],
             {**self.env, "dramatiq_queue_prefetch": str(threads), **env},
+            cwd=self.api_root,
         )
         log = LOGS / f"{name}.log"
         self._wait(

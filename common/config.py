@@ -130,8 +130,8 @@ class Config:
     integration_timeout_s: float = 10.0
     integration_retries: int = 8
     integration_backoff_ms: int = 5000
-    # What a log WebSocket may fall behind its build's live log (text plus 64 bytes a line)
-    # before it is closed with 1013 (api/logfanout.py); the pages queued are shared by followers.
+    # What a log WebSocket may fall behind its build's live log (the bytes its connection has not
+    # sent, or text plus 64 bytes a line queued) before it is closed with 1013 (api/logfanout.py).
     log_follower_buffer_bytes: int = 8 * 1024 * 1024
 
     @classmethod

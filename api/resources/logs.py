@@ -15,6 +15,7 @@ from api.logfanout import LogFanout, TooSlow
 from api.logreader import CHUNK, LogReader
 from api.lookups import find_build
 from api.store import RecordStore
+from api.ws_frames import frame_sink
 from common.ansi import strip_ansi
 from common.models import Build, BuildStatus
 
@@ -83,7 +84,8 @@ class LogsResource:
         if BuildStatus(build.status).is_terminal:
             lines = self.reader.lines(build, after=after)
         else:
-            lines = self.fanout.follow(build, after=after)
+            # Where the server takes frames, the live lines go straight to the connection.
+            lines = self.fanout.follow(build, after=after, sink=frame_sink(req.scope))
         try:
             # Closed at once when the client leaves: a follower leaves its build's live reader.
             async with contextlib.aclosing(lines):

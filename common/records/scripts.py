@@ -507,6 +507,19 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return {1, 0}
 """,
 )
+# Renews the slots ARGV[2…] of a tenant's limited kind (KEYS[1]) for ARGV[1] ms: every slot of
+# the kind that an API process holds, in one round trip however many.
+RENEW_SLOTS = _script(
+    _NOW_MS,
+    """
+local expiry = now_ms() + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], expiry, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return #ARGV - 1
+""",
+)
 
 # Builds pending and building, by tenant, from the
 # farm-wide active sets (KEYS: ACTIVE_STATUSES' sets): the builds' hashes are named from the ids

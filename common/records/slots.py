@@ -5,6 +5,7 @@ expiry: a holder renews its slot while it holds it, and gives it back when done.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,5 +32,11 @@ def take_slot(tenant: str, kind: str, slot: str, limit: int, lease_ms: int) -> C
     )
 
 
-def release_slot(tenant: str, kind: str, slot: str) -> Call[None]:
-    return Call(lambda _: None, commands=[("ZREM", keys.tenant_slots(tenant, kind), slot)])
+def renew_slots(tenant: str, kind: str, slots: Collection[str], lease_ms: int) -> Call[None]:
+    """Renews `slots`, held, for `lease_ms`: one round trip however many."""
+    key = keys.tenant_slots(tenant, kind)
+    return Call(lambda _: None, script=scripts.RENEW_SLOTS, keys=[key], args=[lease_ms, *slots])
+
+
+def release_slots(tenant: str, kind: str, slots: Collection[str]) -> Call[None]:
+    return Call(lambda _: None, commands=[("ZREM", keys.tenant_slots(tenant, kind), *slots)])
