@@ -163,8 +163,10 @@ class Farm:
             worker.stop()
         self.workers = []
 
-    def archive_deployment(self, archive: bytes, **fields) -> dict:
-        deployment = self.client.post(
+    def archive_deployment(self, archive: bytes, client: httpx.Client | None = None, **fields) -> dict:
+        """A new archive deployment with `archive` uploaded, as the bench's tenant or `client`'s."""
+        client = client or self.client
+        deployment = client.post(
             "/deployments",
             json={
                 "name": "bench",
@@ -173,9 +175,8 @@ class Farm:
                 **fields,
             },
         ).json()
-        response = self.client.post(
-            f"/deployments/{deployment['id']}/upload", files={"archive": ("a.tgz", archive)}
-        )
+        upload = f"/deployments/{deployment['id']}/upload"
+        response = client.post(upload, files={"archive": ("a.tgz", archive)})
         response.raise_for_status()
         return deployment
 
