@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from common.config import Config
+from common.models import Build, utc_now
 from common.records import keys
 from tests.conftest import BASE_IMAGE, ROOT, free_port, rss_kib, start_worker, unique_subdomain, wait_until
 
@@ -31,6 +32,22 @@ def registry_get(config: Config, path: str, **kwargs) -> httpx.Response:
     """GET http://REGISTRY/v2/PATH with the workers' login: the registry refuses anonymous reads."""
     auth = (config.registry_username, config.registry_password)
     return httpx.get(f"http://{config.registry}/v2/{path}", auth=auth, **kwargs)
+
+
+def building_build(**fields) -> Build:
+    """A build record as a worker holds it while it runs (of a made-up deployment), `fields` set."""
+    values = {
+        "id": str(uuid.uuid4()),
+        "deployment_id": str(uuid.uuid4()),
+        "tenant": "t",
+        "number": 1,
+        "status": "building",
+        "subdomain": "app",
+        "source_type": "archive",
+        "dockerfile_path": "Dockerfile",
+        "created_at": utc_now(),
+    }
+    return Build(**{**values, **fields})
 
 
 def context_archive(dockerfile: str | None, files: dict[str, bytes] | None = None) -> bytes:

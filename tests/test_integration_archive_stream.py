@@ -8,31 +8,19 @@ import hashlib
 import io
 import os
 import tarfile
-import uuid
 
 import pytest
 
 from common.models import Build
 from common.s3 import archive_key
-from tests.farm import context_archive
+from tests.farm import building_build, context_archive
 from worker.archive_stream import CHUNK, inline_dockerfile_name, stream_archive, tar_member
 from worker.source import SourceError
 
 
 def stored(s3, config, archive: bytes, sha256: str | None = None) -> Build:
     sha256 = sha256 or hashlib.sha256(archive).hexdigest()
-    build = Build(
-        id=str(uuid.uuid4()),
-        deployment_id=str(uuid.uuid4()),
-        tenant="t",
-        number=1,
-        status="building",
-        subdomain="app",
-        source_type="archive",
-        dockerfile_path="Dockerfile",
-        created_at="2026-12-01T00:00:00.000Z",
-        commit_sha=sha256,
-    )
+    build = building_build(created_at="2026-12-01T00:00:00.000Z", commit_sha=sha256)
     key = archive_key(build.deployment_id, sha256)
     s3.put_object(config.sources_bucket, key, io.BytesIO(archive), len(archive))
     return build

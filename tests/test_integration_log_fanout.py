@@ -3,32 +3,22 @@ writer: followers joining at any point get each line once, in order; the build's
 serves them all, and stops when its last follower leaves."""
 
 import asyncio
-import uuid
 
 import pytest
 
 from api.logfanout import LogFanout
 from api.logreader import LogReader
 from common.config import Config
-from common.models import Build, utc_now
+from common.models import Build
 from common.records import fields, keys
 from common.redis_clients import async_redis, bounded_async_redis
+from tests.farm import building_build
 from worker.logwriter import LogWriter
 
 
 @pytest.fixture
 def build(redis_client) -> Build:
-    build = Build(
-        id=str(uuid.uuid4()),
-        deployment_id=str(uuid.uuid4()),
-        tenant="t",
-        number=1,
-        status="building",
-        subdomain="app",
-        source_type="archive",
-        dockerfile_path="Dockerfile",
-        created_at=utc_now(),
-    )
+    build = building_build()
     redis_client.hset(keys.build(build.id), mapping={fields.ATTEMPT: "1", fields.STATUS: "building"})
     return build
 

@@ -9,9 +9,9 @@ import redis.asyncio as aioredis
 from api.logreader import LogReader
 from common.config import Config
 from common.logformat import CONTINUED, END_FIELD, LINE_FIELD, entry_cost, line_number
-from common.models import Build, utc_now
 from common.records import fields, keys
 from tests.conftest import wait_until
+from tests.farm import building_build
 from worker.logwriter import BATCH_BYTES, LogWriter
 
 
@@ -167,17 +167,7 @@ def test_a_follower_gets_the_lines_a_build_wrote_just_before_it_ended(config, re
     log = writer(redis_client, build_id)
     log.line("first")
     wait_until(lambda: redis_client.xlen(keys.build_log(build_id)) == 1, 5, what="the first line")
-    build = Build(
-        id=build_id,
-        deployment_id=str(uuid.uuid4()),
-        tenant="t",
-        number=1,
-        status="building",
-        subdomain="app",
-        source_type="archive",
-        dockerfile_path="Dockerfile",
-        created_at=utc_now(),
-    )
+    build = building_build(id=build_id)
     client = _WorkerEndsTheBuildBeforeTheStatusRead.from_url(config.redis_url)
 
     def worker_ends_the_build() -> None:
