@@ -33,6 +33,8 @@ from worker.log_lines import LineCutter
 
 # What is read of the CLI's output at once.
 READ_BYTES = 64 * 1024
+# How often the CLI prints the output its steps made since it last printed (its TTY_DISPLAY_RATE).
+CLI_PRINT_INTERVAL_MS = 10
 _PR_SET_PDEATHSIG = 1
 # The CLI sends a context from stdin in a request of its own beside the build's; engine 20.10
 # sometimes looks for it before it is registered (seen about once in 8 builds on a loaded host).
@@ -146,6 +148,8 @@ class BuildKitRun:
             "DOCKER_CONFIG": os.environ.get("DOCKER_CONFIG") or str(scratch / ".docker"),
             "DOCKER_HOST": self.config.docker_host,
             "DOCKER_BUILDKIT": "1",
+            # The CLI's default, 100 ms, alone made a live line's p99 latency 100-140 ms.
+            "TTY_DISPLAY_RATE": str(CLI_PRINT_INTERVAL_MS),
         }
 
     @staticmethod
