@@ -100,7 +100,7 @@ def test_s3_down_when_a_build_fetches_its_source_is_waited_for_and_the_build_suc
     running = build_in_its_run_step(client, "sleep 3")
     queued = deploy(client, {"id": running["deployment_id"]})
     # When S3 goes away before the queued build fetches its source, and comes back 10 s after the
-    # build started (minio's own retries last about 7 s)
+    # build started (the worker's tries fail at once meanwhile: common/s3.py RETRIED_BY_CALLER)
     with service_killed("s3"):
         wait_for_status(client, queued, statuses=("building",))
         stopped = time.monotonic()
