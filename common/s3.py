@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import os
+
+import certifi
+import urllib3
 import urllib3.exceptions
 from minio import Minio
 from minio.error import ServerError
+from urllib3.util import Retry, Timeout
 
 from common.config import Config
 
-# What a client meets when S3 does not answer (after minio's own short retries); an S3 error
+# What a client meets when S3 does not answer (after the client's own retries); an S3 error
 # response (no such key, access denied…) is an answer, and not one of these.
 UNANSWERED = (urllib3.exceptions.HTTPError, ServerError)
 
 
-def create_s3(config: Config) -> Minio:
+# A client whose caller tries again itself within a bound of its own (the worker: its source
+# fetch, its log archive) tries once more at once (a kept connection S3 closed), not minio's five
+# times with waits (about 6 s against a dead S3, stacked on the bound), and gives up connecting
+# after a few seconds, not minio's 5 min.
+RETRIED_BY_CALLER = Retry(total=1, backoff_factor=0)
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 60
+
+
+def create_s3(config: Config, retried_by_caller: bool = False) -> Minio:
+    http_client = None
+    if retried_by_caller:  # as minio's own client, but for its retries and timeouts
+        http_client = urllib3.PoolManager(
+            timeout=Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+            maxsize=10,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=RETRIED_BY_CALLER,
+        )
     # An explicit region skips the bucket-location probe, whose answer some S3 servers
     # (rclone) send in a form the client cannot parse.
     return Minio(
@@ -22,6 +45,7 @@ def create_s3(config: Config) -> Minio:
         secret_key=config.s3_secret_key,
         secure=config.s3_secure,
         region=config.s3_region,
+        http_client=http_client,
     )
 
 

@@ -97,20 +97,40 @@ def test_a_cache_mount_keeps_what_one_build_wrote_for_the_next_build_of_the_depl
 
 
 def redis_dump(client: redis.Redis) -> bytes:
-    """Every key of a Redis database with its whole value, whatever its type."""
+    """Every key of a Redis database with its whole value, whatever its type; read in pipelines of
+    a thousand keys (the test farm's Redis holds every earlier test's keys)."""
+    # How each type is read, and its reply flattened to its keys and values
     readers = {
-        b"string": lambda key: [client.get(key)],
-        b"hash": lambda key: [b for pair in client.hgetall(key).items() for b in pair],
-        b"list": lambda key: client.lrange(key, 0, -1),
-        b"set": lambda key: list(client.smembers(key)),
-        b"zset": lambda key: [member for member, _ in client.zrange(key, 0, -1, withscores=True)],
-        b"stream": lambda key: [b for _, entry in client.xrange(key) for pair in entry.items() for b in pair],
+        b"string": (lambda pipe, key: pipe.get(key), lambda value: [value]),
+        b"hash": (
+            lambda pipe, key: pipe.hgetall(key),
+            lambda value: [b for pair in value.items() for b in pair],
+        ),
+        b"list": (lambda pipe, key: pipe.lrange(key, 0, -1), list),
+        b"set": (lambda pipe, key: pipe.smembers(key), list),
+        b"zset": (lambda pipe, key: pipe.zrange(key, 0, -1), list),
+        b"stream": (
+            lambda pipe, key: pipe.xrange(key),
+            lambda value: [b for _, entry in value for pair in entry.items() for b in pair],
+        ),
     }
     dump = []
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        assert kind in readers, f"{key!r} is a {kind!r}, which this dump cannot read"
-        dump += [key, *(v for v in readers[kind](key) if v is not None)]
+    found = list(client.scan_iter(count=1000))
+    for start in range(0, len(found), 1000):
+        with client.pipeline(transaction=False) as pipe:
+            for key in found[start : start + 1000]:
+                pipe.type(key)
+            typed = zip(found[start : start + 1000], pipe.execute(), strict=True)
+        # A key gone since the scan (a lease that expired) holds nothing
+        typed = [(key, kind) for key, kind in typed if kind != b"none"]
+        for key, kind in typed:
+            assert kind in readers, f"{key!r} is a {kind!r}, which this dump cannot read"
+        with client.pipeline(transaction=False) as pipe:
+            for key, kind in typed:
+                readers[kind][0](pipe, key)
+            replies = pipe.execute()
+        for (key, kind), reply in zip(typed, replies, strict=True):
+            dump += [key, *(v for v in readers[kind][1](reply) if v is not None)]
     return b"\n".join(dump)
 
 

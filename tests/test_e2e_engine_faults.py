@@ -3,10 +3,10 @@ waits for it within BUILDFARM_ENGINE_RETRY_S and hands the build back (attempt +
 attempt builds it again; out of attempts, the build fails as the farm's fault, in words.
 
 The engine is the test's own, never the shared one: a second dockerd with its own data root,
-exec root, pidfile and socket in tmp_path (vfs storage), in a network namespace of its own
-(tests/netns.py), where 127.0.0.1 of the registry's port leads to the farm's registry. The base
-image is loaded into it from the shared engine; the engine, its containerd, the namespace and
-the mounts are removed at the end."""
+exec root, pidfile and socket in a folder of the test session (vfs storage), in a network
+namespace of its own (tests/netns.py), where 127.0.0.1 of the registry's port leads to the farm's
+registry. It is started once for the module, and the base image loaded into it from the shared
+engine; the engine, its containerd, the namespace and the mounts are removed at the end."""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ from tests.holding_proxy import HoldingProxy
 pytestmark = pytest.mark.e2e
 
 BEFORE, AFTER = "before the engine went away", "after the sleep"
-# The RUN step: its first line printed, then time for the engine to be killed.
-STEP = f"echo {BEFORE} && sleep 12 && echo {AFTER}"
+# The RUN step: its first line printed, then time for the engine to be killed (the test kills it
+# once it reads the line, well under a second after it is printed). The next attempt runs the
+# step whole, and an engine restarted after a kill waits for the step's container to end.
+STEP = f"echo {BEFORE} && sleep 6 && echo {AFTER}"
 GONE = "The Docker engine went away during the build"
 # How long the engine stays dead.
 DEAD_S = 4
@@ -104,12 +106,16 @@ def _mounts_under(root: Path) -> list[str]:
     return [point for point in points if point.startswith(f"{root}/")]
 
 
-@pytest.fixture
-def own_engine(tmp_path, logs_dir, docker_client, config):
+@pytest.fixture(scope="module")
+def module_engine(tmp_path_factory, logs_dir, docker_client, config):
+    """The module's engine, started and given the base image once (the tests kill it and start
+    it again themselves)."""
     with netns.hosts(4, net=233) as (host,):
         engine = None
         try:
-            engine = Engine(tmp_path, host, logs_dir / f"own-engine-{host.netns}.log")
+            engine = Engine(
+                tmp_path_factory.mktemp("own-engine"), host, logs_dir / f"own-engine-{host.netns}.log"
+            )
             engine.answering()
             image = b"".join(docker_client.get_image(BASE_IMAGE))
             assert engine.docker("load", input=image).returncode == 0
@@ -118,6 +124,16 @@ def own_engine(tmp_path, logs_dir, docker_client, config):
         finally:
             if engine is not None:
                 engine.remove()
+
+
+@pytest.fixture
+def own_engine(module_engine):
+    """The module's engine, answering: started again if a test before left it dead."""
+    if not module_engine.process.alive():
+        module_engine.crash()
+        module_engine.start()
+    module_engine.answering()
+    return module_engine
 
 
 @pytest.mark.parametrize("builder", ["buildkit", "classic"])

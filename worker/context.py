@@ -75,6 +75,6 @@ class WorkerContext:
 def worker_context() -> WorkerContext:
     config = Config.from_env()
     client = sync_redis(config.redis_url)
-    s3 = create_s3(config)
+    s3 = create_s3(config, retried_by_caller=True)
     ensure_buckets(s3, config)
     return WorkerContext(config, client, s3)
