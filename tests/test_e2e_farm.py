@@ -111,3 +111,23 @@ def test_a_killed_worker_greys_out_then_disappears_and_a_stopped_one_leaves_at_o
     finally:
         killed.stop()
         stopped.stop()
+
+
+def test_a_worker_stopped_through_its_whole_process_group_stops_gracefully(
+    logs_dir, redis_client, s3, docker_client
+):
+    # systemd's default (KillMode=control-group) signals every process of the worker: each
+    # Dramatiq process gets SIGTERM twice, once directly and once from its master.
+    worker = start_worker(logs_dir, name="farm-group-stopped", processes=2)
+    try:
+        wait_until(lambda: worker.tail().count("ready for action") >= 2, 30, what="the worker to boot")
+        os.killpg(worker.pid, signal.SIGTERM)
+        status = worker.handle.wait(30)
+    finally:
+        worker.stop(signal.SIGKILL)
+    # Then each process shuts down as after one SIGTERM: its prefetched messages go back to the
+    # queue and its builds get their grace, instead of Dramatiq's "kill now" on a second one.
+    log = worker.log.read_text(errors="replace")
+    assert log.count("Stopping worker process") == 2
+    assert "Killing worker process" not in log
+    assert status == 0

@@ -2,7 +2,7 @@
 jobs) and its heartbeat (the farm's registry of workers, stopped last), caps the memory and
 processes of BuildKit's RUN steps, starts the guard of every RUN step's limits,
 removes the scratch folders of dead workers, and gives running builds a grace period at
-shutdown."""
+shutdown, however many times the stop is signalled (worker/stop_signal.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from worker.log_archiver import LogArchiver
 from worker.scratch import remove_dead_workers_folders
 from worker.step_cgroups import cap_buildkit_pids
 from worker.step_guard import StepGuard
+from worker.stop_signal import take_repeated_stop_signals_as_one
 from worker.timer import TimerThread
 
 logger = logging.getLogger("buildfarm.worker")
@@ -27,6 +28,7 @@ logger = logging.getLogger("buildfarm.worker")
 
 class WorkerLifecycle(dramatiq.Middleware):
     def after_worker_boot(self, broker, worker) -> None:
+        take_repeated_stop_signals_as_one()
         ctx = worker_context()
         remove_dead_workers_folders()
         ctx.engine_watch = EngineWatch(ctx.config.docker_host)
