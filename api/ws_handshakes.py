@@ -4,8 +4,8 @@ build, the accept); a burst of them (a hundred followers connecting at once) wou
 all be served in the same turns of the event loop, and a request arriving meanwhile waits
 behind the whole burst: GET build's p99 was 257-445 ms while 5,000 followers connected, 100 at
 a time, against 21-41 ms with one or two handshakes in the app at once (bench/log_fanout.py,
-host load 2.6-3.9), and the 5,000 took no longer (12-16 s). A handshake holds its turn only for
-Redis round trips, never for its client, so turns stay short."""
+host load 2.5-4.1); the 5,000 took 12-24 s, against 16-20 s without turns. A handshake holds
+its turn only for Redis round trips, never for its client, so turns stay short."""
 
 from __future__ import annotations
 

@@ -24,9 +24,10 @@ def take_repeated_stop_signals_as_one() -> None:
     def on_stop(signum, frame) -> None:
         nonlocal first
         now = time.monotonic()
-        if first is not None and now - first < SAME_STOP_S:
+        if first is None:
+            first = now
+        elif now - first < SAME_STOP_S:
             return
-        first = now if first is None else first
         dramatiqs(signum, frame)
 
     if callable(dramatiqs) and threading.current_thread() is threading.main_thread():
