@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 TEST_ENV := BUILDFARM_STATE=.local/test BUILDFARM_REDIS_PORT=16379 BUILDFARM_REGISTRY_PORT=15000 \
 	BUILDFARM_S3_PORT=19000
 PYTEST_ARGS ?=
+# pytest processes the suite runs in, each on services of its own (deploy/local/test).
+TEST_SHARDS ?= 2
 
 .PHONY: install run up down test fuzz lint format clean bench
 
@@ -35,16 +37,10 @@ down:
 test: install
 	@command -v chromium >/dev/null || (apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core)
-	@$(TEST_ENV) deploy/local/services up
-	@eval "$$($(TEST_ENV) deploy/local/services env)" && $(TEST_ENV) deploy/local/base-image
-	@set -o pipefail; status=0; \
-	eval "$$($(TEST_ENV) deploy/local/services env)" && \
-	  $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
-	$(TEST_ENV) deploy/local/services down; \
-	exit $$status
+	@$(TEST_ENV) TEST_SHARDS=$(TEST_SHARDS) VENV=$(VENV) deploy/local/test $(PYTEST_ARGS)
 
 fuzz: install
-	$(MAKE) test PYTEST_ARGS="tests/test_fuzz_openapi.py -s" FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200}
+	$(MAKE) test TEST_SHARDS=1 PYTEST_ARGS="tests/test_fuzz_openapi.py -s" FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200}
 
 lint: install
 	$(VENV)/bin/ruff check .

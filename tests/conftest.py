@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -44,6 +45,20 @@ IN_PROCESS_URL = "http://api.test"
 LOOPBACK = "127.0.0.0/8,::1/128"
 # Short leases so that takeovers happen within seconds in tests (the default is 30 s).
 FAST_LEASES = {"BUILDFARM_LEASE_TTL_S": "4", "BUILDFARM_REAPER_INTERVAL_S": "0.5"}
+
+
+def _take_shard_services() -> None:
+    """`make test` runs the suite in shards, each pytest-xdist worker on services of its own
+    (deploy/local/test): this process takes its shard's settings before anything reads them."""
+    shard = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    path = os.environ.get(f"BUILDFARM_TEST_SHARD_{shard}_ENV")
+    if path:
+        for line in Path(path).read_text().splitlines():
+            name, _, value = shlex.split(line)[0].partition("=")
+            os.environ[name] = value
+
+
+_take_shard_services()
 
 
 def missing(what: str) -> None:

@@ -61,7 +61,9 @@ def test_a_running_build_is_in_its_slot_for_an_admin_and_only_counted_for_a_tena
     before = farm(client)["builds_last_hour"]
     build = build_in_its_run_step(client, "echo in-a-slot && sleep 60")
     try:
-        # A tenant: the slot is in use, the build is not named
+        # A tenant: the slot is in use (the claim wakes the heartbeat: seen within 2 s however
+        # loaded the host), the build is not named
+        wait_until(lambda: listed(client, worker_id)["slots_in_use"] == 1, 2, what="the slot in use")
         as_tenant = client.get("/farm")
         worker = next(w for w in as_tenant.json()["workers"] if w["id"] == worker_id)
         assert worker["slots_in_use"] == 1 and "builds" not in worker

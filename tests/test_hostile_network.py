@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -276,24 +279,34 @@ def test_the_local_farm_puts_the_rules_in_place_and_reapplying_them_changes_noth
         assert len(_hooks(family)) == 2, _hooks(family)
 
 
+@pytest.fixture
+def short_tmp_path():
+    """A folder of the test with a short path: the unix sockets an engine makes in its exec root
+    must stay under 108 bytes, which a pytest-xdist worker's tmp_path
+    (…/popen-gw0/test_an_engine_started_through0/exec/containerd/…) passes."""
+    path = Path(tempfile.mkdtemp(prefix="dind-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_an_engine_started_through_build_egress_in_its_own_network_namespace_filters_its_builds(
-    tmp_path, logs_dir, docker_client
+    short_tmp_path, logs_dir, docker_client
 ):
     # Given an engine started as the compose and k8s dind containers start theirs (deploy/build-egress
     # engine dockerd …, in a network namespace of its own; the stand-in for the image's entrypoint
     # execs dockerd), the worker's metrics port listening in that namespace as in the k8s pod, a
     # service one hop away, as Redis is on the compose network, and the engine's resolver on that
     # same neighbour (its resolv.conf, in a mount namespace of the engine's own)
-    entrypoint, empty = tmp_path / "bin" / "dockerd-entrypoint.sh", tmp_path / "empty"
+    entrypoint, empty = short_tmp_path / "bin" / "dockerd-entrypoint.sh", short_tmp_path / "empty"
     entrypoint.parent.mkdir()
     entrypoint.write_text('#!/bin/sh\nexec "$@"\n')
     entrypoint.chmod(0o755)
     empty.mkdir()
-    host = f"unix://{tmp_path}/docker.sock"
+    host = f"unix://{short_tmp_path}/docker.sock"
     env = {**os.environ, "PATH": f"{entrypoint.parent}:{os.environ['PATH']}", "DOCKER_HOST": host}
     with netns.hosts(3, net=232) as (pod,):
         inside = ["nsenter", f"--net=/run/netns/{pod.netns}"]
-        resolv = tmp_path / "resolv.conf"
+        resolv = short_tmp_path / "resolv.conf"
         resolv.write_text(f"nameserver {pod.gateway}\n")
         own_resolv = [
             "unshare",
@@ -312,9 +325,9 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
                 "engine",
                 "dockerd",
                 "--data-root",
-                str(tmp_path / "data"),
+                str(short_tmp_path / "data"),
             ]
-            + ["--exec-root", str(tmp_path / "exec"), "--pidfile", str(tmp_path / "dockerd.pid")]
+            + ["--exec-root", str(short_tmp_path / "exec"), "--pidfile", str(short_tmp_path / "dockerd.pid")]
             + ["-H", host, "--storage-driver", "vfs"],
             env,
             logs_dir / "dind-engine.log",
@@ -334,16 +347,16 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
             image = b"".join(docker_client.get_image(BASE_IMAGE))
             subprocess.run(["docker", "load"], input=image, env=env, check=True, capture_output=True)
             # ...and a build on it tries the pod's own address, the neighbour, and its resolver
-            (tmp_path / "ctx").mkdir()
+            (short_tmp_path / "ctx").mkdir()
             targets = {
                 "pod": (pod.address, 18801),
                 "neighbour": (pod.gateway, 18802),
                 "dns": (pod.gateway, 53),
             }
             calls = "; ".join(f"probe {name} {address} {port}" for name, (address, port) in targets.items())
-            (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN {PROBE}; {calls}\n")
+            (short_tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN {PROBE}; {calls}\n")
             build = subprocess.run(
-                [Config.docker_cli, "build", "--no-cache", "--progress=plain", str(tmp_path / "ctx")],
+                [Config.docker_cli, "build", "--no-cache", "--progress=plain", str(short_tmp_path / "ctx")],
                 env={**env, "DOCKER_BUILDKIT": "1"},
                 capture_output=True,
                 text=True,
@@ -363,10 +376,10 @@ def test_an_engine_started_through_build_egress_in_its_own_network_namespace_fil
                 process.stop(timeout=30)
             # Its containerd runs in a session of its own; an engine that did not exit cleanly
             # leaves it, and its data root mounted.
-            containerd = tmp_path / "exec" / "containerd" / "containerd.pid"
+            containerd = short_tmp_path / "exec" / "containerd" / "containerd.pid"
             if containerd.exists():
                 subprocess.run(["kill", "-KILL", containerd.read_text().strip()], capture_output=True)
-            subprocess.run(["umount", "-R", str(tmp_path / "data")], capture_output=True)
+            subprocess.run(["umount", "-R", str(short_tmp_path / "data")], capture_output=True)
 
 
 def _hooks(family: str) -> list[str]:
