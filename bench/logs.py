@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 
 from bench.farm import BASE_IMAGE, LOGS, ROOT, Farm, context_archive, percentile
 
 # Under BuildKit a step's output reaches the farm at most at the engine's 1 MiB/s (README, Known
 # limits; beyond, BuildKit drops it): a burst of 20,000 lines of ~47 bytes (0.94 MB) stays whole.
 THROUGHPUT_LINES = 20_000
+BURSTS = 7
 
 
 def stamp_binary() -> bytes:
@@ -40,7 +42,9 @@ def latency(farm: Farm, lines: int) -> tuple[float, float]:
 
 def throughput(farm: Farm, lines: int) -> tuple[float, bool]:
     pad = "x" * 40
-    dockerfile = f"FROM {BASE_IMAGE}\nCOPY . /src\nRUN seq 1 {lines} | sed 's/$/ {pad}/'\n"
+    # The nonce keeps every burst out of the layer cache (each run is a new deployment's build).
+    nonce = uuid.uuid4().hex
+    dockerfile = f"FROM {BASE_IMAGE}\nCOPY . /src\nRUN echo {nonce} && seq 1 {lines} | sed 's/$/ {pad}/'\n"
     deployment = farm.archive_deployment(context_archive(dockerfile))
     build = farm.deploy(deployment)
     seen: list[int] = []
@@ -84,7 +88,11 @@ def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
     stamped = 2000 if quick else 10_000
     p50, p99 = latency(farm, stamped)
     lines = THROUGHPUT_LINES
-    rate, exact = throughput(farm, lines)
+    # One burst lasts about 0.4 s, so one pause of the host moves its rate by a quarter: the
+    # median of several bursts, with their range.
+    bursts = [throughput(farm, lines) for _ in range(3 if quick else BURSTS)]
+    rates = sorted(rate for rate, _ in bursts)
+    exact = all(exact for _, exact in bursts)
     farm.stop_workers()
     return [
         (
@@ -93,8 +101,9 @@ def run(farm: Farm, quick: bool) -> list[tuple[str, str, str]]:
             "p99 ≤ 50 ms",
         ),
         (
-            f"log throughput, {lines} lines end to end",
-            f"**{rate:,.0f} lines/s**; archive exact: {exact}",
+            f"log throughput, {lines} lines end to end (median of {len(rates)} builds)",
+            f"**{percentile(rates, 50):,.0f} lines/s** ({rates[0]:,.0f}–{rates[-1]:,.0f}); "
+            f"archives exact: {exact}",
             "≥ 50,000 lines/s; exact",
         ),
     ]
