@@ -130,6 +130,40 @@ def test_deploy_follow_sends_a_directory_without_its_dockerignored_files_and_exi
     assert names == [".dockerignore", "Dockerfile", "app.txt", "keep.log", "nonce"]
 
 
+def test_deploy_follow_builds_a_directory_packed_in_several_gzip_members(
+    client, api_url, tenant_token, worker, tmp_path
+):
+    # Incompressible files are stored in a gzip member of their own, the rest compressed in
+    # others (cli/packing.py): the Dockerfile, under docker/, comes in a member after 8 MiB of them
+    root = tmp_path / "ctx"
+    for index in range(8):
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "data" / f"{index}.bin").write_bytes(os.urandom(1024 * 1024))
+    (root / "docker").mkdir()
+    (root / "docker" / "Dockerfile").write_text(
+        dockerfile("test $(cat data/*.bin | wc -c) -eq 8388608 && echo all-8-mib-arrived")
+    )
+    subdomain = unique_subdomain("cli")
+
+    result = run_cli(
+        api_url,
+        tenant_token[1],
+        "deploy",
+        str(root),
+        "--subdomain",
+        subdomain,
+        "--dockerfile",
+        "docker/Dockerfile",
+        "--follow",
+        timeout=120,
+    )
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "all-8-mib-arrived" in result.stdout
+    [build] = builds_of(client, find_deployment(client, subdomain))
+    assert build["status"] == "success"
+
+
 def test_deploy_follow_exits_1_when_the_build_fails_with_the_failure_on_stderr(
     client, api_url, tenant_token, worker, tmp_path
 ):

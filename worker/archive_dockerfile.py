@@ -9,10 +9,12 @@ that is one, is refused rather than followed (the user's mistake, said so)."""
 
 from __future__ import annotations
 
+import gzip
 import posixpath
 import queue
 import tarfile
 import threading
+import zlib
 
 from worker.build_types import missing_dockerfile
 from worker.source import SourceError
@@ -64,7 +66,7 @@ class ArchiveDockerfile:
         return self._data.decode("utf-8", "replace")
 
     def read(self, size: int = -1) -> bytes:
-        """tarfile's reading end (a file object)."""
+        """The gzip reader's end (a file object): the archive's bytes as fed."""
         while self._offset >= len(self._pending):
             if self._ended:
                 return b""
@@ -77,11 +79,19 @@ class ArchiveDockerfile:
         return taken
 
     def _parse(self) -> None:
+        # GzipFile, not tarfile's own "r|gz": the archive may be several gzip members end to end
+        # (`buildfarm deploy` starts one where its compression level changes), which the engine
+        # reads whole; tarfile's stream reads the first member only, then fed the rest to a
+        # finished decompressor, which copied all it had been given at each read (a 100 MiB
+        # archive: minutes of CPU).
         try:
-            with tarfile.open(fileobj=self, mode="r|gz") as tar:
+            with (
+                gzip.GzipFile(fileobj=self, mode="rb") as inflated,
+                tarfile.open(fileobj=inflated, mode="r|") as tar,
+            ):
                 for member in tar:
                     self._see(tar, member)
-        except (tarfile.TarError, EOFError, OSError) as e:
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             self._problem = f"The archive is not a valid .tar.gz: {e}"
         finally:
             # Whatever stopped the parse, the stream must never block on a full backlog.
