@@ -6,7 +6,6 @@ import os
 
 import certifi
 import urllib3
-import urllib3.exceptions
 from minio import Minio
 from minio.error import ServerError
 from urllib3.util import Retry, Timeout
