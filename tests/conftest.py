@@ -138,7 +138,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last seen: {value!r:.300})")
 
 
 class Process:

@@ -18,7 +18,7 @@ from tests.conftest import FAST_LEASES, start_worker, wait_until
 from tests.farm import archive_deployment, build_path, context_archive, deploy, dockerfile, wait_for_status
 from worker.disk_space import engine_data_root
 from worker.scratch import PREFIX
-from worker.step_cgroups import CGROUP_ROOT, StepCgroup, buildkit_steps
+from worker.step_cgroups import CGROUP_ROOT, StepCgroup, buildkit_steps, make_engine_parent
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +77,26 @@ def running_step(marker: str) -> StepCgroup:
         return None
 
     return wait_until(find, 60, 0.05, what=f"a RUN step with {marker}")
+
+
+def test_a_worker_on_a_host_where_no_container_ran_yet_makes_the_engines_cgroup_parent(
+    tmp_path, config, docker_client
+):
+    # Given a host just started: cgroup hierarchies without the engine's parent, which the engine
+    # makes with its first container (before it, the worker's caps had nowhere to go, and a fork
+    # bomb ran unlimited: seen on this machine after a restart)
+    for hierarchy in ("pids", "memory", "cpu"):
+        (tmp_path / hierarchy).mkdir()
+    docker_host = config.docker_host
+    assert docker_client.info()["CgroupDriver"] == "cgroupfs"
+    # When a worker of this host's engine boots, it makes the parent where it caps BuildKit's steps
+    assert make_engine_parent(docker_host, tmp_path) == [tmp_path / "pids/docker", tmp_path / "memory/docker"]
+    assert not (tmp_path / "cpu/docker").exists()
+    # And only once; and never for an engine on another host, whose cgroups are not this host's
+    assert make_engine_parent(docker_host, tmp_path) == []
+    (tmp_path / "pids/docker").rmdir()
+    assert make_engine_parent("tcp://127.0.0.1:2375", tmp_path) == []
+    assert not (tmp_path / "pids/docker").exists()
 
 
 def test_a_fork_bomb_fails_its_build_promptly_as_the_users_and_the_farm_builds_on(

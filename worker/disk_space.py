@@ -17,6 +17,7 @@ from common.config import Config
 logger = logging.getLogger("buildfarm.worker")
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def tree_bytes(root: Path) -> int:
@@ -54,6 +55,16 @@ def engine_data_root(docker_host: str) -> Path | None:
             return None  # asked again next time
         _data_roots[docker_host] = root if root.is_dir() else None
     return _data_roots[docker_host]
+
+
+def scratch_over_budget(scratch: Path, budget: int) -> str | None:
+    """Why a build's scratch folder (its source) is past its disk budget, or None."""
+    if tree_bytes(scratch) <= budget:
+        return None
+    return (
+        f"The build's source took more than {budget / MIB:.0f} MiB of the worker's disk, its budget "
+        "(BUILDFARM_BUILD_DISK_BYTES)"
+    )
 
 
 def low_free_disk(config: Config, scratch: Path | None = None) -> str | None:

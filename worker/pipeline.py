@@ -32,7 +32,7 @@ from worker.build_step import build_step
 from worker.build_types import REGISTRY, S3, EngineGone, Unreachable
 from worker.buildkit import BuildKitRun
 from worker.context import WorkerContext
-from worker.disk_space import low_free_disk, tree_bytes
+from worker.disk_space import low_free_disk, scratch_over_budget
 from worker.docker_build import create_docker, engine_answers, push_image, registry_down
 from worker.engine_watch import EngineMark
 from worker.infra_retry import Retry, duration, retry_within
@@ -51,11 +51,11 @@ BUSY_RETRY_MS = 1000
 # A build a worker short of disk leaves in the queue is offered again after this delay (to any
 # worker).
 LOW_DISK_RETRY_MS = 5000
-# The build's scratch folder is measured this often against BUILDFARM_BUILD_DISK_BYTES.
+# The build's scratch folder is measured this often against BUILDFARM_BUILD_DISK_BYTES while its
+# source arrives (a clone); worker/source.py measures it once more when the source is all there.
 SCRATCH_CHECK_INTERVAL_S = 2.0
 # An engine gone during a build is asked this often whether it answers again.
 ENGINE_CHECK_INTERVAL_S = 1.0
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,16 +116,8 @@ class _Watcher(threading.Thread):
                     )
                 elif self.ctx.shutting_down():
                     self._halt(Stop("Worker shutting down: the build is handed back", hand_back=True))
-                elif now >= next_scratch_check and self.scratch and self._scratch_over_budget():
-                    budget = self.ctx.config.build_disk_bytes
-                    self._halt(
-                        Stop(
-                            f"The build's source took more than {budget / MIB:.0f} MiB of the worker's "
-                            "disk, its budget (BUILDFARM_BUILD_DISK_BYTES)",
-                            BuildStatus.FAILED,
-                            ErrorKind.USER,
-                        )
-                    )
+                elif now >= next_scratch_check and self.scratch and (reason := self._scratch_over_budget()):
+                    self._halt(Stop(reason, BuildStatus.FAILED, ErrorKind.USER))
                 if now >= next_scratch_check:
                     next_scratch_check = now + SCRATCH_CHECK_INTERVAL_S
             except redis.RedisError as e:
@@ -134,8 +126,8 @@ class _Watcher(threading.Thread):
                 if now - renewed > ttl:
                     self._halt(Stop(f"lease not renewed for {ttl} s ({e})"))
 
-    def _scratch_over_budget(self) -> bool:
-        return tree_bytes(self.scratch) > self.ctx.config.build_disk_bytes
+    def _scratch_over_budget(self) -> str | None:
+        return scratch_over_budget(self.scratch, self.ctx.config.build_disk_bytes)
 
     # Not `_stop`: threading.Thread has a method of that name, which it calls after a fork.
     def _halt(self, stop: Stop) -> None:

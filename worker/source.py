@@ -22,6 +22,7 @@ from common.models import Build, SourceType
 from common.outbound import OutboundRefused, OutboundRule, redact_userinfo
 from common.s3 import archive_key, dockerfile_key
 from worker.build_types import missing_dockerfile
+from worker.disk_space import scratch_over_budget
 from worker.infra_retry import Retry
 
 INLINE_DOCKERFILE = ".buildfarm.Dockerfile"
@@ -75,6 +76,8 @@ def fetch_source(
         retry_s3(lambda: s3.fget_object(config.sources_bucket, key, str(context_dir / INLINE_DOCKERFILE)))
         dockerfile = INLINE_DOCKERFILE
         log("Using the Dockerfile uploaded with the archive")
+    if reason := scratch_over_budget(scratch, config.build_disk_bytes):
+        raise SourceError(reason)
     _check_dockerfile(context_dir, dockerfile)
     return Source(context_dir, dockerfile, commit_sha)
 

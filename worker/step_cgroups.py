@@ -17,11 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-BUILDKIT_STEPS = "docker/buildkit"
+# The cgroup parent of the engine's containers under the cgroupfs driver (dockerd's default),
+# and the one cgroup below it whose children are BuildKit's steps.
 CONTAINERS = "docker"
+BUILDKIT_STEPS = f"{CONTAINERS}/buildkit"
 UNLIMITED_PIDS = "max"
 UNLIMITED_QUOTA = -1
+# Hierarchies (cgroup v1) where the worker caps BuildKit's steps together: pids here, memory in
+# worker/build_memory.py.
+CAPPED_HIERARCHIES = ("pids", "memory")
+ENGINE_TIMEOUT_S = 5
 # Rounds of freeze-kill-thaw before a step is given up on (each kills every process seen).
 KILL_ROUNDS = 10
 
@@ -120,6 +128,32 @@ class StepCgroup:
             if not pids:
                 return
             time.sleep(0.05)
+
+
+def make_engine_parent(docker_host: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    """Makes the engine's cgroup parent where the worker caps BuildKit's steps, if the engine
+    has not made it yet; returns the folders made. The engine makes it with its first container:
+    a worker that boots before that (on a host just started) would find nowhere to write its caps,
+    and every step of its builds would run with none. Only for an engine of this host (a unix
+    socket) that uses the cgroupfs driver."""
+    if not docker_host.startswith("unix://"):
+        return []
+    try:
+        with docker.APIClient(base_url=docker_host, version="auto", timeout=ENGINE_TIMEOUT_S) as client:
+            info = client.info()
+    except docker.errors.DockerException:
+        return []  # an engine that does not answer yet: the caps look for its parent as it is
+    if info.get("CgroupDriver") != "cgroupfs":
+        return []
+    hierarchies = [root] if info.get("CgroupVersion") == "2" else [root / h for h in CAPPED_HIERARCHIES]
+    made = []
+    for hierarchy in hierarchies:
+        folder = hierarchy / CONTAINERS
+        if hierarchy.is_dir() and not folder.is_dir():
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir()
+                made.append(folder)
+    return made
 
 
 def buildkit_steps(root: Path = CGROUP_ROOT) -> list[StepCgroup]:

@@ -1,6 +1,7 @@
 """Starts each worker process's log archiver, its timer (reaper, log archive retries, cleanup
 jobs) and its heartbeat (the farm's registry of workers, stopped last), caps the memory and
-processes of BuildKit's RUN steps, starts the guard of every RUN step's limits,
+processes of BuildKit's RUN steps (in the engine's cgroup parent, made first on a host where no
+container has run yet), starts the guard of every RUN step's limits,
 removes the scratch folders of dead workers, and gives running builds a grace period at
 shutdown, however many times the stop is signalled (worker/stop_signal.py)."""
 
@@ -18,7 +19,7 @@ from worker.engine_watch import EngineWatch
 from worker.heartbeat import HeartbeatThread
 from worker.log_archiver import LogArchiver
 from worker.scratch import remove_dead_workers_folders
-from worker.step_cgroups import cap_buildkit_pids
+from worker.step_cgroups import cap_buildkit_pids, make_engine_parent
 from worker.step_guard import StepGuard
 from worker.stop_signal import take_repeated_stop_signals_as_one
 from worker.timer import TimerThread
@@ -33,6 +34,8 @@ class WorkerLifecycle(dramatiq.Middleware):
         remove_dead_workers_folders()
         ctx.engine_watch = EngineWatch(ctx.config.docker_host)
         ctx.engine_watch.start()
+        if made := make_engine_parent(ctx.config.docker_host):
+            logger.info("made the engine's cgroup parent, to cap RUN steps in: %s", " ".join(map(str, made)))
         if ctx.config.builder == BUILDKIT:
             cap_buildkit_memory(ctx.config)
         if cap_buildkit_pids(ctx.config.engine_build_pids):
