@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import ROOT
 from tests.farm import archive_deployment, build_path, context_archive, deploy, logs, wait_for_status
 
-pytestmark = pytest.mark.e2e
+# It removes the shared engine's whole build cache, which other tests count on: run alone
+# (deploy/local/test).
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_wide]
 
 
 @pytest.fixture(scope="module")

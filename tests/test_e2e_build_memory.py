@@ -10,6 +10,9 @@ from tests.conftest import start_worker, wait_until
 from tests.farm import archive_deployment, context_archive, deploy, dockerfile, logs, wait_for_status
 from worker.build_memory import cap_buildkit_memory
 
+# It changes what every build on the shared engine gets: run alone (deploy/local/test).
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_wide]
+
 CAP = 96 * 1024 * 1024
 
 

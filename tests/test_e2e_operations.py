@@ -95,6 +95,8 @@ def test_a_retention_of_zero_days_keeps_logs_forever(worker_ctx, config):
     assert expire_logs(keeping) == 0
 
 
+# Its pruning removes the shared engine's whole build cache: run alone (deploy/local/test).
+@pytest.mark.engine_wide
 def test_past_its_disk_budget_a_worker_host_removes_the_images_it_pushed_but_not_the_base(
     client, worker, config, redis_client, s3, docker_client
 ):
@@ -116,6 +118,8 @@ def test_past_its_disk_budget_a_worker_host_removes_the_images_it_pushed_but_not
     assert tag in registry_get(config, f"{repository}/tags/list").json()["tags"]
 
 
+# Its pruning removes the shared engine's whole build cache: run alone (deploy/local/test).
+@pytest.mark.engine_wide
 def test_an_image_another_was_built_from_is_pruned_after_its_child(
     client, classic_worker, config, redis_client, s3, docker_client
 ):

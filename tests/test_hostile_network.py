@@ -51,7 +51,8 @@ from tests.conftest import (
 )
 from tests.farm import archive_deployment, context_archive, deploy, dockerfile, logs, wait_for_status
 
-pytestmark = pytest.mark.e2e
+# It changes what every build on the shared engine gets: run alone (deploy/local/test).
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_wide]
 
 EGRESS = ROOT / "deploy" / "build-egress"
 METADATA, PRIVATE, PUBLIC, HOST_PUBLIC = "169.254.169.254", "10.99.0.1", "192.88.99.2", "192.88.99.1"

@@ -20,7 +20,8 @@ from worker.disk_space import engine_data_root
 from worker.scratch import PREFIX
 from worker.step_cgroups import CGROUP_ROOT, StepCgroup, buildkit_steps, make_engine_parent
 
-pytestmark = pytest.mark.e2e
+# It changes what every build on the shared engine gets: run alone (deploy/local/test).
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_wide]
 
 PIDS = 64
 DISK_BUDGET = 32 * 1024 * 1024
