@@ -14,7 +14,17 @@ import pytest
 
 from common.tokens import create_token
 from tests.conftest import start_worker, wait_until
-from tests.farm import FAST_HEARTBEAT, build_in_its_run_step, build_path, wait_for_status, worker_ids
+from tests.farm import (
+    FAST_HEARTBEAT,
+    archive_deployment,
+    build_in_its_run_step,
+    build_path,
+    context_archive,
+    deploy,
+    dockerfile,
+    wait_for_status,
+    worker_ids,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +54,17 @@ def listed(client, worker_id: str) -> dict | None:
     return next((w for w in farm(client)["workers"] if w["id"] == worker_id), None)
 
 
+def admin_sees(admin, worker_id: str, build: dict, held: bool) -> dict:
+    """The worker as an admin sees it once the build holds a slot (or no longer does), within
+    2 s however loaded the host: the claim and the end wake the heartbeat."""
+    slot = {"build_id": build["id"], "deployment_id": build["deployment_id"], "number": build["number"]}
+    try:
+        return wait_until(lambda: (w := listed(admin, worker_id)) and (slot in w["builds"]) == held and w, 2)
+    except AssertionError:
+        what = "in a slot" if held else "out of its slot"
+        raise AssertionError(f"build {build['id']} not {what} in 2 s: {listed(admin, worker_id)}") from None
+
+
 def test_the_farms_worker_is_listed_with_its_threads_engine_and_heartbeat(client, fast_worker, docker_client):
     [worker_id] = worker_ids(fast_worker)
     worker = wait_until(lambda: listed(client, worker_id), 10, what="the worker in GET /farm")
@@ -60,39 +81,49 @@ def test_a_running_build_is_in_its_slot_for_an_admin_and_only_counted_for_a_tena
     [worker_id] = worker_ids(fast_worker)
     before = farm(client)["builds_last_hour"]
     build = build_in_its_run_step(client, "echo in-a-slot && sleep 60")
-    in_its_slot = {
-        "build_id": build["id"],
-        "deployment_id": build["deployment_id"],
-        "number": build["number"],
-    }
-
-    def admin_sees(held: bool, what: str) -> dict:
-        """The worker as an admin sees it once the build holds a slot (or no longer does), within
-        2 s however loaded the host: the claim and the end wake the heartbeat. A build an earlier
-        test file of this shard left queued may hold the other slot: counted, not waited for."""
-        try:
-            return wait_until(
-                lambda: (w := listed(admin, worker_id)) and (in_its_slot in w["builds"]) == held and w, 2
-            )
-        except AssertionError:
-            raise AssertionError(f"{what} not seen in 2 s: {listed(admin, worker_id)}") from None
-
     try:
-        # An admin: the build in its slot, each slot in use counted
-        worker = admin_sees(True, "the build in its slot")
-        assert worker["slots_in_use"] == len(worker["builds"]) >= 1
-        # A tenant: the slots in use counted, no build named
+        # An admin: the build in its slot
+        worker = admin_sees(admin, worker_id, build, True)
+        assert worker["slots_in_use"] == len(worker["builds"]) == 1
+        # A tenant: the slot in use counted, the build not named
         as_tenant = client.get("/farm")
         worker = next(w for w in as_tenant.json()["workers"] if w["id"] == worker_id)
-        assert worker["slots_in_use"] >= 1 and "builds" not in worker
+        assert worker["slots_in_use"] == 1 and "builds" not in worker
         assert as_tenant.json()["queue"]["running"] >= 1 and build["id"] not in as_tenant.text
     finally:
         client.post(build_path(build) + "/cancel")
     wait_for_status(client, build)
     # Once it ended, its slot is free at once and the build is counted
-    worker = admin_sees(False, "the build's slot freed")
-    assert worker["slots_in_use"] == len(worker["builds"])
+    assert admin_sees(admin, worker_id, build, False)["slots_in_use"] == 0
     assert farm(client)["builds_last_hour"] >= before + 1
+
+
+def test_a_worker_that_boots_with_a_build_waiting_runs_it_in_a_slot_it_reports(
+    client, admin, fast_worker, logs_dir
+):
+    # Given a build queued while no worker runs
+    fast_worker.stop()
+    build = deploy(client, archive_deployment(client, context_archive(dockerfile("echo waited && sleep 60"))))
+    # When a worker boots: its threads take the build at once, before Dramatiq's boot ends
+    booting = start_worker(logs_dir, name="farm-boot", **FAST_HEARTBEAT)
+    try:
+        wait_until(lambda: "ready for action" in booting.tail(), 30, what="the worker to boot")
+        [worker_id] = worker_ids(booting)
+        # Then the build runs in a slot its heartbeat reports (the boot's context is the builds')
+        admin_sees(admin, worker_id, build, True)
+    finally:
+        client.post(build_path(build) + "/cancel")
+        wait_for_status(client, build)
+        booting.stop()
+        restarted_from = fast_worker.log.stat().st_size
+        fast_worker.start()
+    # And the worker stops cleanly: the engine watch it started at boot was there to stop
+    assert "Unexpected failure" not in booting.log.read_text()
+    wait_until(
+        lambda: b"ready for action" in fast_worker.log.read_bytes()[restarted_from:],
+        30,
+        what="the module's worker to restart",
+    )
 
 
 def test_a_killed_worker_greys_out_then_disappears_and_a_stopped_one_leaves_at_once(

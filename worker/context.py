@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -71,10 +71,17 @@ class WorkerContext:
         return self.shutdown_deadline is not None and time.time() >= self.shutdown_deadline
 
 
-@functools.cache
+_made: list[WorkerContext] = []
+_making = threading.Lock()
+
+
 def worker_context() -> WorkerContext:
-    config = Config.from_env()
-    client = sync_redis(config.redis_url)
-    s3 = create_s3(config, retried_by_caller=True)
-    ensure_buckets(s3, config)
-    return WorkerContext(config, client, s3)
+    """The process's one context, whichever thread asks first (functools.cache would make one
+    per thread that asks while the first is being made)."""
+    with _making:
+        if not _made:
+            config = Config.from_env()
+            s3 = create_s3(config, retried_by_caller=True)
+            ensure_buckets(s3, config)
+            _made.append(WorkerContext(config, sync_redis(config.redis_url), s3))
+        return _made[0]

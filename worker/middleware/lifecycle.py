@@ -28,7 +28,10 @@ logger = logging.getLogger("buildfarm.worker")
 
 
 class WorkerLifecycle(dramatiq.Middleware):
-    def after_worker_boot(self, broker, worker) -> None:
+    # Before the boot, not after it: Dramatiq starts the consumers and the worker threads first,
+    # which take a queued build at once (seen: a build ran on a context of its own, which the
+    # heartbeat did not report and which had no engine watch or step guard).
+    def before_worker_boot(self, broker, worker) -> None:
         take_repeated_stop_signals_as_one()
         ctx = worker_context()
         remove_dead_workers_folders()
