@@ -150,7 +150,8 @@ def make_engine_parent(docker_host: str, root: Path = CGROUP_ROOT) -> list[Path]
     for hierarchy in hierarchies:
         folder = hierarchy / CONTAINERS
         if hierarchy.is_dir() and not folder.is_dir():
-            with contextlib.suppress(FileExistsError):
+            # Made meanwhile, or no right to: the caps then find it, or warn.
+            with contextlib.suppress(OSError):
                 folder.mkdir()
                 made.append(folder)
     return made
