@@ -132,7 +132,7 @@ def free_port() -> int:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
+    deadline, value = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         value = predicate()
         if value:

@@ -109,8 +109,11 @@ def test_a_worker_that_boots_with_a_build_waiting_runs_it_in_a_slot_it_reports(
     try:
         wait_until(lambda: "ready for action" in booting.tail(), 30, what="the worker to boot")
         [worker_id] = worker_ids(booting)
-        # Then the build runs in a slot its heartbeat reports (the boot's context is the builds')
-        admin_sees(admin, worker_id, build, True)
+        # Then the build runs in a slot its heartbeat reports (the boot's context is the builds'),
+        # and the worker's set-up (heartbeat, engine watch, step guard) was done before the claim
+        worker = admin_sees(admin, worker_id, build, True)
+        claimed = client.get(build_path(build)).json()["started_at"]
+        assert worker["started_at"] <= claimed, (worker["started_at"], claimed)
     finally:
         client.post(build_path(build) + "/cancel")
         wait_for_status(client, build)
